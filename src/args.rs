@@ -1,0 +1,367 @@
+//! Argument parsing for every command, over plain byte slices: no Redis types, so
+//! it is unit-tested and fuzzed on its own. Options are case-insensitive; an
+//! unknown, repeated or valueless option is an error; integers are strict decimal.
+
+use crate::config::MAX_DURATION_MS;
+use crate::core::meta::{self, MetaError};
+use crate::core::MessageId;
+use crate::errors;
+
+pub type ArgResult<T> = Result<T, String>;
+
+/// Largest `COUNT` a read or listing accepts.
+pub const MAX_COUNT: i64 = 100_000;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SendOptions {
+    pub priority: Option<u8>,
+    pub ttl_ms: Option<u64>,
+    pub dedup: Option<Vec<u8>>,
+    pub content_type: Option<Vec<u8>>,
+    pub thread: Option<Vec<u8>>,
+    pub correlation: Option<Vec<u8>>,
+    pub reply_to: Option<Vec<u8>>,
+    pub meta: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOptions {
+    pub count: usize,
+    pub block_ms: Option<u64>,
+    pub lease_ms: Option<u64>,
+    pub noack: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeOptions {
+    pub start: MessageId,
+    pub end: MessageId,
+    /// 0 = no limit.
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NackOptions {
+    pub ids: Vec<MessageId>,
+    pub delay_ms: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CreateOptions {
+    pub maxlen: Option<u64>,
+    pub ttl_ms: Option<u64>,
+    pub lease_ms: Option<u64>,
+    pub max_deliveries: Option<u32>,
+    pub dedup_window_ms: Option<u64>,
+    pub update: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Ids(Vec<MessageId>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadAction {
+    List(RangeOptions),
+    Requeue(Selection),
+    Purge(Selection),
+}
+
+/// A mailbox name: non-empty UTF-8.
+pub fn check_name(name: &[u8]) -> ArgResult<()> {
+    if name.is_empty() || std::str::from_utf8(name).is_err() {
+        return Err(errors::BAD_NAME.to_string());
+    }
+    Ok(())
+}
+
+/// Strict decimal integer in `min..=max`; `what` names it in the error.
+pub fn parse_int(what: &str, arg: &[u8], min: i64, max: i64) -> ArgResult<i64> {
+    let err = || errors::bad_integer(what, &format!("an integer from {min} to {max}"));
+    let text = std::str::from_utf8(arg).map_err(|_| err())?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    let value: i64 = text.parse().map_err(|_| err())?;
+    if value < min || value > max {
+        return Err(err());
+    }
+    Ok(value)
+}
+
+fn parse_u64(what: &str, arg: &[u8], min: i64, max: i64) -> ArgResult<u64> {
+    parse_int(what, arg, min, max).map(|v| v.unsigned_abs())
+}
+
+pub fn parse_id(arg: &[u8]) -> ArgResult<MessageId> {
+    MessageId::parse(arg).ok_or_else(|| errors::bad_id(arg))
+}
+
+pub fn parse_ids(args: &[&[u8]]) -> ArgResult<Vec<MessageId>> {
+    args.iter().map(|a| parse_id(a)).collect()
+}
+
+fn parse_bound(arg: &[u8], is_start: bool) -> ArgResult<MessageId> {
+    MessageId::parse_bound(arg, is_start).ok_or_else(|| errors::bad_id(arg))
+}
+
+/// Walks `NAME value` / `FLAG` options, refusing unknown and repeated ones.
+struct Options<'a> {
+    args: &'a [&'a [u8]],
+    pos: usize,
+    seen: Vec<&'static str>,
+}
+
+impl<'a> Options<'a> {
+    fn new(args: &'a [&'a [u8]]) -> Self {
+        Options { args, pos: 0, seen: Vec::new() }
+    }
+
+    /// The next option name, upper-cased, matched against `known`.
+    fn next(&mut self, known: &[&'static str]) -> ArgResult<Option<&'static str>> {
+        let Some(arg) = self.args.get(self.pos) else {
+            return Ok(None);
+        };
+        self.pos += 1;
+        let name = known
+            .iter()
+            .find(|k| k.as_bytes().eq_ignore_ascii_case(arg))
+            .ok_or_else(|| errors::unknown_option(arg))?;
+        if self.seen.contains(name) {
+            return Err(errors::repeated_option(name));
+        }
+        self.seen.push(name);
+        Ok(Some(name))
+    }
+
+    fn value(&mut self, name: &str) -> ArgResult<&'a [u8]> {
+        let value = self.args.get(self.pos).ok_or_else(|| errors::missing_value(name))?;
+        self.pos += 1;
+        Ok(value)
+    }
+}
+
+/// `MAILBOX.SEND` options after the mailbox and the payload.
+pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
+    const KNOWN: &[&str] = &["PRIORITY", "TTL", "DEDUP", "TYPE", "THREAD", "CORRELATION", "REPLYTO", "META"];
+    let mut opts = SendOptions::default();
+    let mut it = Options::new(args);
+    while let Some(name) = it.next(KNOWN)? {
+        let value = it.value(name)?;
+        match name {
+            "PRIORITY" => {
+                let p = parse_int(name, value, 0, 9).map_err(|_| errors::BAD_PRIORITY.to_string())?;
+                opts.priority = Some(p as u8);
+            }
+            "TTL" => opts.ttl_ms = Some(parse_u64(name, value, 1, MAX_DURATION_MS)?),
+            "DEDUP" => opts.dedup = Some(non_empty(name, value)?),
+            "TYPE" => opts.content_type = Some(non_empty(name, value)?),
+            "THREAD" => opts.thread = Some(non_empty(name, value)?),
+            "CORRELATION" => opts.correlation = Some(non_empty(name, value)?),
+            "REPLYTO" => {
+                check_name(value)?;
+                opts.reply_to = Some(value.to_vec());
+            }
+            "META" => {
+                meta::validate(value).map_err(|e| match e {
+                    MetaError::TooDeep => errors::META_TOO_DEEP.to_string(),
+                    MetaError::NotJson | MetaError::NotObject => errors::META_NOT_OBJECT.to_string(),
+                })?;
+                opts.meta = Some(value.to_vec());
+            }
+            _ => unreachable_option(name)?,
+        }
+    }
+    Ok(opts)
+}
+
+fn non_empty(name: &str, value: &[u8]) -> ArgResult<Vec<u8>> {
+    if value.is_empty() {
+        return Err(format!("ERR {name} must not be empty"));
+    }
+    Ok(value.to_vec())
+}
+
+fn unreachable_option(name: &str) -> ArgResult<()> {
+    // Only names listed in `KNOWN` reach the matches; keep the compiler and a
+    // future mistake honest without a panic.
+    Err(errors::unknown_option(name.as_bytes()))
+}
+
+/// `MAILBOX.READ` options after the mailbox.
+pub fn parse_read(args: &[&[u8]]) -> ArgResult<ReadOptions> {
+    let mut opts = ReadOptions { count: 1, block_ms: None, lease_ms: None, noack: false };
+    let mut it = Options::new(args);
+    while let Some(name) = it.next(&["COUNT", "BLOCK", "LEASE", "NOACK"])? {
+        match name {
+            "COUNT" => opts.count = parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize,
+            "BLOCK" => opts.block_ms = Some(parse_u64(name, it.value(name)?, 0, MAX_DURATION_MS)?),
+            "LEASE" => opts.lease_ms = Some(parse_u64(name, it.value(name)?, 1, MAX_DURATION_MS)?),
+            "NOACK" => opts.noack = true,
+            _ => unreachable_option(name)?,
+        }
+    }
+    Ok(opts)
+}
+
+/// `[start end] [COUNT n]`, as `MAILBOX.PEEK` and `MAILBOX.DEAD LIST` take them.
+pub fn parse_range(args: &[&[u8]]) -> ArgResult<RangeOptions> {
+    let mut range = RangeOptions { start: MessageId::MIN, end: MessageId::MAX, count: 0 };
+    let mut rest = args;
+    if let [start, end, tail @ ..] = args {
+        if !start.eq_ignore_ascii_case(b"COUNT") {
+            range.start = parse_bound(start, true)?;
+            range.end = parse_bound(end, false)?;
+            rest = tail;
+        }
+    }
+    let mut it = Options::new(rest);
+    while let Some(name) = it.next(&["COUNT"])? {
+        range.count = parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize;
+    }
+    Ok(range)
+}
+
+/// `MAILBOX.NACK` arguments after the mailbox: ids, then optionally `DELAY ms`.
+pub fn parse_nack(args: &[&[u8]]) -> ArgResult<NackOptions> {
+    let (ids, delay_ms) = match args {
+        [ids @ .., opt, value] if opt.eq_ignore_ascii_case(b"DELAY") => {
+            (ids, parse_u64("DELAY", value, 0, MAX_DURATION_MS)?)
+        }
+        _ => (args, 0),
+    };
+    if ids.is_empty() {
+        return Err(errors::SYNTAX.to_string());
+    }
+    Ok(NackOptions { ids: parse_ids(ids)?, delay_ms })
+}
+
+/// `MAILBOX.CREATE` options after the mailbox.
+pub fn parse_create(args: &[&[u8]]) -> ArgResult<CreateOptions> {
+    const KNOWN: &[&str] = &["MAXLEN", "TTL", "LEASE", "MAXDELIVER", "DEDUPWINDOW", "UPDATE"];
+    let mut opts = CreateOptions::default();
+    let mut it = Options::new(args);
+    while let Some(name) = it.next(KNOWN)? {
+        match name {
+            "MAXLEN" => opts.maxlen = Some(parse_u64(name, it.value(name)?, 0, i64::MAX)?),
+            "TTL" => opts.ttl_ms = Some(parse_u64(name, it.value(name)?, 0, MAX_DURATION_MS)?),
+            "LEASE" => opts.lease_ms = Some(parse_u64(name, it.value(name)?, 1, MAX_DURATION_MS)?),
+            "MAXDELIVER" => {
+                let n = parse_u64(name, it.value(name)?, 0, i64::from(u32::MAX))?;
+                opts.max_deliveries = Some(n as u32);
+            }
+            "DEDUPWINDOW" => {
+                opts.dedup_window_ms = Some(parse_u64(name, it.value(name)?, 0, MAX_DURATION_MS)?)
+            }
+            "UPDATE" => opts.update = true,
+            _ => unreachable_option(name)?,
+        }
+    }
+    Ok(opts)
+}
+
+fn parse_selection(args: &[&[u8]]) -> ArgResult<Selection> {
+    match args {
+        [] => Err(errors::SYNTAX.to_string()),
+        [all] if all.eq_ignore_ascii_case(b"ALL") => Ok(Selection::All),
+        ids => Ok(Selection::Ids(parse_ids(ids)?)),
+    }
+}
+
+/// `MAILBOX.DEAD` arguments after the mailbox.
+pub fn parse_dead(args: &[&[u8]]) -> ArgResult<DeadAction> {
+    let Some((action, rest)) = args.split_first() else {
+        return Err(errors::SYNTAX.to_string());
+    };
+    if action.eq_ignore_ascii_case(b"LIST") {
+        Ok(DeadAction::List(parse_range(rest)?))
+    } else if action.eq_ignore_ascii_case(b"REQUEUE") {
+        Ok(DeadAction::Requeue(parse_selection(rest)?))
+    } else if action.eq_ignore_ascii_case(b"PURGE") {
+        Ok(DeadAction::Purge(parse_selection(rest)?))
+    } else {
+        Err(format!(
+            "ERR unknown MAILBOX.DEAD subcommand '{}', expected LIST, REQUEUE or PURGE",
+            String::from_utf8_lossy(action)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(args: &[&'static str]) -> Vec<&'static [u8]> {
+        args.iter().map(|a| a.as_bytes()).collect()
+    }
+
+    #[test]
+    fn send_options() {
+        let o =
+            parse_send(&v(&["priority", "9", "TTL", "1000", "META", "{\"a\":1}", "THREAD", "t"])).unwrap();
+        assert_eq!(o.priority, Some(9));
+        assert_eq!(o.ttl_ms, Some(1000));
+        assert_eq!(o.thread.as_deref(), Some(&b"t"[..]));
+        assert_eq!(parse_send(&v(&["PRIORITY", "10"])).unwrap_err(), errors::BAD_PRIORITY);
+        assert_eq!(parse_send(&v(&["PRIORITY", "-1"])).unwrap_err(), errors::BAD_PRIORITY);
+        assert_eq!(parse_send(&v(&["BOGUS", "1"])).unwrap_err(), "ERR unknown option 'BOGUS'");
+        assert_eq!(
+            parse_send(&v(&["TTL", "5", "ttl", "6"])).unwrap_err(),
+            "ERR option 'TTL' given more than once"
+        );
+        assert_eq!(parse_send(&v(&["TTL"])).unwrap_err(), "ERR option 'TTL' needs a value");
+        assert!(parse_send(&v(&["TTL", "0"])).is_err());
+        assert!(parse_send(&v(&["TTL", "1e3"])).is_err());
+        assert!(parse_send(&v(&["TTL", "99999999999999999999999"])).is_err());
+        assert_eq!(parse_send(&v(&["META", "[1]"])).unwrap_err(), errors::META_NOT_OBJECT);
+        assert_eq!(parse_send(&v(&["META", "{"])).unwrap_err(), errors::META_NOT_OBJECT);
+        assert_eq!(parse_send(&v(&["REPLYTO", ""])).unwrap_err(), errors::BAD_NAME);
+        assert!(parse_send(&[b"REPLYTO", b"\xff"]).is_err());
+    }
+
+    #[test]
+    fn read_options() {
+        let o = parse_read(&v(&["COUNT", "3", "BLOCK", "0", "NOACK"])).unwrap();
+        assert_eq!(o, ReadOptions { count: 3, block_ms: Some(0), lease_ms: None, noack: true });
+        assert_eq!(parse_read(&[]).unwrap().count, 1);
+        assert!(parse_read(&v(&["COUNT", "0"])).is_err());
+        assert!(parse_read(&v(&["LEASE", "0"])).is_err());
+        assert!(parse_read(&v(&["NOACK", "NOACK"])).is_err());
+        assert!(parse_read(&v(&["BLOCK", "-5"])).is_err());
+    }
+
+    #[test]
+    fn ranges_and_nack() {
+        let r = parse_range(&v(&["5", "+", "COUNT", "2"])).unwrap();
+        assert_eq!((r.start, r.end, r.count), (MessageId::new(5, 0), MessageId::MAX, 2));
+        assert_eq!(parse_range(&v(&["COUNT", "2"])).unwrap().start, MessageId::MIN);
+        assert!(parse_range(&v(&["x", "+"])).is_err());
+        assert!(parse_range(&v(&["-"])).is_err());
+        let n = parse_nack(&v(&["1-0", "2-0", "DELAY", "50"])).unwrap();
+        assert_eq!(n.ids.len(), 2);
+        assert_eq!(n.delay_ms, 50);
+        assert!(parse_nack(&v(&["DELAY", "50"])).is_err());
+        assert!(parse_nack(&v(&["nope"])).is_err());
+    }
+
+    #[test]
+    fn create_and_dead() {
+        let c = parse_create(&v(&["MAXLEN", "10", "MAXDELIVER", "3", "UPDATE"])).unwrap();
+        assert_eq!((c.maxlen, c.max_deliveries, c.update), (Some(10), Some(3), true));
+        assert!(parse_create(&v(&["LEASE", "0"])).is_err());
+        assert_eq!(parse_dead(&v(&["PURGE", "ALL"])).unwrap(), DeadAction::Purge(Selection::All));
+        assert!(parse_dead(&v(&["REQUEUE"])).is_err());
+        assert!(parse_dead(&v(&["EXPLODE"])).is_err());
+        assert!(parse_dead(&[]).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name(b"{team}alice").is_ok());
+        assert!(check_name(b"").is_err());
+        assert!(check_name(b"\xc3").is_err());
+    }
+}

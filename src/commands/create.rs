@@ -1,0 +1,59 @@
+//! `MAILBOX.CREATE mailbox [MAXLEN n] [TTL ms] [LEASE ms] [MAXDELIVER n] [DEDUPWINDOW ms] [UPDATE]`
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{err, mailbox_mut, notify, replicate};
+use crate::args::{self, CreateOptions};
+use crate::config;
+use crate::core::{Mailbox, Settings};
+use crate::data_type::{gauge_add, MAILBOX_TYPE};
+use crate::effects::Effect;
+use crate::errors;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 2 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    args::check_name(all[0]).map_err(err)?;
+    let opts = args::parse_create(&all[1..]).map_err(err)?;
+    let key = ctx.open_key_writable(&argv[1]);
+    match mailbox_mut(&key)? {
+        Some(_) if !opts.update => Err(RedisError::Str(errors::MAILBOX_EXISTS)),
+        Some(mailbox) => {
+            let settings = apply(mailbox.settings, &opts);
+            let effect = Effect::Init { settings, last_id: mailbox.last_id };
+            replicate(ctx, all[0], &effect);
+            effect.apply(mailbox);
+            notify(ctx, "mailbox.create", &argv[1]);
+            Ok(RedisValue::SimpleStringStatic("OK"))
+        }
+        None => {
+            let mailbox = Mailbox::new(apply(config::default_settings(), &opts));
+            replicate(ctx, all[0], &Effect::Init { settings: mailbox.settings, last_id: mailbox.last_id });
+            gauge_add(&mailbox);
+            key.set_value(&MAILBOX_TYPE, mailbox).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+            notify(ctx, "mailbox.create", &argv[1]);
+            Ok(RedisValue::SimpleStringStatic("OK"))
+        }
+    }
+}
+
+fn apply(mut settings: Settings, opts: &CreateOptions) -> Settings {
+    if let Some(v) = opts.maxlen {
+        settings.maxlen = v;
+    }
+    if let Some(v) = opts.ttl_ms {
+        settings.ttl_ms = v;
+    }
+    if let Some(v) = opts.lease_ms {
+        settings.lease_ms = v;
+    }
+    if let Some(v) = opts.max_deliveries {
+        settings.max_deliveries = v;
+    }
+    if let Some(v) = opts.dedup_window_ms {
+        settings.dedup_window_ms = v;
+    }
+    settings
+}

@@ -1,0 +1,47 @@
+//! `MAILBOX.INFO mailbox`
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{err, now_ms, reply_fields, Field};
+use crate::args;
+use crate::core::Mailbox;
+use crate::data_type::MAILBOX_TYPE;
+use crate::errors;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() != 2 {
+        return Err(RedisError::WrongArity);
+    }
+    args::check_name(argv[1].as_slice()).map_err(err)?;
+    let key = ctx.open_key(&argv[1]);
+    let Some(mb) = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?
+    else {
+        return Err(RedisError::Str(errors::NO_SUCH_MAILBOX));
+    };
+    let s = mb.settings;
+    let c = mb.counts();
+    let int = |n: u64| Field::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let oldest = match mb.oldest_ts() {
+        Some(ts) => int(now_ms().saturating_sub(ts)),
+        None => Field::Nil,
+    };
+    reply_fields(
+        ctx,
+        &[
+            ("maxlen", int(s.maxlen)),
+            ("ttl", int(s.ttl_ms)),
+            ("lease", int(s.lease_ms)),
+            ("maxdeliver", int(u64::from(s.max_deliveries))),
+            ("dedup-window", int(s.dedup_window_ms)),
+            ("ready", int(c.ready)),
+            ("leased", int(c.leased)),
+            ("delayed", int(c.delayed)),
+            ("dead", int(c.dead)),
+            ("dedup-keys", int(c.dedup_keys)),
+            ("last-id", Field::Str(mb.last_id.to_string().into_bytes())),
+            ("oldest-age", oldest),
+            ("bytes", int(mb.content_bytes())),
+        ],
+    );
+    Ok(RedisValue::NoReply)
+}

@@ -1,0 +1,204 @@
+//! Command handlers: parse, call the core, replicate the effects, reply. One file
+//! per command; this file holds what they share.
+
+pub mod ack;
+pub mod create;
+pub mod dead;
+pub mod effect;
+pub mod info;
+pub mod nack;
+pub mod peek;
+pub mod read;
+pub mod send;
+pub mod stats;
+
+use redis_module::key::RedisKeyWritable;
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisError, RedisString};
+
+use crate::core::{Entry, Envelope, Mailbox, SweepOutcome};
+use crate::data_type::{tracked, MAILBOX_TYPE};
+use crate::effects::Effect;
+use crate::errors;
+use crate::sweeper;
+
+pub type Args<'a> = Vec<&'a [u8]>;
+
+/// The raw bytes of every argument after the command name.
+pub fn arg_slices(args: &[RedisString]) -> Args<'_> {
+    args.iter().skip(1).map(RedisString::as_slice).collect()
+}
+
+pub fn now_ms() -> u64 {
+    let now = unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) };
+    u64::try_from(now).unwrap_or(0)
+}
+
+pub fn err(text: impl Into<String>) -> RedisError {
+    RedisError::String(text.into())
+}
+
+/// The mailbox stored at an open key: `Ok(None)` when the key is empty,
+/// `WRONGTYPE` when it holds something else.
+pub fn mailbox_mut(key: &RedisKeyWritable) -> Result<Option<&mut Mailbox>, RedisError> {
+    key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))
+}
+
+/// Whether this server decides time-driven changes (lease expiry, TTL): only a
+/// master does; a replica waits for the master's effects.
+pub fn is_master(ctx: &Context) -> bool {
+    ctx.get_flags().contains(ContextFlags::MASTER)
+}
+
+/// Replicates one effect on `key` to replicas and the AOF.
+pub fn replicate(ctx: &Context, key: &[u8], effect: &Effect) {
+    let args = effect.to_args();
+    let mut all: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
+    all.push(key);
+    all.extend(args.iter().map(Vec::as_slice));
+    ctx.replicate("MAILBOX.EFFECT", all.as_slice());
+}
+
+/// Raises a module keyspace event (class `d`) named `mailbox.<what>` on `key`.
+pub fn notify(ctx: &Context, event: &str, key: &RedisString) {
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
+}
+
+/// Wakes clients blocked in `MAILBOX.READ ... BLOCK` on `key`.
+pub fn signal_ready(ctx: &Context, key: &RedisString) {
+    if let Some(signal) = unsafe { raw::RedisModule_SignalKeyAsReady } {
+        unsafe { signal(ctx.ctx, key.inner) };
+    }
+}
+
+/// On the master, applies whatever is due at `now` to one mailbox, counts it,
+/// replicates it as explicit effects and wakes readers if messages became ready.
+pub fn sweep(ctx: &Context, key: &RedisString, mailbox: &mut Mailbox, now: u64) {
+    if !is_master(ctx) {
+        return;
+    }
+    let before = mailbox.counts();
+    let SweepOutcome { expired, requeued, dead } = tracked(mailbox, |mb| mb.sweep(now));
+    let after = mailbox.counts();
+    let dedup_forgotten = after.dedup_keys != before.dedup_keys;
+    crate::stats::LEASE_EXPIRED.add(before.leased.saturating_sub(after.leased) as usize);
+    let name = key.as_slice();
+    if !expired.is_empty() {
+        crate::stats::EXPIRED.add(expired.len());
+        replicate(ctx, name, &Effect::Remove { ids: expired });
+        notify(ctx, "mailbox.expired", key);
+    }
+    if !requeued.is_empty() {
+        replicate(ctx, name, &Effect::Requeue { ids: requeued });
+        notify(ctx, "mailbox.requeued", key);
+        signal_ready(ctx, key);
+    }
+    if !dead.is_empty() {
+        crate::stats::DEAD_LETTERED.add(dead.len());
+        replicate(
+            ctx,
+            name,
+            &Effect::Kill { at: now, reason: crate::core::DeadReason::MaxDeliveries, ids: dead },
+        );
+        notify(ctx, "mailbox.deadlettered", key);
+    }
+    if dedup_forgotten {
+        replicate(ctx, name, &Effect::ForgetDedup { now });
+    }
+}
+
+/// Tells the sweeper when this mailbox next needs attention.
+pub fn reschedule(ctx: &Context, key: &RedisString, mailbox: &Mailbox) {
+    sweeper::schedule(ctx, key.as_slice(), mailbox.next_deadline());
+}
+
+// ---- replies -----------------------------------------------------------
+
+fn reply_array(ctx: &Context, len: usize) {
+    raw::reply_with_array(ctx.ctx, len as std::os::raw::c_long);
+}
+
+pub fn reply_bulk(ctx: &Context, bytes: &[u8]) {
+    raw::reply_with_string_buffer(ctx.ctx, bytes.as_ptr().cast(), bytes.len());
+}
+
+pub fn reply_int(ctx: &Context, n: i64) {
+    raw::reply_with_long_long(ctx.ctx, n);
+}
+
+pub fn reply_null_array(ctx: &Context) {
+    if let Some(f) = unsafe { raw::RedisModule_ReplyWithNullArray } {
+        unsafe { f(ctx.ctx) };
+    }
+}
+
+/// A message as `[id, [field, value, ...]]`, fields as the README lists them,
+/// followed by `extra` fields.
+pub fn reply_message(ctx: &Context, env: &Envelope, deliveries: u32, extra: &[(&str, Vec<u8>)]) {
+    let num = |n: u64| n.to_string().into_bytes();
+    let mut fields: Vec<(&str, std::borrow::Cow<[u8]>)> = vec![
+        ("from", env.from.as_slice().into()),
+        ("to", env.to.as_slice().into()),
+        ("ts", num(env.ts).into()),
+        ("priority", num(u64::from(env.priority)).into()),
+    ];
+    if let Some(t) = &env.content_type {
+        fields.push(("type", t.as_slice().into()));
+    }
+    fields.push(("payload", env.payload.as_slice().into()));
+    for (name, value) in [
+        ("meta", &env.meta),
+        ("thread", &env.thread),
+        ("correlation", &env.correlation),
+        ("reply_to", &env.reply_to),
+    ] {
+        if let Some(v) = value {
+            fields.push((name, v.as_slice().into()));
+        }
+    }
+    if let Some(at) = env.expires_at {
+        fields.push(("expires", num(at).into()));
+    }
+    fields.push(("deliveries", num(u64::from(deliveries)).into()));
+    for (name, value) in extra {
+        fields.push((name, value.as_slice().into()));
+    }
+    reply_array(ctx, 2);
+    reply_bulk(ctx, env.id.to_string().as_bytes());
+    reply_array(ctx, fields.len() * 2);
+    for (name, value) in &fields {
+        reply_bulk(ctx, name.as_bytes());
+        reply_bulk(ctx, value);
+    }
+}
+
+pub fn reply_entries(
+    ctx: &Context,
+    entries: &[&Entry],
+    extra: impl Fn(&Entry) -> Vec<(&'static str, Vec<u8>)>,
+) {
+    reply_array(ctx, entries.len());
+    for entry in entries {
+        reply_message(ctx, &entry.env, entry.deliveries, &extra(entry));
+    }
+}
+
+/// Replies a flat array of name/value pairs; values are integers, strings or nil.
+pub enum Field {
+    Int(i64),
+    Str(Vec<u8>),
+    Nil,
+}
+
+pub fn reply_fields(ctx: &Context, fields: &[(&str, Field)]) {
+    reply_array(ctx, fields.len() * 2);
+    for (name, value) in fields {
+        reply_bulk(ctx, name.as_bytes());
+        match value {
+            Field::Int(n) => reply_int(ctx, *n),
+            Field::Str(s) => reply_bulk(ctx, s),
+            Field::Nil => {
+                raw::reply_with_null(ctx.ctx);
+            }
+        }
+    }
+}

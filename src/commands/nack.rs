@@ -1,0 +1,47 @@
+//! `MAILBOX.NACK mailbox id [id ...] [DELAY ms]`
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{err, mailbox_mut, notify, now_ms, replicate, reschedule, signal_ready, sweep};
+use crate::args;
+use crate::core::{DeadReason, NackOutcome};
+use crate::data_type::tracked;
+use crate::effects::Effect;
+use crate::stats;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    args::check_name(all[0]).map_err(err)?;
+    let opts = args::parse_nack(&all[1..]).map_err(err)?;
+    let key = ctx.open_key_writable(&argv[1]);
+    let Some(mailbox) = mailbox_mut(&key)? else {
+        return Ok(RedisValue::Integer(0));
+    };
+    let now = now_ms();
+    sweep(ctx, &argv[1], mailbox, now);
+    let NackOutcome { requeued, delayed, dead } =
+        tracked(mailbox, |mb| mb.nack(&opts.ids, now, opts.delay_ms));
+    let total = requeued.len() + delayed.len() + dead.len();
+    let name = all[0];
+    stats::NACKED.add(total);
+    if !requeued.is_empty() {
+        replicate(ctx, name, &Effect::Requeue { ids: requeued });
+        signal_ready(ctx, &argv[1]);
+    }
+    if !delayed.is_empty() {
+        replicate(ctx, name, &Effect::Delay { until: now.saturating_add(opts.delay_ms), ids: delayed });
+    }
+    if !dead.is_empty() {
+        stats::DEAD_LETTERED.add(dead.len());
+        replicate(ctx, name, &Effect::Kill { at: now, reason: DeadReason::MaxDeliveries, ids: dead });
+        notify(ctx, "mailbox.deadlettered", &argv[1]);
+    }
+    if total > 0 {
+        notify(ctx, "mailbox.nack", &argv[1]);
+        reschedule(ctx, &argv[1], mailbox);
+    }
+    Ok(RedisValue::Integer(total as i64))
+}

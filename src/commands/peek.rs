@@ -1,0 +1,34 @@
+//! `MAILBOX.PEEK mailbox [start end] [COUNT n]`: read-only, so it never changes
+//! state (and runs on replicas); messages past their TTL are skipped, not purged.
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{err, now_ms, reply_entries};
+use crate::args;
+use crate::core::{Mailbox, State};
+use crate::data_type::MAILBOX_TYPE;
+use crate::errors;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 2 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    args::check_name(all[0]).map_err(err)?;
+    let range = args::parse_range(&all[1..]).map_err(err)?;
+    let key = ctx.open_key(&argv[1]);
+    let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    let entries = match mailbox {
+        Some(mb) => mb.range(range.start, range.end, range.count, now_ms()),
+        None => Vec::new(),
+    };
+    reply_entries(ctx, &entries, |e| {
+        let state = match e.state {
+            State::Ready => "ready",
+            State::Leased { .. } => "leased",
+            State::Delayed { .. } => "delayed",
+        };
+        vec![("state", state.as_bytes().to_vec())]
+    });
+    Ok(RedisValue::NoReply)
+}

@@ -1,0 +1,86 @@
+//! `MAILBOX.READ mailbox [COUNT n] [BLOCK ms] [LEASE ms] [NOACK]`
+
+use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{
+    err, mailbox_mut, notify, now_ms, replicate, reply_entries, reply_null_array, reschedule, sweep,
+};
+use crate::args::{self, ReadOptions};
+use crate::blocking;
+use crate::data_type::tracked;
+use crate::effects::Effect;
+use crate::stats;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 2 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    args::check_name(all[0]).map_err(err)?;
+    let opts = args::parse_read(&all[1..]).map_err(err)?;
+    if serve(ctx, &argv[1], &opts)? {
+        return Ok(RedisValue::NoReply);
+    }
+    match opts.block_ms {
+        Some(timeout) if !ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) => {
+            blocking::block_on_key(ctx, &argv[1], timeout);
+        }
+        _ => reply_null_array(ctx),
+    }
+    Ok(RedisValue::NoReply)
+}
+
+/// Called when a blocked reader's key was signalled: the same read again.
+/// `Ok(false)` keeps the client blocked.
+pub fn serve_blocked(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
+    let all = super::arg_slices(argv);
+    let opts = args::parse_read(all.get(1..).unwrap_or_default()).map_err(err)?;
+    match argv.get(1) {
+        Some(key) => serve(ctx, key, &opts),
+        None => Err(RedisError::WrongArity),
+    }
+}
+
+/// Leases (or, with `NOACK`, removes) the next ready messages and replies them.
+/// Replies nothing and returns `Ok(false)` when none is ready.
+fn serve(ctx: &Context, key_name: &RedisString, opts: &ReadOptions) -> Result<bool, RedisError> {
+    let key = ctx.open_key_writable(key_name);
+    let Some(mailbox) = mailbox_mut(&key)? else {
+        return Ok(false);
+    };
+    let now = now_ms();
+    sweep(ctx, key_name, mailbox, now);
+    let ids = mailbox.next_ready(opts.count, now);
+    if ids.is_empty() {
+        reschedule(ctx, key_name, mailbox);
+        return Ok(false);
+    }
+    let name = key_name.as_slice();
+    if opts.noack {
+        let taken = tracked(mailbox, |mb| mb.take(&ids));
+        replicate(ctx, name, &Effect::Remove { ids: taken.iter().map(|e| e.env.id).collect() });
+        count_deliveries(taken.iter().map(|e| e.deliveries));
+        let refs: Vec<_> = taken.iter().collect();
+        reply_entries(ctx, &refs, |_| Vec::new());
+    } else {
+        let lease_ms = opts.lease_ms.unwrap_or(mailbox.settings.lease_ms);
+        let until = now.saturating_add(lease_ms);
+        let leased = mailbox.lease(&ids, until);
+        replicate(ctx, name, &Effect::Lease { until, ids: leased.clone() });
+        let entries: Vec<_> = leased.iter().filter_map(|id| mailbox.get(id)).collect();
+        count_deliveries(entries.iter().map(|e| e.deliveries));
+        reply_entries(ctx, &entries, |_| Vec::new());
+    }
+    notify(ctx, "mailbox.read", key_name);
+    reschedule(ctx, key_name, mailbox);
+    Ok(true)
+}
+
+fn count_deliveries(deliveries: impl Iterator<Item = u32>) {
+    for n in deliveries {
+        stats::DELIVERED.incr();
+        if n > 1 {
+            stats::REDELIVERED.incr();
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The module's configs (`mailbox.*`): settable in `redis.conf` after `loadmodule`,
+//! with `MODULE LOADEX ... CONFIG mailbox.<name> <value>` and `CONFIG SET` at run time.
+//! The values live in atomics so they can be read from any context cheaply.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::core::Settings;
+
+/// Largest payload `MAILBOX.SEND` accepts, in bytes.
+pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(1 << 20);
+/// Lease (visibility timeout) of new mailboxes, in ms.
+pub static DEFAULT_LEASE_MS: AtomicI64 = AtomicI64::new(30_000);
+/// Deliveries before dead-lettering, for new mailboxes; 0 = unlimited.
+pub static DEFAULT_MAX_DELIVERIES: AtomicI64 = AtomicI64::new(5);
+/// Maximum held messages of new mailboxes; 0 = unlimited.
+pub static DEFAULT_MAXLEN: AtomicI64 = AtomicI64::new(0);
+/// TTL of messages sent without one, for new mailboxes, in ms; 0 = none.
+pub static DEFAULT_TTL_MS: AtomicI64 = AtomicI64::new(0);
+/// Dedup window of new mailboxes, in ms; 0 disables dedup.
+pub static DEDUP_WINDOW_MS: AtomicI64 = AtomicI64::new(3_600_000);
+/// How often the master looks for expired leases and TTLs, in ms.
+pub static SWEEP_INTERVAL_MS: AtomicI64 = AtomicI64::new(100);
+
+pub const DEFAULT_MAX_PAYLOAD_BYTES: i64 = 1 << 20;
+pub const DEFAULT_DEFAULT_LEASE_MS: i64 = 30_000;
+pub const DEFAULT_DEFAULT_MAX_DELIVERIES: i64 = 5;
+pub const DEFAULT_DEFAULT_MAXLEN: i64 = 0;
+pub const DEFAULT_DEFAULT_TTL_MS: i64 = 0;
+pub const DEFAULT_DEDUP_WINDOW_MS: i64 = 3_600_000;
+pub const DEFAULT_SWEEP_INTERVAL_MS: i64 = 100;
+
+/// Upper bound of every duration config and option: about 10 years in ms.
+pub const MAX_DURATION_MS: i64 = 315_360_000_000;
+
+pub fn get(value: &AtomicI64) -> i64 {
+    value.load(Ordering::Relaxed)
+}
+
+fn get_u64(value: &AtomicI64) -> u64 {
+    u64::try_from(get(value)).unwrap_or(0)
+}
+
+/// The settings a mailbox created now gets, resolved from the configs so that they
+/// travel explicitly to replicas and the AOF.
+pub fn default_settings() -> Settings {
+    Settings {
+        maxlen: get_u64(&DEFAULT_MAXLEN),
+        ttl_ms: get_u64(&DEFAULT_TTL_MS),
+        lease_ms: get_u64(&DEFAULT_LEASE_MS).max(1),
+        max_deliveries: u32::try_from(get(&DEFAULT_MAX_DELIVERIES)).unwrap_or(u32::MAX),
+        dedup_window_ms: get_u64(&DEDUP_WINDOW_MS),
+    }
+}

@@ -1,0 +1,698 @@
+//! The binary encoding of envelopes, entries, dead letters and settings, shared by
+//! RDB save/load, the replicated effects and the AOF rewrite. Decoding never
+//! panics and never trusts a length: bad bytes give an error.
+//!
+//! Each blob starts with a format byte (`FORMAT`); integers are little-endian
+//! varints (LEB128, at most 10 bytes); byte strings are a varint length then the
+//! bytes; an optional field is a 0/1 byte then the value.
+//!
+//! - envelope: id.ms, id.seq, from, to, ts, priority (one byte, 0..=9),
+//!   expires_at (optional integer), content_type (optional), payload, meta,
+//!   thread, correlation, reply_to (all three optional).
+//! - entry: FORMAT, the envelope's fields, deliveries, state (one byte: 0 ready,
+//!   1 leased then `until`, 2 delayed then `until`).
+//! - dead letter: FORMAT, the envelope's fields, deliveries, reason code (one
+//!   byte), at.
+//! - settings: FORMAT, maxlen, ttl_ms, lease_ms (>= 1), max_deliveries (fits
+//!   u32), dedup_window_ms.
+
+use std::sync::Arc;
+
+use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Settings, State};
+
+pub const FORMAT: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+const MAX_PRIORITY: u8 = 9;
+
+const STATE_READY: u8 = 0;
+const STATE_LEASED: u8 = 1;
+const STATE_DELAYED: u8 = 2;
+
+pub fn encode_envelope(env: &Envelope, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    put_envelope_fields(env, out);
+}
+
+pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    let mut r = Reader::new(bytes);
+    r.format()?;
+    let env = r.envelope_fields()?;
+    r.finish()?;
+    Ok(env)
+}
+
+/// An entry: its envelope followed by deliveries and state.
+pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    put_envelope_fields(&entry.env, out);
+    put_varint(out, u64::from(entry.deliveries));
+    match entry.state {
+        State::Ready => out.push(STATE_READY),
+        State::Leased { until } => {
+            out.push(STATE_LEASED);
+            put_varint(out, until);
+        }
+        State::Delayed { until } => {
+            out.push(STATE_DELAYED);
+            put_varint(out, until);
+        }
+    }
+}
+
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let mut r = Reader::new(bytes);
+    r.format()?;
+    let env = r.envelope_fields()?;
+    let deliveries = r.u32("deliveries out of range")?;
+    let state = match r.byte()? {
+        STATE_READY => State::Ready,
+        STATE_LEASED => State::Leased { until: r.varint()? },
+        STATE_DELAYED => State::Delayed { until: r.varint()? },
+        _ => return Err(DecodeError("unknown entry state")),
+    };
+    r.finish()?;
+    Ok(Entry { env: Arc::new(env), deliveries, state })
+}
+
+pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    put_envelope_fields(&dead.env, out);
+    put_varint(out, u64::from(dead.deliveries));
+    out.push(dead.reason.code());
+    put_varint(out, dead.at);
+}
+
+pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, DecodeError> {
+    let mut r = Reader::new(bytes);
+    r.format()?;
+    let env = r.envelope_fields()?;
+    let deliveries = r.u32("deliveries out of range")?;
+    let reason = DeadReason::from_code(r.byte()?).ok_or(DecodeError("unknown dead reason"))?;
+    let at = r.varint()?;
+    r.finish()?;
+    Ok(DeadLetter { env: Arc::new(env), deliveries, reason, at })
+}
+
+pub fn encode_settings(settings: &Settings, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    put_varint(out, settings.maxlen);
+    put_varint(out, settings.ttl_ms);
+    put_varint(out, settings.lease_ms);
+    put_varint(out, u64::from(settings.max_deliveries));
+    put_varint(out, settings.dedup_window_ms);
+}
+
+pub fn decode_settings(bytes: &[u8]) -> Result<Settings, DecodeError> {
+    let mut r = Reader::new(bytes);
+    r.format()?;
+    let maxlen = r.varint()?;
+    let ttl_ms = r.varint()?;
+    let lease_ms = r.varint()?;
+    if lease_ms == 0 {
+        return Err(DecodeError("lease_ms must be at least 1"));
+    }
+    let max_deliveries = r.u32("max_deliveries out of range")?;
+    let dedup_window_ms = r.varint()?;
+    r.finish()?;
+    Ok(Settings { maxlen, ttl_ms, lease_ms, max_deliveries, dedup_window_ms })
+}
+
+// ---- writing -----------------------------------------------------------
+
+fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
+    put_varint(out, env.id.ms);
+    put_varint(out, env.id.seq);
+    put_bytes(out, &env.from);
+    put_bytes(out, &env.to);
+    put_varint(out, env.ts);
+    out.push(env.priority);
+    match env.expires_at {
+        None => out.push(0),
+        Some(at) => {
+            out.push(1);
+            put_varint(out, at);
+        }
+    }
+    put_opt_bytes(out, env.content_type.as_deref());
+    put_bytes(out, &env.payload);
+    put_opt_bytes(out, env.meta.as_deref());
+    put_opt_bytes(out, env.thread.as_deref());
+    put_opt_bytes(out, env.correlation.as_deref());
+    put_opt_bytes(out, env.reply_to.as_deref());
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn put_opt_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            put_bytes(out, b);
+        }
+    }
+}
+
+// ---- reading -----------------------------------------------------------
+
+/// A cursor over untrusted bytes: every read checks what is left first.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, pos: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.bytes.get(self.pos).ok_or(DecodeError("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn format(&mut self) -> Result<(), DecodeError> {
+        match self.byte()? {
+            FORMAT => Ok(()),
+            _ => Err(DecodeError("unknown format")),
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let b = self.byte()?;
+            let low = u64::from(b & 0x7f);
+            // The tenth byte carries only bit 63.
+            if i == 9 && low > 1 {
+                return Err(DecodeError("varint overflows u64"));
+            }
+            value |= low << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError("varint longer than 10 bytes"))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        u32::try_from(self.varint()?).map_err(|_| DecodeError(what))
+    }
+
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError("bad optional flag")),
+        }
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let len = self.varint()?;
+        // Check the claimed length against what is there before allocating.
+        if len > self.remaining() as u64 {
+            return Err(DecodeError("length past the end"));
+        }
+        let end = self.pos.checked_add(len as usize).ok_or(DecodeError("length past the end"))?;
+        let slice = self.bytes.get(self.pos..end).ok_or(DecodeError("length past the end"))?;
+        self.pos = end;
+        Ok(slice.to_vec())
+    }
+
+    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        if self.flag()? {
+            self.bytes().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_varint(&mut self) -> Result<Option<u64>, DecodeError> {
+        if self.flag()? {
+            self.varint().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn envelope_fields(&mut self) -> Result<Envelope, DecodeError> {
+        let id = MessageId { ms: self.varint()?, seq: self.varint()? };
+        let from = self.bytes()?;
+        let to = self.bytes()?;
+        let ts = self.varint()?;
+        let priority = self.byte()?;
+        if priority > MAX_PRIORITY {
+            return Err(DecodeError("priority out of range"));
+        }
+        let expires_at = self.opt_varint()?;
+        let content_type = self.opt_bytes()?;
+        let payload = self.bytes()?;
+        let meta = self.opt_bytes()?;
+        let thread = self.opt_bytes()?;
+        let correlation = self.opt_bytes()?;
+        let reply_to = self.opt_bytes()?;
+        Ok(Envelope {
+            id,
+            from,
+            to,
+            ts,
+            priority,
+            expires_at,
+            content_type,
+            payload,
+            meta,
+            thread,
+            correlation,
+            reply_to,
+        })
+    }
+
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.remaining() == 0 {
+            Ok(())
+        } else {
+            Err(DecodeError("trailing bytes"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_envelope() -> Envelope {
+        Envelope {
+            id: MessageId::new(1_700_000_000_123, 42),
+            from: b"alice".to_vec(),
+            to: b"bob".to_vec(),
+            ts: 1_700_000_000_123,
+            priority: 9,
+            expires_at: Some(1_700_000_060_000),
+            content_type: Some(b"application/json".to_vec()),
+            payload: vec![0xAB; 300],
+            meta: Some(b"{\"k\":1}".to_vec()),
+            thread: Some(b"t-1".to_vec()),
+            correlation: Some(b"c-9".to_vec()),
+            reply_to: Some(b"alice".to_vec()),
+        }
+    }
+
+    fn bare_envelope() -> Envelope {
+        Envelope {
+            id: MessageId::new(0, 0),
+            from: Vec::new(),
+            to: Vec::new(),
+            ts: 0,
+            priority: 0,
+            expires_at: None,
+            content_type: None,
+            payload: Vec::new(),
+            meta: None,
+            thread: None,
+            correlation: None,
+            reply_to: None,
+        }
+    }
+
+    fn extreme_envelope() -> Envelope {
+        Envelope {
+            id: MessageId::MAX,
+            ts: u64::MAX,
+            expires_at: Some(u64::MAX),
+            content_type: Some(Vec::new()),
+            meta: Some(Vec::new()),
+            ..bare_envelope()
+        }
+    }
+
+    fn envelopes() -> Vec<Envelope> {
+        vec![full_envelope(), bare_envelope(), extreme_envelope()]
+    }
+
+    fn states() -> Vec<State> {
+        vec![
+            State::Ready,
+            State::Leased { until: 5 },
+            State::Delayed { until: u64::MAX },
+            State::Leased { until: 0 },
+        ]
+    }
+
+    fn settings_samples() -> Vec<Settings> {
+        vec![
+            Settings { maxlen: 0, ttl_ms: 0, lease_ms: 1, max_deliveries: 0, dedup_window_ms: 0 },
+            Settings {
+                maxlen: 10_000,
+                ttl_ms: 86_400_000,
+                lease_ms: 30_000,
+                max_deliveries: 5,
+                dedup_window_ms: 600_000,
+            },
+            Settings {
+                maxlen: u64::MAX,
+                ttl_ms: u64::MAX,
+                lease_ms: u64::MAX,
+                max_deliveries: u32::MAX,
+                dedup_window_ms: u64::MAX,
+            },
+        ]
+    }
+
+    fn enc<T>(value: &T, f: fn(&T, &mut Vec<u8>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        f(value, &mut out);
+        out
+    }
+
+    /// A decoder reduced to "did it decode".
+    type Decodes = fn(&[u8]) -> bool;
+
+    /// Every blob kind, with its decoder.
+    fn sample_blobs() -> Vec<(Vec<u8>, Decodes)> {
+        let mut blobs: Vec<(Vec<u8>, Decodes)> = Vec::new();
+        for env in envelopes() {
+            blobs.push((enc(&env, encode_envelope), |b| decode_envelope(b).is_ok()));
+            let entry =
+                Entry { env: Arc::new(env.clone()), deliveries: 3, state: State::Leased { until: 99 } };
+            blobs.push((enc(&entry, encode_entry), |b| decode_entry(b).is_ok()));
+            let dead =
+                DeadLetter { env: Arc::new(env), deliveries: 7, reason: DeadReason::MaxDeliveries, at: 1234 };
+            blobs.push((enc(&dead, encode_dead), |b| decode_dead(b).is_ok()));
+        }
+        for s in settings_samples() {
+            blobs.push((enc(&s, encode_settings), |b| decode_settings(b).is_ok()));
+        }
+        blobs
+    }
+
+    fn varint_of(v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut values = vec![0, 1, 0x7f, 0x80, 0x3fff, 0x4000, u64::from(u32::MAX), u64::MAX - 1, u64::MAX];
+        for _ in 0..1000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            values.push(rng >> (rng % 64));
+        }
+        for v in values {
+            let bytes = varint_of(v);
+            assert!(bytes.len() <= 10);
+            let mut r = Reader::new(&bytes);
+            assert_eq!(r.varint(), Ok(v));
+            assert_eq!(r.finish(), Ok(()));
+        }
+        assert_eq!(varint_of(0), vec![0]);
+        assert_eq!(varint_of(300), vec![0xAC, 0x02]);
+        assert_eq!(varint_of(u64::MAX).len(), 10);
+    }
+
+    #[test]
+    fn bad_varints_are_refused() {
+        // Eleven bytes.
+        let mut long = vec![0x80; 10];
+        long.push(0);
+        assert!(Reader::new(&long).varint().is_err());
+        // Ten bytes whose last one has the continuation bit.
+        let mut r = Reader::new(&[0xFF; 10]);
+        assert!(r.varint().is_err());
+        // Ten bytes overflowing u64.
+        let mut over = vec![0xFF; 9];
+        over.push(0x02);
+        assert_eq!(Reader::new(&over).varint(), Err(DecodeError("varint overflows u64")));
+        // Non-minimal but in range is fine.
+        assert_eq!(Reader::new(&[0x81, 0x00]).varint(), Ok(1));
+        // Truncated.
+        assert!(Reader::new(&[0x80]).varint().is_err());
+        assert!(Reader::new(&[]).varint().is_err());
+    }
+
+    #[test]
+    fn envelopes_round_trip() {
+        for env in envelopes() {
+            let blob = enc(&env, encode_envelope);
+            assert_eq!(blob.first(), Some(&FORMAT));
+            assert_eq!(decode_envelope(&blob), Ok(env));
+        }
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        for env in envelopes() {
+            for state in states() {
+                for deliveries in [0, 1, u32::MAX] {
+                    let entry = Entry { env: Arc::new(env.clone()), deliveries, state };
+                    let blob = enc(&entry, encode_entry);
+                    assert_eq!(blob.first(), Some(&FORMAT));
+                    assert_eq!(decode_entry(&blob), Ok(entry));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dead_letters_round_trip() {
+        for env in envelopes() {
+            for (deliveries, at) in [(0, 0), (5, 1_700_000_000_000), (u32::MAX, u64::MAX)] {
+                let dead = DeadLetter {
+                    env: Arc::new(env.clone()),
+                    deliveries,
+                    reason: DeadReason::MaxDeliveries,
+                    at,
+                };
+                let blob = enc(&dead, encode_dead);
+                assert_eq!(decode_dead(&blob), Ok(dead));
+            }
+        }
+    }
+
+    #[test]
+    fn settings_round_trip() {
+        for s in settings_samples() {
+            let blob = enc(&s, encode_settings);
+            assert_eq!(decode_settings(&blob), Ok(s));
+        }
+    }
+
+    #[test]
+    fn random_envelopes_round_trip() {
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..500 {
+            let bytes = |n: u64| -> Vec<u8> { (0..n).map(|i| (i as u8).wrapping_mul(31)).collect() };
+            let r = next();
+            let opt = |bit: u64, v: Vec<u8>| if r >> bit & 1 == 1 { Some(v) } else { None };
+            let env = Envelope {
+                id: MessageId::new(r >> 3, r % 17),
+                from: bytes(r % 7),
+                to: bytes(r % 11),
+                ts: r.rotate_left(7),
+                priority: (r % 10) as u8,
+                expires_at: if r & 1 == 1 { Some(r >> 1) } else { None },
+                content_type: opt(1, bytes(r % 5)),
+                payload: bytes(r % 200),
+                meta: opt(2, bytes(r % 13)),
+                thread: opt(3, bytes(r % 3)),
+                correlation: opt(4, bytes(r % 130)),
+                reply_to: opt(5, bytes(1)),
+            };
+            let state = match r % 3 {
+                0 => State::Ready,
+                1 => State::Leased { until: r >> 5 },
+                _ => State::Delayed { until: r >> 9 },
+            };
+            let entry = Entry { env: Arc::new(env), deliveries: (r >> 32) as u32, state };
+            assert_eq!(decode_entry(&enc(&entry, encode_entry)), Ok(entry));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        for (blob, decodes) in sample_blobs() {
+            assert!(decodes(&blob));
+            for n in 0..blob.len() {
+                assert!(!decodes(&blob[..n]), "prefix of {n} bytes decoded");
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        for (blob, decodes) in sample_blobs() {
+            for extra in [&[0u8][..], &[FORMAT], &[0xFF, 0xFF]] {
+                let mut longer = blob.clone();
+                longer.extend_from_slice(extra);
+                assert!(!decodes(&longer));
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_format_byte_is_an_error() {
+        for (blob, decodes) in sample_blobs() {
+            for format in [0u8, 2, 0xFF] {
+                let mut other = blob.clone();
+                other[0] = format;
+                assert!(!decodes(&other));
+            }
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_handled() {
+        for (blob, decodes) in sample_blobs() {
+            for bit in 0..blob.len() * 8 {
+                let mut flipped = blob.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                // Must not panic; either answer is acceptable.
+                let _ = decodes(&flipped);
+            }
+        }
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = 0xDEAD_BEEF_CAFE_F00Du64;
+        for len in 0..400usize {
+            let mut blob = Vec::with_capacity(len);
+            for _ in 0..len {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                blob.push(rng as u8);
+            }
+            if let Some(first) = blob.first_mut() {
+                *first = FORMAT;
+            }
+            let _ = decode_envelope(&blob);
+            let _ = decode_entry(&blob);
+            let _ = decode_dead(&blob);
+            let _ = decode_settings(&blob);
+        }
+    }
+
+    /// `bare_envelope` encoded by hand, with another priority. Byte 7 is the
+    /// `expires_at` flag.
+    fn hand_envelope(priority: u8) -> Vec<u8> {
+        vec![FORMAT, 0, 0, 0, 0, 0, priority, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    #[test]
+    fn hand_made_blobs() {
+        assert_eq!(decode_envelope(&hand_envelope(0)), Ok(bare_envelope()));
+        assert_eq!(decode_envelope(&hand_envelope(9)).map(|e| e.priority), Ok(9));
+        assert_eq!(decode_envelope(&hand_envelope(10)), Err(DecodeError("priority out of range")));
+        assert!(decode_envelope(&hand_envelope(255)).is_err());
+
+        // An optional flag other than 0/1.
+        let mut bad_flag = hand_envelope(0);
+        bad_flag[7] = 2;
+        assert_eq!(decode_envelope(&bad_flag), Err(DecodeError("bad optional flag")));
+
+        // A huge claimed length must fail before any allocation.
+        let mut huge = vec![FORMAT, 0, 0];
+        huge.extend(varint_of(u64::MAX));
+        huge.extend_from_slice(b"abc");
+        assert_eq!(decode_envelope(&huge), Err(DecodeError("length past the end")));
+        let mut just_over = vec![FORMAT, 0, 0, 4];
+        just_over.extend_from_slice(b"abc");
+        assert_eq!(decode_envelope(&just_over), Err(DecodeError("length past the end")));
+    }
+
+    #[test]
+    fn entry_fields_are_checked() {
+        let env = enc(&bare_envelope(), encode_envelope);
+        let entry = |tail: &[u8]| {
+            let mut b = env.clone();
+            b.extend_from_slice(tail);
+            decode_entry(&b)
+        };
+        assert_eq!(entry(&[0, 0]).map(|e| e.state), Ok(State::Ready));
+        assert_eq!(entry(&[2, 1, 7]).map(|e| (e.deliveries, e.state)), Ok((2, State::Leased { until: 7 })));
+        assert_eq!(entry(&[0, 2, 7]).map(|e| e.state), Ok(State::Delayed { until: 7 }));
+        assert_eq!(entry(&[0, 3]), Err(DecodeError("unknown entry state")));
+        assert_eq!(entry(&[0, 3, 7]), Err(DecodeError("unknown entry state")));
+        assert!(entry(&[0, 1]).is_err());
+        let mut over = varint_of(u64::from(u32::MAX) + 1);
+        over.push(0);
+        assert_eq!(entry(&over), Err(DecodeError("deliveries out of range")));
+        let mut max = varint_of(u64::from(u32::MAX));
+        max.push(0);
+        assert_eq!(entry(&max).map(|e| e.deliveries), Ok(u32::MAX));
+    }
+
+    #[test]
+    fn dead_fields_are_checked() {
+        let env = enc(&bare_envelope(), encode_envelope);
+        let dead = |tail: &[u8]| {
+            let mut b = env.clone();
+            b.extend_from_slice(tail);
+            decode_dead(&b)
+        };
+        assert_eq!(
+            dead(&[4, 1, 9]).map(|d| (d.deliveries, d.reason, d.at)),
+            Ok((4, DeadReason::MaxDeliveries, 9))
+        );
+        assert_eq!(dead(&[4, 0, 9]), Err(DecodeError("unknown dead reason")));
+        assert_eq!(dead(&[4, 2, 9]), Err(DecodeError("unknown dead reason")));
+        let mut over = varint_of(u64::from(u32::MAX) + 1);
+        over.extend_from_slice(&[1, 0]);
+        assert_eq!(dead(&over), Err(DecodeError("deliveries out of range")));
+    }
+
+    #[test]
+    fn settings_fields_are_checked() {
+        assert!(decode_settings(&[FORMAT, 0, 0, 1, 0, 0]).is_ok());
+        assert_eq!(
+            decode_settings(&[FORMAT, 0, 0, 0, 0, 0]),
+            Err(DecodeError("lease_ms must be at least 1"))
+        );
+        let mut over = vec![FORMAT, 0, 0, 1];
+        over.extend(varint_of(u64::from(u32::MAX) + 1));
+        over.push(0);
+        assert_eq!(decode_settings(&over), Err(DecodeError("max_deliveries out of range")));
+        assert_eq!(decode_settings(&[2, 0, 0, 1, 0, 0]), Err(DecodeError("unknown format")));
+        assert_eq!(decode_settings(&[]), Err(DecodeError("truncated")));
+    }
+
+    #[test]
+    fn an_envelope_blob_is_not_an_entry() {
+        // The entry decoder wants more after the envelope; the envelope decoder
+        // refuses the entry's extra bytes.
+        let env = full_envelope();
+        let blob = enc(&env, encode_envelope);
+        assert!(decode_entry(&blob).is_err());
+        let entry = Entry { env: Arc::new(env), deliveries: 0, state: State::Ready };
+        assert!(decode_envelope(&enc(&entry, encode_entry)).is_err());
+    }
+}

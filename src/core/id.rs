@@ -1,0 +1,111 @@
+//! Message ids: `<ms>-<seq>`, unique and time ordered, like stream ids.
+
+use std::fmt;
+
+#[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct MessageId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl MessageId {
+    pub const MIN: MessageId = MessageId { ms: 0, seq: 0 };
+    pub const MAX: MessageId = MessageId { ms: u64::MAX, seq: u64::MAX };
+
+    pub fn new(ms: u64, seq: u64) -> Self {
+        MessageId { ms, seq }
+    }
+
+    /// Parses the exact form `<ms>-<seq>` (both decimal u64, no sign, no spaces).
+    pub fn parse(s: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(s).ok()?;
+        let (ms, seq) = text.split_once('-')?;
+        Some(MessageId { ms: parse_u64(ms)?, seq: parse_u64(seq)? })
+    }
+
+    /// Parses a range bound as `XRANGE` does: `-` and `+` are the extremes, a bare
+    /// `<ms>` means the first (`start`) or last (`end`) id of that millisecond.
+    pub fn parse_bound(s: &[u8], is_start: bool) -> Option<Self> {
+        match s {
+            b"-" => Some(Self::MIN),
+            b"+" => Some(Self::MAX),
+            _ => {
+                if let Some(id) = Self::parse(s) {
+                    return Some(id);
+                }
+                let ms = parse_u64(std::str::from_utf8(s).ok()?)?;
+                Some(MessageId { ms, seq: if is_start { 0 } else { u64::MAX } })
+            }
+        }
+    }
+
+    /// The id a new message gets: the current millisecond if it is later than
+    /// `last`, else the next sequence number after `last`.
+    pub fn next_after(last: MessageId, now_ms: u64) -> MessageId {
+        if now_ms > last.ms {
+            MessageId { ms: now_ms, seq: 0 }
+        } else if last.seq < u64::MAX {
+            MessageId { ms: last.ms, seq: last.seq + 1 }
+        } else {
+            MessageId { ms: last.ms.saturating_add(1), seq: 0 }
+        }
+    }
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats() {
+        let id = MessageId::parse(b"1700000000000-7").unwrap();
+        assert_eq!(id, MessageId::new(1_700_000_000_000, 7));
+        assert_eq!(id.to_string(), "1700000000000-7");
+        for bad in [
+            &b""[..],
+            b"-",
+            b"1",
+            b"1-",
+            b"-1",
+            b"a-1",
+            b"1-+2",
+            b" 1-2",
+            b"1-2-3",
+            b"99999999999999999999-0",
+        ] {
+            assert_eq!(MessageId::parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn bounds() {
+        assert_eq!(MessageId::parse_bound(b"-", true), Some(MessageId::MIN));
+        assert_eq!(MessageId::parse_bound(b"+", false), Some(MessageId::MAX));
+        assert_eq!(MessageId::parse_bound(b"5", true), Some(MessageId::new(5, 0)));
+        assert_eq!(MessageId::parse_bound(b"5", false), Some(MessageId::new(5, u64::MAX)));
+        assert_eq!(MessageId::parse_bound(b"x", false), None);
+    }
+
+    #[test]
+    fn next_is_strictly_later() {
+        let a = MessageId::new(10, 0);
+        assert_eq!(MessageId::next_after(a, 11), MessageId::new(11, 0));
+        assert_eq!(MessageId::next_after(a, 10), MessageId::new(10, 1));
+        // A clock that went backwards still yields a later id.
+        assert_eq!(MessageId::next_after(a, 3), MessageId::new(10, 1));
+        assert_eq!(MessageId::next_after(MessageId::new(4, u64::MAX), 1), MessageId::new(5, 0));
+    }
+}

@@ -1,0 +1,13 @@
+//! The pure mailbox algorithm: no Redis, no FFI, no clock. Every function that
+//! depends on time takes `now` (milliseconds since the epoch) as an argument, so
+//! the master and a replica replaying its effects compute the same state.
+
+pub mod codec;
+pub mod id;
+pub mod mailbox;
+pub mod message;
+pub mod meta;
+
+pub use id::MessageId;
+pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Settings, SweepOutcome};
+pub use message::{DeadLetter, DeadReason, Entry, Envelope, State};

@@ -1,0 +1,40 @@
+//! Every error text the module replies with. Each starts with a Redis error code.
+//! Texts with a `{}` are completed with `format!`-style helpers below.
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const NO_SUCH_MAILBOX: &str = "ERR no such mailbox";
+pub const MAILBOX_EXISTS: &str = "BUSYKEY mailbox already exists";
+pub const BAD_NAME: &str = "ERR mailbox name must be non-empty UTF-8";
+pub const BAD_PRIORITY: &str = "ERR PRIORITY must be an integer from 0 to 9";
+pub const META_NOT_OBJECT: &str = "ERR META must be a JSON object";
+pub const META_TOO_DEEP: &str = "ERR META nests too deeply";
+pub const MAILBOX_FULL: &str = "ERR mailbox is full (MAXLEN reached)";
+pub const EFFECT_FORBIDDEN: &str =
+    "ERR MAILBOX.EFFECT is only accepted from the master link or while loading the AOF";
+pub const CORRUPT_EFFECT: &str = "ERR malformed MAILBOX.EFFECT";
+
+pub fn unknown_option(opt: &[u8]) -> String {
+    format!("ERR unknown option '{}'", String::from_utf8_lossy(opt))
+}
+
+pub fn repeated_option(opt: &str) -> String {
+    format!("ERR option '{opt}' given more than once")
+}
+
+pub fn missing_value(opt: &str) -> String {
+    format!("ERR option '{opt}' needs a value")
+}
+
+/// For integer options: `what` is the option name, `range` says what is allowed.
+pub fn bad_integer(what: &str, range: &str) -> String {
+    format!("ERR {what} must be {range}")
+}
+
+pub fn bad_id(id: &[u8]) -> String {
+    format!("ERR invalid message id '{}'", String::from_utf8_lossy(id))
+}
+
+pub fn payload_too_large(len: usize, limit: i64) -> String {
+    format!("ERR payload is {len} bytes, over the mailbox.max-payload-bytes limit of {limit}")
+}

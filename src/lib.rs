@@ -1,0 +1,70 @@
+//! redis-mailbox: durable mailboxes for LLM agents, as a Redis module.
+//! This file only registers; see `commands/` for what each command does.
+
+mod alloc;
+pub mod args;
+mod blocking;
+pub mod commands;
+pub mod config;
+pub mod core;
+pub mod data_type;
+pub mod effects;
+pub mod errors;
+mod info;
+pub mod stats;
+pub mod sweeper;
+mod type_callbacks;
+
+use redis_module::configuration::ConfigurationFlags;
+use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
+
+use crate::config::*;
+use crate::data_type::MAILBOX_TYPE;
+
+fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    // Corrupt RDB or RESTORE input must fail the load, not abort the server.
+    ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
+    info::register(ctx);
+    info::subscribe_server_events(ctx);
+    sweeper::check_eviction_policy(ctx, u64::MAX);
+    sweeper::start(ctx);
+    Status::Ok
+}
+
+redis_module! {
+    name: "mailbox",
+    version: 1,
+    allocator: (crate::alloc::MailboxAlloc, crate::alloc::MailboxAlloc),
+    data_types: [MAILBOX_TYPE],
+    init: init,
+    commands: [
+        ["mailbox.send", commands::send::command, "write deny-oom", 1, 1, 1, ""],
+        ["mailbox.read", commands::read::command, "write", 1, 1, 1, ""],
+        ["mailbox.ack", commands::ack::command, "write fast", 1, 1, 1, ""],
+        ["mailbox.nack", commands::nack::command, "write fast", 1, 1, 1, ""],
+        ["mailbox.peek", commands::peek::command, "readonly", 1, 1, 1, ""],
+        ["mailbox.create", commands::create::command, "write deny-oom", 1, 1, 1, ""],
+        ["mailbox.info", commands::info::command, "readonly fast", 1, 1, 1, ""],
+        ["mailbox.dead", commands::dead::command, "write", 1, 1, 1, ""],
+        ["mailbox.stats", commands::stats::command, "readonly fast", 0, 0, 0, ""],
+        ["mailbox.effect", commands::effect::command, "write", 1, 1, 1, ""],
+    ],
+    event_handlers: [
+        [@GENERIC: sweeper::on_keyspace_event],
+    ],
+    configurations: [
+        i64: [
+            ["max-payload-bytes", &MAX_PAYLOAD_BYTES, DEFAULT_MAX_PAYLOAD_BYTES, 1, 512 * 1024 * 1024, ConfigurationFlags::DEFAULT, None],
+            ["default-lease-ms", &DEFAULT_LEASE_MS, DEFAULT_DEFAULT_LEASE_MS, 1, MAX_DURATION_MS, ConfigurationFlags::DEFAULT, None],
+            ["default-max-deliveries", &DEFAULT_MAX_DELIVERIES, DEFAULT_DEFAULT_MAX_DELIVERIES, 0, u32::MAX as i64, ConfigurationFlags::DEFAULT, None],
+            ["default-maxlen", &DEFAULT_MAXLEN, DEFAULT_DEFAULT_MAXLEN, 0, i64::MAX, ConfigurationFlags::DEFAULT, None],
+            ["default-ttl-ms", &DEFAULT_TTL_MS, DEFAULT_DEFAULT_TTL_MS, 0, MAX_DURATION_MS, ConfigurationFlags::DEFAULT, None],
+            ["dedup-window-ms", &DEDUP_WINDOW_MS, DEFAULT_DEDUP_WINDOW_MS, 0, MAX_DURATION_MS, ConfigurationFlags::DEFAULT, None],
+            ["sweep-interval-ms", &SWEEP_INTERVAL_MS, DEFAULT_SWEEP_INTERVAL_MS, 1, 60_000, ConfigurationFlags::DEFAULT, None],
+        ],
+        string: [],
+        bool: [],
+        enum: [],
+        module_args_as_configuration: true,
+    ]
+}

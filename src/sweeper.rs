@@ -1,0 +1,205 @@
+//! Time-driven work on the master: leases that run out, TTLs that pass, dedup
+//! windows that end. Mailboxes tell the sweeper when they next need attention; a
+//! timer visits the ones that are due. The schedule is a cache: it is rebuilt from
+//! the keys after a load, a promotion, a flush or a `SWAPDB`, and keys that move
+//! (`RENAME`, `MOVE`, `COPY`, `RESTORE`) are looked at again, so nothing depends
+//! on it being complete except the promptness of expiry.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use redis_module::{raw, Context, KeysCursor, NotifyEvent, RedisString, RedisValue};
+
+use crate::commands::{self, is_master, mailbox_mut};
+use crate::config;
+use crate::core::Mailbox;
+use crate::data_type::MAILBOX_TYPE;
+use crate::stats;
+
+/// Mailboxes visited per timer tick at most, so one tick never stalls the server.
+const VISITS_PER_TICK: usize = 1000;
+
+type Slot = (i32, Vec<u8>);
+
+#[derive(Default)]
+struct Schedule {
+    by_time: BTreeSet<(u64, i32, Vec<u8>)>,
+    by_key: HashMap<Slot, u64>,
+}
+
+impl Schedule {
+    fn set(&mut self, db: i32, key: &[u8], deadline: Option<u64>) {
+        let slot = (db, key.to_vec());
+        if let Some(old) = self.by_key.remove(&slot) {
+            self.by_time.remove(&(old, db, slot.1.clone()));
+        }
+        if let Some(at) = deadline {
+            self.by_time.insert((at, db, slot.1.clone()));
+            self.by_key.insert(slot, at);
+        }
+    }
+
+    fn pop_due(&mut self, now: u64, max: usize) -> Vec<Slot> {
+        let mut due = Vec::new();
+        while due.len() < max {
+            let Some(first) = self.by_time.first().cloned() else { break };
+            if first.0 > now {
+                break;
+            }
+            self.by_time.remove(&first);
+            let slot = (first.1, first.2);
+            self.by_key.remove(&slot);
+            due.push(slot);
+        }
+        due
+    }
+
+    fn clear(&mut self) {
+        self.by_time.clear();
+        self.by_key.clear();
+    }
+}
+
+static SCHEDULE: LazyLock<Mutex<Schedule>> = LazyLock::new(Mutex::default);
+/// Set by events that invalidate the schedule; the next tick on a master rebuilds it.
+static REBUILD: AtomicBool = AtomicBool::new(true);
+static LAST_POLICY_CHECK: AtomicU64 = AtomicU64::new(0);
+
+fn with_schedule<R>(f: impl FnOnce(&mut Schedule) -> R) -> R {
+    match SCHEDULE.lock() {
+        Ok(mut guard) => f(&mut guard),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    }
+}
+
+fn selected_db(ctx: &Context) -> i32 {
+    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |f| f(ctx.ctx)) }
+}
+
+/// Records when the mailbox `key` of the context's current db next needs a visit.
+pub fn schedule(ctx: &Context, key: &[u8], deadline: Option<u64>) {
+    let db = selected_db(ctx);
+    with_schedule(|s| s.set(db, key, deadline));
+}
+
+/// Asks for a rebuild of the whole schedule at the next tick.
+pub fn invalidate() {
+    REBUILD.store(true, Ordering::Relaxed);
+}
+
+/// Starts the periodic timer; each tick arms the next one.
+pub fn start(ctx: &Context) {
+    arm(ctx);
+}
+
+fn arm(ctx: &Context) {
+    let every = config::get(&config::SWEEP_INTERVAL_MS).clamp(1, 60_000) as u64;
+    ctx.create_timer(Duration::from_millis(every), tick, ());
+}
+
+fn tick(ctx: &Context, _: ()) {
+    arm(ctx);
+    let now = commands::now_ms();
+    check_eviction_policy(ctx, now);
+    // Timers fire on replicas too; only the master decides what time did.
+    if !is_master(ctx) {
+        return;
+    }
+    if REBUILD.swap(false, Ordering::Relaxed) {
+        rebuild(ctx);
+    }
+    let due = with_schedule(|s| s.pop_due(now, VISITS_PER_TICK));
+    for (db, name) in due {
+        if unsafe { raw::RedisModule_SelectDb.map_or(1, |f| f(ctx.ctx, db)) } != raw::Status::Ok as c_int {
+            continue;
+        }
+        let key_name = ctx.create_string(name.as_slice());
+        let key = ctx.open_key_writable(&key_name);
+        if let Ok(Some(mailbox)) = mailbox_mut(&key) {
+            commands::sweep(ctx, &key_name, mailbox, now);
+            schedule(ctx, &name, mailbox.next_deadline());
+        }
+    }
+}
+
+/// Scans every database for mailboxes and schedules each by its next deadline.
+fn rebuild(ctx: &Context) {
+    with_schedule(Schedule::clear);
+    let databases = match ctx.call("CONFIG", &["GET", "databases"]) {
+        Ok(RedisValue::Array(items)) => items.get(1).and_then(value_as_i64).unwrap_or(16),
+        _ => 16,
+    };
+    for db in 0..databases.clamp(1, 1 << 20) as i32 {
+        if unsafe { raw::RedisModule_SelectDb.map_or(1, |f| f(ctx.ctx, db)) } != raw::Status::Ok as c_int {
+            continue;
+        }
+        let cursor = KeysCursor::new();
+        let mut found: Vec<(Vec<u8>, u64)> = Vec::new();
+        let collect = |_: &Context, name: &RedisString, key: Option<&redis_module::key::RedisKey>| {
+            if let Some(Ok(Some(mailbox))) = key.map(|k| k.get_value::<Mailbox>(&MAILBOX_TYPE)) {
+                if let Some(at) = mailbox.next_deadline() {
+                    found.push((name.as_slice().to_vec(), at));
+                }
+            }
+        };
+        while cursor.scan(ctx, &collect) {}
+        with_schedule(|s| {
+            for (name, at) in found {
+                s.set(db, &name, Some(at));
+            }
+        });
+    }
+}
+
+fn value_as_i64(value: &RedisValue) -> Option<i64> {
+    match value {
+        RedisValue::SimpleString(s) => s.parse().ok(),
+        RedisValue::BulkString(s) => s.parse().ok(),
+        RedisValue::BulkRedisString(s) => s.try_as_str().ok()?.parse().ok(),
+        RedisValue::StringBuffer(s) => std::str::from_utf8(s).ok()?.parse().ok(),
+        RedisValue::Integer(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Keeps `stats::EVICTION_RISK` in step with `maxmemory-policy` (once a second)
+/// and logs a warning when it turns on.
+pub fn check_eviction_policy(ctx: &Context, now: u64) {
+    if now.saturating_sub(LAST_POLICY_CHECK.load(Ordering::Relaxed)) < 1000 {
+        return;
+    }
+    LAST_POLICY_CHECK.store(now, Ordering::Relaxed);
+    let policy = match ctx.call("CONFIG", &["GET", "maxmemory-policy"]) {
+        Ok(RedisValue::Array(items)) => items.get(1).map(value_as_string).unwrap_or_default(),
+        _ => return,
+    };
+    let risky = !policy.is_empty() && policy != "noeviction";
+    if risky && !stats::EVICTION_RISK.swap(true, Ordering::Relaxed) {
+        ctx.log_warning(&format!(
+            "mailbox: maxmemory-policy is {policy}: Redis may evict whole mailboxes under memory pressure; \
+             use maxmemory-policy noeviction"
+        ));
+    } else if !risky {
+        stats::EVICTION_RISK.store(false, Ordering::Relaxed);
+    }
+}
+
+fn value_as_string(value: &RedisValue) -> String {
+    match value {
+        RedisValue::SimpleString(s) | RedisValue::BulkString(s) => s.clone(),
+        RedisValue::BulkRedisString(s) => s.to_string_lossy(),
+        RedisValue::StringBuffer(s) => String::from_utf8_lossy(s).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Generic keyspace events: a mailbox that arrived under a new name or db is
+/// visited at the next tick (which reschedules it properly).
+pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
+    if matches!(event, "rename_to" | "move_to" | "copy_to" | "restore") {
+        schedule(ctx, key, Some(0));
+    }
+}
