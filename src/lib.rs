@@ -24,11 +24,19 @@ use crate::data_type::MAILBOX_TYPE;
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     // Corrupt RDB or RESTORE input must fail the load, not abort the server.
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
+    log_panics();
     info::register(ctx);
     info::subscribe_server_events(ctx);
     sweeper::check_eviction_policy(ctx, u64::MAX);
     sweeper::start(ctx);
     Status::Ok
+}
+
+/// A panic inside Redis ends the server; make sure its reason reaches the Redis log.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        redis_module::logging::log_warning(format!("mailbox: panic: {info}"));
+    }));
 }
 
 redis_module! {
