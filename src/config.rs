@@ -2,7 +2,8 @@
 //! with `MODULE LOADEX ... CONFIG mailbox.<name> <value>` and `CONFIG SET` at run time.
 //! The values live in atomics so they can be read from any context cheaply.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
 
 use crate::core::Settings;
 
@@ -20,6 +21,24 @@ pub static DEFAULT_TTL_MS: AtomicI64 = AtomicI64::new(0);
 pub static DEDUP_WINDOW_MS: AtomicI64 = AtomicI64::new(3_600_000);
 /// How often the master looks for expired leases and TTLs, in ms.
 pub static SWEEP_INTERVAL_MS: AtomicI64 = AtomicI64::new(100);
+
+/// Prefix of the pub/sub channel each mailbox's deliveries are pushed on.
+pub static PUSH_PREFIX: Mutex<String> = Mutex::new(String::new());
+/// Whether deliveries are pushed on pub/sub at all.
+pub static PUSH: AtomicBool = AtomicBool::new(true);
+
+pub const DEFAULT_PUSH_PREFIX: &str = "mailbox:";
+
+pub fn push_prefix() -> String {
+    match PUSH_PREFIX.lock() {
+        Ok(p) => p.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+pub fn push_enabled() -> bool {
+    PUSH.load(Ordering::Relaxed)
+}
 
 pub const DEFAULT_MAX_PAYLOAD_BYTES: i64 = 1 << 20;
 pub const DEFAULT_DEFAULT_LEASE_MS: i64 = 30_000;

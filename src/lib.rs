@@ -11,6 +11,7 @@ pub mod data_type;
 pub mod effects;
 pub mod errors;
 mod info;
+pub mod push;
 pub mod stats;
 pub mod sweeper;
 mod type_callbacks;
@@ -70,8 +71,12 @@ redis_module! {
             ["dedup-window-ms", &DEDUP_WINDOW_MS, DEFAULT_DEDUP_WINDOW_MS, 0, MAX_DURATION_MS, ConfigurationFlags::DEFAULT, None],
             ["sweep-interval-ms", &SWEEP_INTERVAL_MS, DEFAULT_SWEEP_INTERVAL_MS, 1, 60_000, ConfigurationFlags::DEFAULT, None],
         ],
-        string: [],
-        bool: [],
+        string: [
+            ["push-prefix", &PUSH_PREFIX, DEFAULT_PUSH_PREFIX, ConfigurationFlags::DEFAULT, None],
+        ],
+        bool: [
+            ["push", &PUSH, true, ConfigurationFlags::DEFAULT, None],
+        ],
         enum: [],
         module_args_as_configuration: true,
     ]

@@ -7,6 +7,8 @@ pub mod id;
 pub mod mailbox;
 pub mod message;
 pub mod meta;
+pub mod namespace;
+pub mod topics;
 
 pub use id::MessageId;
 pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Settings, SweepOutcome};

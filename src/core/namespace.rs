@@ -1,0 +1,228 @@
+//! A namespace: the mailboxes that share a hash tag, their topic subscriptions and
+//! the presence of the agents that use them. Held in one key per namespace, in the
+//! namespace's slot, so a publish or a broadcast touches one slot.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::topics::{TopicIndex, TopicPattern};
+
+/// The hash tag of a name as Redis Cluster reads it: the bytes between the first
+/// `{` and the first `}` after it, when not empty.
+pub fn hash_tag(name: &[u8]) -> Option<&[u8]> {
+    let open = name.iter().position(|&b| b == b'{')?;
+    let rest = &name[open + 1..];
+    let close = rest.iter().position(|&b| b == b'}')?;
+    (close > 0).then(|| &rest[..close])
+}
+
+/// A name without its `{tag}`: the agent of a mailbox, the path of a topic.
+pub fn local_part(name: &[u8]) -> Vec<u8> {
+    let Some(open) = name.iter().position(|&b| b == b'{') else { return name.to_vec() };
+    let rest = &name[open + 1..];
+    match rest.iter().position(|&b| b == b'}') {
+        Some(close) if close > 0 => {
+            let mut out = name[..open].to_vec();
+            out.extend_from_slice(&rest[close + 1..]);
+            out
+        }
+        _ => name.to_vec(),
+    }
+}
+
+/// The mailbox an agent owns in the namespace of `name`: `{tag}agent`, or `agent`
+/// in the default namespace.
+pub fn agent_mailbox(name: &[u8], agent: &[u8]) -> Vec<u8> {
+    match hash_tag(name) {
+        Some(tag) => {
+            let mut out = Vec::with_capacity(tag.len() + agent.len() + 2);
+            out.push(b'{');
+            out.extend_from_slice(tag);
+            out.push(b'}');
+            out.extend_from_slice(agent);
+            out
+        }
+        None => agent.to_vec(),
+    }
+}
+
+/// The key that holds the namespace of `name`.
+pub fn namespace_key(name: &[u8]) -> Vec<u8> {
+    let mut key = b"mailbox:ns".to_vec();
+    if let Some(tag) = hash_tag(name) {
+        key.extend_from_slice(b":{");
+        key.extend_from_slice(tag);
+        key.push(b'}');
+    }
+    key
+}
+
+#[derive(Clone, Default)]
+pub struct Namespace {
+    mailboxes: BTreeSet<Vec<u8>>,
+    subscriptions: BTreeMap<Vec<u8>, BTreeSet<TopicPattern>>,
+    /// Rebuilt from `subscriptions`; never saved.
+    index: TopicIndex<Vec<u8>>,
+    presence: BTreeMap<Vec<u8>, u64>,
+}
+
+impl Namespace {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_mailbox(&mut self, name: &[u8]) -> bool {
+        if self.mailboxes.contains(name) {
+            return false;
+        }
+        self.mailboxes.insert(name.to_vec())
+    }
+
+    pub fn has_mailbox(&self, name: &[u8]) -> bool {
+        self.mailboxes.contains(name)
+    }
+
+    /// Forgets a mailbox and its subscriptions.
+    pub fn remove_mailbox(&mut self, name: &[u8]) -> bool {
+        if let Some(patterns) = self.subscriptions.remove(name) {
+            for p in &patterns {
+                self.index.remove(p, &name.to_vec());
+            }
+        }
+        self.mailboxes.remove(name)
+    }
+
+    pub fn mailboxes(&self) -> impl Iterator<Item = &[u8]> {
+        self.mailboxes.iter().map(Vec::as_slice)
+    }
+
+    pub fn subscribe(&mut self, mailbox: &[u8], pattern: TopicPattern) -> bool {
+        self.add_mailbox(mailbox);
+        let set = self.subscriptions.entry(mailbox.to_vec()).or_default();
+        if set.contains(&pattern) {
+            return false;
+        }
+        self.index.insert(&pattern, mailbox.to_vec());
+        set.insert(pattern)
+    }
+
+    pub fn unsubscribe(&mut self, mailbox: &[u8], pattern: &TopicPattern) -> bool {
+        let Some(set) = self.subscriptions.get_mut(mailbox) else { return false };
+        if !set.remove(pattern) {
+            return false;
+        }
+        if set.is_empty() {
+            self.subscriptions.remove(mailbox);
+        }
+        self.index.remove(pattern, &mailbox.to_vec())
+    }
+
+    pub fn subscriptions_of(&self, mailbox: &[u8]) -> Vec<&TopicPattern> {
+        self.subscriptions.get(mailbox).map(|s| s.iter().collect()).unwrap_or_default()
+    }
+
+    /// Every (mailbox, pattern) pair, in order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&[u8], &TopicPattern)> {
+        self.subscriptions.iter().flat_map(|(m, ps)| ps.iter().map(move |p| (m.as_slice(), p)))
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The mailboxes with a subscription matching `topic` (its path, tag removed).
+    pub fn receivers(&self, topic: &[u8]) -> BTreeSet<Vec<u8>> {
+        self.index.matches(topic)
+    }
+
+    /// Records that `agent` was active at `at`; false when it was already known at
+    /// or after that moment.
+    pub fn seen(&mut self, agent: &[u8], at: u64) -> bool {
+        match self.presence.get_mut(agent) {
+            Some(last) if *last >= at => false,
+            Some(last) => {
+                *last = at;
+                true
+            }
+            None => {
+                self.presence.insert(agent.to_vec(), at);
+                true
+            }
+        }
+    }
+
+    pub fn last_seen(&self, agent: &[u8]) -> Option<u64> {
+        self.presence.get(agent).copied()
+    }
+
+    pub fn presence(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.presence.iter().map(|(a, t)| (a.as_slice(), *t))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mailboxes.is_empty() && self.subscriptions.is_empty() && self.presence.is_empty()
+    }
+
+    /// An estimate of the heap bytes owned, for `MEMORY USAGE`.
+    pub fn mem_usage(&self) -> usize {
+        let names: usize = self.mailboxes.iter().map(|m| m.len() + 48).sum();
+        let subs: usize = self.subscriptions().map(|(m, p)| m.len() + 2 * p.as_bytes().len() + 160).sum();
+        let presence: usize = self.presence.keys().map(|a| a.len() + 56).sum();
+        std::mem::size_of::<Self>() + names + subs + presence
+    }
+
+    pub fn free_effort(&self) -> usize {
+        (self.mailboxes.len() + self.index.len() + self.presence.len()).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> TopicPattern {
+        TopicPattern::parse(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(hash_tag(b"{team1}alice"), Some(&b"team1"[..]));
+        assert_eq!(hash_tag(b"alice"), None);
+        assert_eq!(hash_tag(b"{}alice"), None);
+        assert_eq!(hash_tag(b"a{b}c{d}"), Some(&b"b"[..]));
+        assert_eq!(local_part(b"{team1}research.papers"), b"research.papers");
+        assert_eq!(local_part(b"alice"), b"alice");
+        assert_eq!(local_part(b"{}alice"), b"{}alice");
+        assert_eq!(agent_mailbox(b"{t}bob", b"alice"), b"{t}alice");
+        assert_eq!(agent_mailbox(b"bob", b"alice"), b"alice");
+        assert_eq!(namespace_key(b"{t}bob"), b"mailbox:ns:{t}");
+        assert_eq!(namespace_key(b"bob"), b"mailbox:ns");
+        // The namespace key lies in the namespace's slot.
+        assert_eq!(hash_tag(&namespace_key(b"{t}bob")), Some(&b"t"[..]));
+    }
+
+    #[test]
+    fn subscriptions_route_and_unroute() {
+        let mut ns = Namespace::new();
+        assert!(ns.subscribe(b"a", p("x.*")));
+        assert!(!ns.subscribe(b"a", p("x.*")));
+        assert!(ns.subscribe(b"b", p("x.#")));
+        assert!(ns.has_mailbox(b"a"));
+        assert_eq!(ns.receivers(b"x.y").len(), 2);
+        assert_eq!(ns.receivers(b"x.y.z").into_iter().collect::<Vec<_>>(), vec![b"b".to_vec()]);
+        assert!(ns.unsubscribe(b"b", &p("x.#")));
+        assert!(!ns.unsubscribe(b"b", &p("x.#")));
+        assert!(ns.receivers(b"x.y.z").is_empty());
+        assert!(ns.remove_mailbox(b"a"));
+        assert!(ns.receivers(b"x.y").is_empty());
+        assert_eq!(ns.subscription_count(), 0);
+    }
+
+    #[test]
+    fn presence_only_moves_forward() {
+        let mut ns = Namespace::new();
+        assert!(ns.seen(b"alice", 10));
+        assert!(!ns.seen(b"alice", 5));
+        assert!(ns.seen(b"alice", 11));
+        assert_eq!(ns.last_seen(b"alice"), Some(11));
+    }
+}
