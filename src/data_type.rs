@@ -2,10 +2,13 @@
 //! digest and the gauges kept across the value's life. The `extern "C"` entry
 //! points Redis calls live in `type_callbacks.rs`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
 use redis_module::{native_types::RedisType, raw};
 
 use crate::core::codec;
-use crate::core::{Mailbox, MessageId};
+use crate::core::{Envelope, Mailbox, MessageId};
 use crate::effects;
 use crate::stats;
 use crate::type_callbacks;
@@ -57,6 +60,40 @@ pub fn gauge_remove(mailbox: &Mailbox) {
     stats::MAILBOXES.sub(1);
     stats::MESSAGES.sub(stored_messages(mailbox));
     stats::BYTES.sub(mailbox.content_bytes() as usize);
+}
+
+/// While Redis loads a whole dataset (RDB, AOF, full sync), envelopes seen so far
+/// by id: a message published to many mailboxes is stored once per key in the
+/// file, and shared again in memory as it was before the save.
+static LOAD_SHARING: Mutex<Option<HashMap<MessageId, Vec<Weak<Envelope>>>>> = Mutex::new(None);
+
+fn with_sharing<R>(f: impl FnOnce(&mut Option<HashMap<MessageId, Vec<Weak<Envelope>>>>) -> R) -> R {
+    match LOAD_SHARING.lock() {
+        Ok(mut guard) => f(&mut guard),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    }
+}
+
+pub fn loading_started() {
+    with_sharing(|s| *s = Some(HashMap::new()));
+}
+
+pub fn loading_ended() {
+    with_sharing(|s| *s = None);
+}
+
+/// The envelope equal to `env` loaded earlier in this load, or `env` itself.
+fn share(env: Envelope) -> Arc<Envelope> {
+    with_sharing(|sharing| {
+        let Some(map) = sharing else { return Arc::new(env) };
+        let same_id = map.entry(env.id).or_default();
+        if let Some(existing) = same_id.iter().filter_map(Weak::upgrade).find(|e| **e == env) {
+            return existing;
+        }
+        let env = Arc::new(env);
+        same_id.push(Arc::downgrade(&env));
+        env
+    })
 }
 
 /// Runs `change` on a mailbox and moves the gauges by what it changed.
@@ -124,13 +161,15 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     // Counts come from the file: never trust them for allocation, only as loop bounds
     // that end at the first short read.
     for _ in 0..input.unsigned()? {
-        let entry = codec::decode_entry(&input.buffer()?).ok()?;
+        let mut entry = codec::decode_entry(&input.buffer()?).ok()?;
+        entry.env = share(Arc::unwrap_or_clone(entry.env));
         if entry.env.id > last_id || !mailbox.restore_entry(entry) {
             return None;
         }
     }
     for _ in 0..input.unsigned()? {
-        let dead = codec::decode_dead(&input.buffer()?).ok()?;
+        let mut dead = codec::decode_dead(&input.buffer()?).ok()?;
+        dead.env = share(Arc::unwrap_or_clone(dead.env));
         if dead.env.id > last_id || !mailbox.restore_dead(dead) {
             return None;
         }

@@ -4,6 +4,8 @@
 //! current user, so it reaches exactly the master's state. Pure: no Redis types.
 
 use crate::core::codec::{self, DecodeError};
+use crate::core::namespace::Namespace;
+use crate::core::topics::TopicPattern;
 use crate::core::{DeadLetter, DeadReason, Entry, Mailbox, MessageId, Settings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +214,156 @@ impl Effect {
     }
 }
 
+/// Effects on a namespace key (`MAILBOX.EFFECT <ns-key> NS.<op> ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NsEffect {
+    /// Create the namespace if it is missing.
+    Init,
+    AddMailbox(Vec<u8>),
+    /// A mailbox that is gone: forget it and its subscriptions.
+    DropMailbox(Vec<u8>),
+    Subscribe {
+        mailbox: Vec<u8>,
+        patterns: Vec<TopicPattern>,
+    },
+    Unsubscribe {
+        mailbox: Vec<u8>,
+        patterns: Vec<TopicPattern>,
+    },
+    Seen {
+        agent: Vec<u8>,
+        at: u64,
+    },
+}
+
+impl NsEffect {
+    pub fn to_args(&self) -> Vec<Vec<u8>> {
+        let with_patterns = |op: &str, mailbox: &[u8], patterns: &[TopicPattern]| {
+            let mut args = vec![op.as_bytes().to_vec(), mailbox.to_vec()];
+            args.extend(patterns.iter().map(|p| p.as_bytes().to_vec()));
+            args
+        };
+        match self {
+            NsEffect::Init => vec![b"NS.INIT".to_vec()],
+            NsEffect::AddMailbox(m) => vec![b"NS.ADD".to_vec(), m.clone()],
+            NsEffect::DropMailbox(m) => vec![b"NS.DROP".to_vec(), m.clone()],
+            NsEffect::Subscribe { mailbox, patterns } => with_patterns("NS.SUB", mailbox, patterns),
+            NsEffect::Unsubscribe { mailbox, patterns } => with_patterns("NS.UNSUB", mailbox, patterns),
+            NsEffect::Seen { agent, at } => {
+                vec![b"NS.SEEN".to_vec(), agent.clone(), at.to_string().into_bytes()]
+            }
+        }
+    }
+
+    pub fn parse(args: &[&[u8]]) -> Result<NsEffect, DecodeError> {
+        let bad = DecodeError("malformed namespace effect");
+        let patterns = |a: &[&[u8]]| -> Result<Vec<TopicPattern>, DecodeError> {
+            a.iter()
+                .map(|p| TopicPattern::parse(p).map_err(|_| DecodeError("bad pattern in effect")))
+                .collect()
+        };
+        let (op, rest) = args.split_first().ok_or(bad.clone())?;
+        Ok(match (*op, rest) {
+            (b"NS.INIT", []) => NsEffect::Init,
+            (b"NS.ADD", [m]) => NsEffect::AddMailbox(m.to_vec()),
+            (b"NS.DROP", [m]) => NsEffect::DropMailbox(m.to_vec()),
+            (b"NS.SUB", [m, ps @ ..]) => NsEffect::Subscribe { mailbox: m.to_vec(), patterns: patterns(ps)? },
+            (b"NS.UNSUB", [m, ps @ ..]) => {
+                NsEffect::Unsubscribe { mailbox: m.to_vec(), patterns: patterns(ps)? }
+            }
+            (b"NS.SEEN", [agent, at]) => NsEffect::Seen { agent: agent.to_vec(), at: parse_num(at)? },
+            _ => return Err(bad),
+        })
+    }
+
+    pub fn apply(self, ns: &mut Namespace) {
+        match self {
+            NsEffect::Init => {}
+            NsEffect::AddMailbox(m) => {
+                ns.add_mailbox(&m);
+            }
+            NsEffect::DropMailbox(m) => {
+                ns.remove_mailbox(&m);
+            }
+            NsEffect::Subscribe { mailbox, patterns } => {
+                for p in patterns {
+                    ns.subscribe(&mailbox, p);
+                }
+            }
+            NsEffect::Unsubscribe { mailbox, patterns } => {
+                for p in &patterns {
+                    ns.unsubscribe(&mailbox, p);
+                }
+            }
+            NsEffect::Seen { agent, at } => {
+                ns.seen(&agent, at);
+            }
+        }
+    }
+}
+
+/// One message delivered to several mailboxes of a namespace (a publish or a
+/// broadcast): `MAILBOX.EFFECT <ns-key> DELIVER <entry> <dedup-key or ""> <mailbox>...`.
+/// Each receiver remembers the dedup key for its own window from the message's
+/// timestamp. Replayed with one shared envelope, so a replica shares the payload too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub entry: Entry,
+    pub dedup: Option<Vec<u8>>,
+    pub receivers: Vec<Vec<u8>>,
+}
+
+impl Delivery {
+    pub fn to_args(&self) -> Vec<Vec<u8>> {
+        let mut blob = Vec::new();
+        codec::encode_entry(&self.entry, &mut blob);
+        let mut args = vec![b"DELIVER".to_vec(), blob, self.dedup.clone().unwrap_or_default()];
+        args.extend(self.receivers.iter().cloned());
+        args
+    }
+
+    pub fn parse(args: &[&[u8]]) -> Result<Delivery, DecodeError> {
+        match args {
+            [op, blob, key, receivers @ ..] if *op == b"DELIVER" => Ok(Delivery {
+                entry: codec::decode_entry(blob)?,
+                dedup: (!key.is_empty()).then(|| key.to_vec()),
+                receivers: receivers.iter().map(|r| r.to_vec()).collect(),
+            }),
+            _ => Err(DecodeError("malformed delivery effect")),
+        }
+    }
+}
+
+/// The dedup entry a mailbox keeps for a message sent at `ts`, by its own window.
+pub fn dedup_for(mailbox: &Mailbox, key: Option<Vec<u8>>, ts: u64) -> Option<(Vec<u8>, u64)> {
+    let window = mailbox.settings.dedup_window_ms;
+    key.filter(|_| window > 0).map(|k| (k, ts.saturating_add(window)))
+}
+
+/// Any `MAILBOX.EFFECT`, by its operation name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyEffect {
+    Mailbox(Effect),
+    Namespace(NsEffect),
+    Deliver(Delivery),
+}
+
+pub fn parse_any(args: &[&[u8]]) -> Result<AnyEffect, DecodeError> {
+    match args.first() {
+        Some(op) if op.starts_with(b"NS.") => NsEffect::parse(args).map(AnyEffect::Namespace),
+        Some(op) if *op == b"DELIVER" => Delivery::parse(args).map(AnyEffect::Deliver),
+        _ => Effect::parse(args).map(AnyEffect::Mailbox),
+    }
+}
+
+fn parse_num(a: &[u8]) -> Result<u64, DecodeError> {
+    std::str::from_utf8(a)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or(DecodeError("malformed number in effect"))
+}
+
 /// The effects that rebuild `mailbox` from nothing (the AOF rewrite).
 pub fn rebuild(mailbox: &Mailbox) -> impl Iterator<Item = Effect> + '_ {
     let init = Effect::Init { settings: mailbox.settings, last_id: mailbox.last_id };
@@ -274,6 +426,31 @@ mod tests {
             let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             assert_eq!(Effect::parse(&refs).unwrap(), effect);
         }
+    }
+
+    #[test]
+    fn namespace_effects_and_deliveries_round_trip() {
+        let p = |s: &str| TopicPattern::parse(s.as_bytes()).unwrap();
+        for effect in [
+            NsEffect::Init,
+            NsEffect::AddMailbox(b"{t}a".to_vec()),
+            NsEffect::DropMailbox(b"{t}a".to_vec()),
+            NsEffect::Subscribe { mailbox: b"{t}a".to_vec(), patterns: vec![p("x.*"), p("#")] },
+            NsEffect::Unsubscribe { mailbox: b"{t}a".to_vec(), patterns: vec![p("x.*")] },
+            NsEffect::Seen { agent: b"alice".to_vec(), at: 77 },
+        ] {
+            let args = effect.to_args();
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            assert_eq!(parse_any(&refs).unwrap(), AnyEffect::Namespace(effect));
+        }
+        for dedup in [None, Some(b"k".to_vec())] {
+            let d = Delivery { entry: entry(4), dedup, receivers: vec![b"{t}a".to_vec(), b"{t}b".to_vec()] };
+            let args = d.to_args();
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            assert_eq!(parse_any(&refs).unwrap(), AnyEffect::Deliver(d));
+        }
+        assert!(parse_any(&[b"NS.SUB", b"m", b"a..b"]).is_err());
+        assert!(parse_any(&[b"DELIVER", b"x"]).is_err());
     }
 
     #[test]

@@ -38,3 +38,11 @@ pub fn bad_id(id: &[u8]) -> String {
 pub fn payload_too_large(len: usize, limit: i64) -> String {
     format!("ERR payload is {len} bytes, over the mailbox.max-payload-bytes limit of {limit}")
 }
+
+pub fn other_namespace(name: &[u8]) -> String {
+    format!("ERR '{}' is in another namespace (hash tag) than the mailbox", String::from_utf8_lossy(name))
+}
+
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+pub const NO_SUCH_MESSAGE: &str = "ERR no such message in this mailbox";
+pub const REPLY_CORRELATION: &str = "ERR MAILBOX.REPLY sets CORRELATION itself";

@@ -36,10 +36,18 @@ pub fn subscribe_server_events(ctx: &Context) {
 
 extern "C" fn on_server_event(
     _ctx: *mut raw::RedisModuleCtx,
-    _event: raw::RedisModuleEvent,
-    _subevent: u64,
+    event: raw::RedisModuleEvent,
+    subevent: u64,
     _data: *mut c_void,
 ) {
+    if event.id == raw::REDISMODULE_EVENT_LOADING {
+        match subevent {
+            raw::REDISMODULE_SUBEVENT_LOADING_RDB_START
+            | raw::REDISMODULE_SUBEVENT_LOADING_AOF_START
+            | raw::REDISMODULE_SUBEVENT_LOADING_REPL_START => crate::data_type::loading_started(),
+            _ => crate::data_type::loading_ended(),
+        }
+    }
     // Loading, a role change, a flush or a SWAPDB all move keys behind our back.
     sweeper::invalidate();
 }

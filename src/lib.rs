@@ -8,9 +8,11 @@ pub mod commands;
 pub mod config;
 pub mod core;
 pub mod data_type;
+pub mod delivery;
 pub mod effects;
 pub mod errors;
 mod info;
+pub mod namespace_type;
 pub mod push;
 pub mod stats;
 pub mod sweeper;
@@ -21,6 +23,7 @@ use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
 
 use crate::config::*;
 use crate::data_type::MAILBOX_TYPE;
+use crate::namespace_type::NAMESPACE_TYPE;
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     // Corrupt RDB or RESTORE input must fail the load, not abort the server.
@@ -44,7 +47,7 @@ redis_module! {
     name: "mailbox",
     version: 1,
     allocator: (crate::alloc::MailboxAlloc, crate::alloc::MailboxAlloc),
-    data_types: [MAILBOX_TYPE],
+    data_types: [MAILBOX_TYPE, NAMESPACE_TYPE],
     init: init,
     commands: [
         ["mailbox.send", commands::send::command, "write deny-oom", 1, 1, 1, ""],
@@ -56,6 +59,14 @@ redis_module! {
         ["mailbox.info", commands::info::command, "readonly fast", 1, 1, 1, ""],
         ["mailbox.dead", commands::dead::command, "write", 1, 1, 1, ""],
         ["mailbox.stats", commands::stats::command, "readonly fast", 0, 0, 0, ""],
+        ["mailbox.publish", commands::publish::publish, "write deny-oom", 1, 1, 1, ""],
+        ["mailbox.broadcast", commands::publish::broadcast, "write deny-oom", 1, 1, 1, ""],
+        ["mailbox.reply", commands::reply::command, "write deny-oom", 1, 1, 1, ""],
+        ["mailbox.thread", commands::thread::command, "readonly", 1, 1, 1, ""],
+        ["mailbox.presence", commands::presence::command, "readonly", 1, 1, 1, ""],
+        ["mailbox.sub", commands::sub::sub, "write deny-oom", 1, 1, 1, ""],
+        ["mailbox.unsub", commands::sub::unsub, "write", 1, 1, 1, ""],
+        ["mailbox.subs", commands::sub::subs, "readonly", 1, 1, 1, ""],
         ["mailbox.effect", commands::effect::command, "write", 1, 1, 1, ""],
     ],
     event_handlers: [

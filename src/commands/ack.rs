@@ -21,6 +21,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     };
     sweep(ctx, &argv[1], mailbox, now_ms());
     let acked = tracked(mailbox, |mb| mb.ack(&ids));
+    crate::delivery::touch(ctx, all[0], now_ms());
     if !acked.is_empty() {
         stats::ACKED.add(acked.len());
         let n = acked.len();

@@ -33,6 +33,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             replicate(ctx, all[0], &Effect::Init { settings: mailbox.settings, last_id: mailbox.last_id });
             gauge_add(&mailbox);
             key.set_value(&MAILBOX_TYPE, mailbox).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+            crate::delivery::register(ctx, all[0])?;
+            crate::delivery::touch(ctx, all[0], super::now_ms());
             notify(ctx, "mailbox.create", &argv[1]);
             Ok(RedisValue::SimpleStringStatic("OK"))
         }

@@ -1,13 +1,18 @@
 //! `MAILBOX.EFFECT key op ...`: applies an effect the master replicated or the AOF
 //! recorded. Refused on ordinary connections, so nobody can forge a sender or an id.
 
+use std::sync::Arc;
+
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{mailbox_mut, signal_ready};
+use crate::core::namespace::Namespace;
 use crate::core::Mailbox;
 use crate::data_type::{gauge_add, tracked, MAILBOX_TYPE};
-use crate::effects::Effect;
+use crate::delivery::namespace_of;
+use crate::effects::{dedup_for, parse_any, AnyEffect, Delivery, Effect, NsEffect};
 use crate::errors;
+use crate::namespace_type::NAMESPACE_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
@@ -18,27 +23,60 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::Str(errors::EFFECT_FORBIDDEN));
     }
     let all = super::arg_slices(&argv);
-    let effect = Effect::parse(&all[1..]).map_err(|_| RedisError::Str(errors::CORRUPT_EFFECT))?;
-    let key = ctx.open_key_writable(&argv[1]);
+    match parse_any(&all[1..]).map_err(|_| RedisError::Str(errors::CORRUPT_EFFECT))? {
+        AnyEffect::Mailbox(effect) => apply_mailbox(ctx, &argv[1], effect)?,
+        AnyEffect::Namespace(effect) => apply_namespace(ctx, &argv[1], effect)?,
+        AnyEffect::Deliver(delivery) => apply_delivery(ctx, delivery),
+    }
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+fn apply_mailbox(ctx: &Context, key_name: &RedisString, effect: Effect) -> Result<(), RedisError> {
+    let key = ctx.open_key_writable(key_name);
     match mailbox_mut(&key)? {
         Some(mailbox) => {
             let wakes = matches!(effect, Effect::Put { .. } | Effect::Requeue { .. } | Effect::Revive { .. });
             tracked(mailbox, |mb| effect.apply(mb));
             if wakes {
-                signal_ready(ctx, &argv[1]);
+                signal_ready(ctx, key_name);
             }
         }
-        None if effect.creates() => {
-            let Effect::Init { settings, .. } = &effect else {
-                return Err(RedisError::Str(errors::CORRUPT_EFFECT));
-            };
-            let mut mailbox = Mailbox::new(*settings);
-            effect.apply(&mut mailbox);
-            gauge_add(&mailbox);
-            key.set_value(&MAILBOX_TYPE, mailbox).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+        None => {
+            if let Effect::Init { settings, .. } = &effect {
+                let mut mailbox = Mailbox::new(*settings);
+                effect.apply(&mut mailbox);
+                gauge_add(&mailbox);
+                key.set_value(&MAILBOX_TYPE, mailbox).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+            }
+            // Any other effect on a mailbox that is gone changes nothing.
         }
-        // An effect on a mailbox that is gone (deleted since) changes nothing.
-        None => {}
     }
-    Ok(RedisValue::SimpleStringStatic("OK"))
+    Ok(())
+}
+
+fn apply_namespace(ctx: &Context, key_name: &RedisString, effect: NsEffect) -> Result<(), RedisError> {
+    let key = ctx.open_key_writable(key_name);
+    match namespace_of(&key)? {
+        Some(ns) => effect.apply(ns),
+        None => {
+            let mut ns = Namespace::new();
+            effect.apply(&mut ns);
+            key.set_value(&NAMESPACE_TYPE, ns).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+        }
+    }
+    Ok(())
+}
+
+/// The same envelope into every receiver, shared.
+fn apply_delivery(ctx: &Context, delivery: Delivery) {
+    let env = Arc::clone(&delivery.entry.env);
+    for name in &delivery.receivers {
+        let key_name = ctx.create_string(name.as_slice());
+        let key = ctx.open_key_writable(&key_name);
+        if let Ok(Some(mailbox)) = mailbox_mut(&key) {
+            let dedup = dedup_for(mailbox, delivery.dedup.clone(), env.ts);
+            tracked(mailbox, |mb| mb.push(Arc::clone(&env), dedup));
+            signal_ready(ctx, &key_name);
+        }
+    }
 }

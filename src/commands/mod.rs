@@ -8,9 +8,14 @@ pub mod effect;
 pub mod info;
 pub mod nack;
 pub mod peek;
+pub mod presence;
+pub mod publish;
 pub mod read;
+pub mod reply;
 pub mod send;
 pub mod stats;
+pub mod sub;
+pub mod thread;
 
 use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisError, RedisString};

@@ -25,6 +25,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let NackOutcome { requeued, delayed, dead } =
         tracked(mailbox, |mb| mb.nack(&opts.ids, now, opts.delay_ms));
     let total = requeued.len() + delayed.len() + dead.len();
+    crate::delivery::touch(ctx, all[0], now);
     let name = all[0];
     stats::NACKED.add(total);
     if !requeued.is_empty() {

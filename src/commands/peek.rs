@@ -5,7 +5,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms, reply_entries};
 use crate::args;
-use crate::core::{Mailbox, State};
+use crate::core::{Entry, Mailbox, State};
 use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
 
@@ -22,13 +22,16 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         Some(mb) => mb.range(range.start, range.end, range.count, now_ms()),
         None => Vec::new(),
     };
-    reply_entries(ctx, &entries, |e| {
-        let state = match e.state {
-            State::Ready => "ready",
-            State::Leased { .. } => "leased",
-            State::Delayed { .. } => "delayed",
-        };
-        vec![("state", state.as_bytes().to_vec())]
-    });
+    reply_entries(ctx, &entries, state_field);
     Ok(RedisValue::NoReply)
+}
+
+/// The `state` field PEEK and THREAD add to each message.
+pub fn state_field(entry: &Entry) -> Vec<(&'static str, Vec<u8>)> {
+    let state = match entry.state {
+        State::Ready => "ready",
+        State::Leased { .. } => "leased",
+        State::Delayed { .. } => "delayed",
+    };
+    vec![("state", state.as_bytes().to_vec())]
 }

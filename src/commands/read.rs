@@ -73,6 +73,7 @@ fn serve(ctx: &Context, key_name: &RedisString, opts: &ReadOptions) -> Result<bo
     }
     notify(ctx, "mailbox.read", key_name);
     reschedule(ctx, key_name, mailbox);
+    crate::delivery::touch(ctx, name, now);
     Ok(true)
 }
 

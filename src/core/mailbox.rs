@@ -83,6 +83,8 @@ pub struct Mailbox {
     leased: u64,
     /// Sum of the dedup keys' lengths, for `mem_usage`.
     dedup_key_bytes: u64,
+    /// Held messages by thread id, for `MAILBOX.THREAD`.
+    threads: HashMap<Vec<u8>, BTreeSet<MessageId>>,
 }
 
 /// Estimated heap bytes per held message beyond its content: the `Envelope` and
@@ -112,6 +114,7 @@ impl Mailbox {
             content_bytes: 0,
             leased: 0,
             dedup_key_bytes: 0,
+            threads: HashMap::new(),
         }
     }
 
@@ -324,6 +327,20 @@ impl Mailbox {
             .collect()
     }
 
+    /// Held messages of one thread, oldest first, at most `count` (0 = no limit),
+    /// skipping those whose TTL passed at `now`.
+    pub fn thread(&self, thread: &[u8], count: usize, now: u64) -> Vec<&Entry> {
+        let limit = if count == 0 { usize::MAX } else { count };
+        self.threads
+            .get(thread)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.entries.get(id))
+            .filter(|e| !e.env.is_expired(now))
+            .take(limit)
+            .collect()
+    }
+
     /// Every held message in id order (RDB save, digest, AOF rewrite).
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
@@ -525,6 +542,9 @@ impl Mailbox {
         if let Some(at) = entry.env.expires_at {
             self.expiries.insert((at, id));
         }
+        if let Some(thread) = &entry.env.thread {
+            self.threads.entry(thread.clone()).or_default().insert(id);
+        }
         self.index_state(id, entry.env.priority, entry.state);
         self.entries.insert(id, entry);
     }
@@ -534,6 +554,14 @@ impl Mailbox {
         let entry = self.entries.remove(id)?;
         if let Some(at) = entry.env.expires_at {
             self.expiries.remove(&(at, *id));
+        }
+        if let Some(thread) = &entry.env.thread {
+            if let Some(ids) = self.threads.get_mut(thread) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.threads.remove(thread);
+                }
+            }
         }
         self.unindex_state(*id, entry.env.priority, entry.state);
         Some(entry)
@@ -989,6 +1017,27 @@ mod tests {
         assert_eq!(mb.revive(&[id(1)]), vec![id(1)]);
         assert_eq!(mb.sweep(2_000).expired, vec![id(1)]);
         mb.check_invariants();
+    }
+
+    #[test]
+    fn thread_index_follows_held_messages() {
+        let mut mb = Mailbox::new(settings(0));
+        for ms in 1..=4u64 {
+            let mut e = (*env(ms, 0, None)).clone();
+            e.thread = (ms != 3).then(|| b"t".to_vec());
+            assert!(mb.push(Arc::new(e), None));
+        }
+        let ids = |mb: &Mailbox| mb.thread(b"t", 0, 0).iter().map(|e| e.env.id.ms).collect::<Vec<_>>();
+        assert_eq!(ids(&mb), vec![1, 2, 4]);
+        assert_eq!(mb.thread(b"t", 2, 0).len(), 2);
+        let leased = mb.lease(&[id(2)], 100);
+        assert_eq!(leased.len(), 1);
+        assert_eq!(ids(&mb), vec![1, 2, 4]);
+        mb.ack(&[id(2)]);
+        assert_eq!(ids(&mb), vec![1, 4]);
+        mb.remove(&[id(1), id(4)]);
+        assert!(mb.thread(b"t", 0, 0).is_empty());
+        assert!(mb.threads.is_empty());
     }
 
     #[test]

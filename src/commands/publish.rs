@@ -1,0 +1,125 @@
+//! `MAILBOX.PUBLISH topic payload [options]` and
+//! `MAILBOX.BROADCAST namespace payload [options]`: one message to many mailboxes
+//! of one namespace, stored once and shared by every receiver.
+
+use std::sync::Arc;
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::send::check_payload;
+use super::{err, now_ms};
+use crate::args::{self, SendOptions};
+use crate::core::namespace::{self, Namespace};
+use crate::core::topics;
+use crate::core::{Entry, Envelope, State};
+use crate::delivery::{deliver_many, namespace_of, next_id, replicate_ns, touch};
+use crate::effects::{Delivery, NsEffect};
+use crate::errors;
+use crate::namespace_type::NAMESPACE_TYPE;
+
+pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    let topic = all[0];
+    topics::validate_topic(&namespace::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
+    let opts = args::parse_send(&all[2..]).map_err(err)?;
+    check_payload(all[1])?;
+    let path = namespace::local_part(topic);
+    let receivers: Vec<Vec<u8>> = {
+        let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(topic)));
+        let ns =
+            key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+        ns.map(|ns| ns.receivers(&path).into_iter().collect()).unwrap_or_default()
+    };
+    send_to_all(ctx, topic, &receivers, all[1], opts)
+}
+
+pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    let space = all[0];
+    args::check_name(space).map_err(err)?;
+    let opts = args::parse_send(&all[2..]).map_err(err)?;
+    check_payload(all[1])?;
+    let receivers = live_mailboxes(ctx, space)?;
+    send_to_all(ctx, space, &receivers, all[1], opts)
+}
+
+/// The mailboxes a namespace lists that still exist; forgets (and replicates
+/// forgetting) those whose key is gone or holds something else now.
+fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Vec<u8>>, RedisError> {
+    let listed: Vec<Vec<u8>> = {
+        let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(space)));
+        let ns =
+            key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+        ns.map(|ns| ns.mailboxes().map(<[u8]>::to_vec).collect()).unwrap_or_default()
+    };
+    let (live, gone): (Vec<_>, Vec<_>) = listed.into_iter().partition(|name| {
+        let key = ctx.open_key(&ctx.create_string(name.as_slice()));
+        matches!(key.get_value::<crate::core::Mailbox>(&crate::data_type::MAILBOX_TYPE), Ok(Some(_)))
+    });
+    if !gone.is_empty() {
+        let ns_key = ctx.create_string(namespace::namespace_key(space));
+        let key = ctx.open_key_writable(&ns_key);
+        if let Some(ns) = namespace_of(&key)? {
+            for name in gone {
+                let effect = NsEffect::DropMailbox(name);
+                replicate_ns(ctx, ns_key.as_slice(), &effect);
+                effect.apply(ns);
+            }
+        }
+    }
+    Ok(live)
+}
+
+/// Builds one envelope addressed to `to` and delivers it to every receiver.
+/// Replies `[id, receivers]`.
+fn send_to_all(
+    ctx: &Context,
+    to: &[u8],
+    receivers: &[Vec<u8>],
+    payload: &[u8],
+    opts: SendOptions,
+) -> RedisResult {
+    let now = now_ms();
+    let from = ctx.get_current_user();
+    let id = next_id(ctx, receivers, now);
+    let dedup = opts.dedup.clone();
+    let ttl = opts.ttl_ms;
+    let env = Arc::new(Envelope {
+        id,
+        from: from.as_slice().to_vec(),
+        to: to.to_vec(),
+        ts: now,
+        priority: opts.priority.unwrap_or(0),
+        expires_at: ttl.map(|t| now.saturating_add(t)),
+        content_type: opts.content_type,
+        payload: payload.to_vec(),
+        meta: opts.meta,
+        thread: opts.thread,
+        correlation: opts.correlation,
+        reply_to: opts.reply_to,
+    });
+    let delivered = deliver_many(ctx, receivers, &env, &dedup, now)?;
+    if !delivered.receivers.is_empty() {
+        let effect = Delivery {
+            entry: Entry { env: Arc::clone(&env), deliveries: 0, state: State::Ready },
+            dedup,
+            receivers: delivered.receivers.clone(),
+        };
+        let ns_key = namespace::namespace_key(to);
+        let args = effect.to_args();
+        let mut all: Vec<&[u8]> = vec![&ns_key];
+        all.extend(args.iter().map(Vec::as_slice));
+        ctx.replicate("MAILBOX.EFFECT", all.as_slice());
+    }
+    touch(ctx, to, now);
+    Ok(RedisValue::Array(vec![
+        RedisValue::BulkString(id.to_string()),
+        RedisValue::Integer(delivered.receivers.len() as i64),
+    ]))
+}

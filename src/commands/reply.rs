@@ -1,0 +1,59 @@
+//! `MAILBOX.REPLY mailbox id payload [options]`: answers a message `mailbox` holds
+//! (or holds as a dead letter) — to its `reply_to`, else to its sender's mailbox in
+//! the same namespace — with `correlation` set to the original id and the same
+//! thread (the original id as a new thread when it had none).
+
+use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::send::{check_payload, send_one};
+use super::{err, mailbox_mut, now_ms};
+use crate::args;
+use crate::core::namespace;
+use crate::errors;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    args::check_name(all[0]).map_err(err)?;
+    let id = args::parse_id(all[1]).map_err(err)?;
+    let mut opts = args::parse_send(&all[3..]).map_err(err)?;
+    if opts.correlation.is_some() {
+        return Err(RedisError::Str(errors::REPLY_CORRELATION));
+    }
+    check_payload(all[2])?;
+
+    let (target, thread) = {
+        let key = ctx.open_key_writable(&argv[1]);
+        let mailbox = mailbox_mut(&key)?.ok_or(RedisError::Str(errors::NO_SUCH_MESSAGE))?;
+        let env = match mailbox.get(&id) {
+            Some(entry) => entry.env.clone(),
+            None => mailbox
+                .dead_letters()
+                .find(|d| d.env.id == id)
+                .map(|d| d.env.clone())
+                .ok_or(RedisError::Str(errors::NO_SUCH_MESSAGE))?,
+        };
+        let target = env.reply_to.clone().unwrap_or_else(|| namespace::agent_mailbox(all[0], &env.from));
+        (target, env.thread.clone().unwrap_or_else(|| id.to_string().into_bytes()))
+    };
+    args::check_name(&target).map_err(err)?;
+    // In a cluster every key of one command lies in one slot: the answer must stay
+    // in the namespace of the mailbox it answers from.
+    if ctx.get_flags().contains(ContextFlags::CLUSTER)
+        && namespace::hash_tag(&target) != namespace::hash_tag(all[0])
+    {
+        return Err(RedisError::Str(errors::CROSSSLOT));
+    }
+    if opts.thread.is_none() {
+        opts.thread = Some(thread);
+    }
+    opts.correlation = Some(id.to_string().into_bytes());
+    let from = ctx.get_current_user();
+    let now = now_ms();
+    let target_key = ctx.create_string(target.as_slice());
+    let new_id = send_one(ctx, &target_key, all[2], opts, from.as_slice(), now)?;
+    crate::delivery::touch(ctx, all[0], now);
+    Ok(RedisValue::BulkString(new_id.to_string()))
+}

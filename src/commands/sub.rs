@@ -1,0 +1,83 @@
+//! `MAILBOX.SUB mailbox pattern [pattern ...]`, `MAILBOX.UNSUB mailbox pattern [pattern ...]`
+//! and `MAILBOX.SUBS mailbox`: a mailbox's topic subscriptions, kept in its namespace.
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{err, now_ms};
+use crate::args;
+use crate::core::namespace::{self, Namespace};
+use crate::core::topics::TopicPattern;
+use crate::delivery::{ns_apply, open_or_create, touch, with_namespace};
+use crate::effects::NsEffect;
+use crate::errors;
+use crate::namespace_type::NAMESPACE_TYPE;
+
+/// A pattern as given (optionally with the mailbox's `{tag}`), as stored: without the tag.
+pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, RedisError> {
+    if let Some(tag) = namespace::hash_tag(pattern) {
+        if namespace::hash_tag(mailbox) != Some(tag) {
+            return Err(err(errors::other_namespace(pattern)));
+        }
+    }
+    TopicPattern::parse(&namespace::local_part(pattern)).map_err(|e| RedisError::Str(e.message()))
+}
+
+fn parse(argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
+    if argv.len() < 3 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(argv);
+    args::check_name(all[0]).map_err(err)?;
+    let patterns = all[1..].iter().map(|p| local_pattern(all[0], p)).collect::<Result<Vec<_>, _>>()?;
+    Ok((all[0].to_vec(), patterns))
+}
+
+pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    let (mailbox, patterns) = parse(&argv)?;
+    let key = ctx.open_key_writable(&argv[1]);
+    // A subscription needs a mailbox to deliver to: create it if missing.
+    open_or_create(ctx, &key, &mailbox)?;
+    let added = with_namespace(ctx, &mailbox, |ns, ns_key| {
+        let mut unique: Vec<TopicPattern> =
+            patterns.into_iter().filter(|p| !ns.subscriptions_of(&mailbox).contains(&p)).collect();
+        unique.sort();
+        unique.dedup();
+        let n = unique.len();
+        if n > 0 {
+            ns_apply(ctx, ns, ns_key, NsEffect::Subscribe { mailbox: mailbox.clone(), patterns: unique });
+        }
+        n
+    })?;
+    touch(ctx, &mailbox, now_ms());
+    Ok(RedisValue::Integer(added as i64))
+}
+
+pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    let (mailbox, patterns) = parse(&argv)?;
+    let removed = with_namespace(ctx, &mailbox, |ns, ns_key| {
+        let mut gone: Vec<TopicPattern> =
+            patterns.into_iter().filter(|p| ns.subscriptions_of(&mailbox).contains(&p)).collect();
+        gone.sort();
+        gone.dedup();
+        let n = gone.len();
+        if n > 0 {
+            ns_apply(ctx, ns, ns_key, NsEffect::Unsubscribe { mailbox: mailbox.clone(), patterns: gone });
+        }
+        n
+    })?;
+    touch(ctx, &mailbox, now_ms());
+    Ok(RedisValue::Integer(removed as i64))
+}
+
+pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() != 2 {
+        return Err(RedisError::WrongArity);
+    }
+    let mailbox = argv[1].as_slice();
+    args::check_name(mailbox).map_err(err)?;
+    let ns_key = ctx.create_string(namespace::namespace_key(mailbox));
+    let key = ctx.open_key(&ns_key);
+    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    let patterns = ns.map(|ns| ns.subscriptions_of(mailbox)).unwrap_or_default();
+    Ok(RedisValue::Array(patterns.iter().map(|p| RedisValue::StringBuffer(p.as_bytes().to_vec())).collect()))
+}

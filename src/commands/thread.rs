@@ -1,0 +1,31 @@
+//! `MAILBOX.THREAD mailbox thread [COUNT n]`: the messages of one conversation that
+//! a mailbox holds, oldest first, read or not. Read-only.
+
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{err, now_ms, peek::state_field, reply_entries};
+use crate::args;
+use crate::core::Mailbox;
+use crate::data_type::MAILBOX_TYPE;
+use crate::errors;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() != 3 && argv.len() != 5 {
+        return Err(RedisError::WrongArity);
+    }
+    let all = super::arg_slices(&argv);
+    args::check_name(all[0]).map_err(err)?;
+    let count = match &all[2..] {
+        [] => 0,
+        [opt, n] if opt.eq_ignore_ascii_case(b"COUNT") => {
+            args::parse_int("COUNT", n, 1, args::MAX_COUNT).map_err(err)? as usize
+        }
+        [opt, _] => return Err(err(errors::unknown_option(opt))),
+        _ => return Err(RedisError::Str(errors::SYNTAX)),
+    };
+    let key = ctx.open_key(&argv[1]);
+    let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    let entries = mailbox.map(|mb| mb.thread(all[1], count, now_ms())).unwrap_or_default();
+    reply_entries(ctx, &entries, state_field);
+    Ok(RedisValue::NoReply)
+}

@@ -1,0 +1,168 @@
+//! What every sending command shares: opening (or creating) receiver mailboxes and
+//! their namespace, storing one envelope in one or many mailboxes, waking readers,
+//! pushing on pub/sub, and the presence of the agent issuing the command.
+
+use std::sync::Arc;
+
+use redis_module::key::RedisKeyWritable;
+use redis_module::{Context, ContextFlags, RedisError, RedisString};
+
+use crate::commands::{mailbox_mut, notify, replicate, reschedule, signal_ready, sweep};
+use crate::config;
+use crate::core::namespace::{self, Namespace};
+use crate::core::{Envelope, Mailbox, MessageId};
+use crate::data_type::{gauge_add, tracked, MAILBOX_TYPE};
+use crate::effects::{dedup_for, Effect, NsEffect};
+use crate::errors;
+use crate::namespace_type::NAMESPACE_TYPE;
+use crate::push;
+use crate::stats;
+
+/// Presence is refreshed at most this often per agent, to keep replication light.
+const PRESENCE_RESOLUTION_MS: u64 = 1000;
+
+pub fn namespace_of(key: &RedisKeyWritable) -> Result<Option<&mut Namespace>, RedisError> {
+    key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))
+}
+
+/// Runs `f` on the namespace of `name`, creating it (and replicating that) if needed.
+pub fn with_namespace<R>(
+    ctx: &Context,
+    name: &[u8],
+    f: impl FnOnce(&mut Namespace, &[u8]) -> R,
+) -> Result<R, RedisError> {
+    let ns_name = namespace::namespace_key(name);
+    let key_name = ctx.create_string(ns_name.as_slice());
+    let key = ctx.open_key_writable(&key_name);
+    if namespace_of(&key)?.is_none() {
+        replicate_ns(ctx, &ns_name, &NsEffect::Init);
+        key.set_value(&NAMESPACE_TYPE, Namespace::new()).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    }
+    let ns = namespace_of(&key)?.ok_or(RedisError::Str(errors::WRONGTYPE))?;
+    Ok(f(ns, &ns_name))
+}
+
+/// Records a namespace effect: applies it and replicates it.
+pub fn ns_apply(ctx: &Context, ns: &mut Namespace, ns_key: &[u8], effect: NsEffect) {
+    replicate_ns(ctx, ns_key, &effect);
+    effect.apply(ns);
+}
+
+pub fn replicate_ns(ctx: &Context, ns_key: &[u8], effect: &NsEffect) {
+    let args = effect.to_args();
+    let mut all: Vec<&[u8]> = vec![ns_key];
+    all.extend(args.iter().map(Vec::as_slice));
+    ctx.replicate("MAILBOX.EFFECT", all.as_slice());
+}
+
+/// Opens the mailbox `name`, creating it with the configured defaults if the key
+/// is empty (replicated, and registered in its namespace). `WRONGTYPE` if the key
+/// holds something else.
+pub fn open_or_create<'k>(
+    ctx: &Context,
+    key: &'k RedisKeyWritable,
+    name: &[u8],
+) -> Result<(&'k mut Mailbox, bool), RedisError> {
+    if let Some(mb) = mailbox_mut(key)? {
+        return Ok((mb, false));
+    }
+    let mb = Mailbox::new(config::default_settings());
+    replicate(ctx, name, &Effect::Init { settings: mb.settings, last_id: mb.last_id });
+    gauge_add(&mb);
+    key.set_value(&MAILBOX_TYPE, mb).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    register(ctx, name)?;
+    let mb = mailbox_mut(key)?.ok_or(RedisError::Str(errors::WRONGTYPE))?;
+    Ok((mb, true))
+}
+
+/// Makes sure the namespace lists mailbox `name` (for broadcast and presence).
+pub fn register(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
+    with_namespace(ctx, name, |ns, ns_key| {
+        if !ns.has_mailbox(name) {
+            ns_apply(ctx, ns, ns_key, NsEffect::AddMailbox(name.to_vec()));
+        }
+    })
+}
+
+/// Refreshes the last-seen time of the agent issuing this command in the namespace
+/// of `name`. Only for commands from a client on the master.
+pub fn touch(ctx: &Context, name: &[u8], now: u64) {
+    let flags = ctx.get_flags();
+    if flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+        || !flags.contains(ContextFlags::MASTER)
+    {
+        return;
+    }
+    let agent = ctx.get_current_user();
+    let agent = agent.as_slice();
+    let _ = with_namespace(ctx, name, |ns, ns_key| {
+        let stale = ns.last_seen(agent).is_none_or(|last| now >= last.saturating_add(PRESENCE_RESOLUTION_MS));
+        if stale {
+            ns_apply(ctx, ns, ns_key, NsEffect::Seen { agent: agent.to_vec(), at: now });
+        }
+    });
+}
+
+/// After a message landed in mailbox `key_name`: event, wake readers, push, schedule.
+pub fn announce(ctx: &Context, key_name: &RedisString, mailbox: &Mailbox, env: &Envelope) {
+    stats::SENT.incr();
+    notify(ctx, "mailbox.send", key_name);
+    signal_ready(ctx, key_name);
+    push::publish(ctx, key_name.as_slice(), env);
+    reschedule(ctx, key_name, mailbox);
+}
+
+/// Outcome of one delivery to many mailboxes.
+pub struct Delivered {
+    pub receivers: Vec<Vec<u8>>,
+    /// Receivers that were full (`MAXLEN`) and skipped.
+    pub full: usize,
+}
+
+/// Stores `env` in every mailbox of `receivers` that can take it (not a dedup hit,
+/// not full), sharing the one envelope. Keys that hold something other than a
+/// mailbox are skipped. The caller replicates the `DELIVER` effect.
+pub fn deliver_many(
+    ctx: &Context,
+    receivers: &[Vec<u8>],
+    env: &Arc<Envelope>,
+    dedup: &Option<Vec<u8>>,
+    now: u64,
+) -> Result<Delivered, RedisError> {
+    let mut delivered = Delivered { receivers: Vec::new(), full: 0 };
+    for name in receivers {
+        let key_name = ctx.create_string(name.as_slice());
+        let key = ctx.open_key_writable(&key_name);
+        let Ok((mailbox, created)) = open_or_create(ctx, &key, name) else { continue };
+        if !created {
+            sweep(ctx, &key_name, mailbox, now);
+        }
+        if let Some(k) = dedup {
+            if mailbox.dedup_hit(k, now).is_some() {
+                stats::DEDUP_HITS.incr();
+                continue;
+            }
+        }
+        if mailbox.is_full() {
+            delivered.full += 1;
+            continue;
+        }
+        let entry_dedup = dedup_for(mailbox, dedup.clone(), env.ts);
+        tracked(mailbox, |mb| mb.push(Arc::clone(env), entry_dedup));
+        announce(ctx, &key_name, mailbox, env);
+        delivered.receivers.push(name.clone());
+    }
+    Ok(delivered)
+}
+
+/// The id for a message going to all of `receivers`: later than each one's last id.
+pub fn next_id(ctx: &Context, receivers: &[Vec<u8>], now: u64) -> MessageId {
+    let mut last = MessageId::MIN;
+    for name in receivers {
+        let key = ctx.open_key(&ctx.create_string(name.as_slice()));
+        if let Ok(Some(mb)) = key.get_value::<Mailbox>(&MAILBOX_TYPE) {
+            last = last.max(mb.last_id);
+        }
+    }
+    MessageId::next_after(last, now)
+}

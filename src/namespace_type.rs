@@ -1,0 +1,106 @@
+//! The `mailboxns` data type: one key per namespace (`mailbox:ns:{tag}`, or
+//! `mailbox:ns` for names without a hash tag), holding the namespace's mailbox
+//! list, topic subscriptions and presence. The topic index inside is rebuilt on load.
+
+use redis_module::{native_types::RedisType, raw};
+
+use crate::core::namespace::Namespace;
+use crate::core::topics::TopicPattern;
+use crate::data_type::{RdbIn, RdbOut};
+use crate::effects::NsEffect;
+use crate::type_callbacks::ns as callbacks;
+
+pub const ENCODING_VERSION: i32 = 1;
+
+/// Exactly 9 characters, and never to be renamed: saved files name it.
+pub static NAMESPACE_TYPE: RedisType = RedisType::new(
+    "mailboxns",
+    ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(callbacks::rdb_load),
+        rdb_save: Some(callbacks::rdb_save),
+        aof_rewrite: Some(callbacks::aof_rewrite),
+        mem_usage: Some(callbacks::mem_usage),
+        digest: Some(callbacks::digest),
+        free: Some(callbacks::free),
+        aux_load: None,
+        aux_save: None,
+        aux_save2: None,
+        aux_save_triggers: 0,
+        free_effort: Some(callbacks::free_effort),
+        unlink: None,
+        copy: Some(callbacks::copy),
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
+
+/// Version 1: mailbox count and names; subscription count and (mailbox, pattern);
+/// presence count and (agent, last seen).
+pub fn save(ns: &Namespace, out: &mut impl RdbOut) {
+    let mailboxes: Vec<&[u8]> = ns.mailboxes().collect();
+    out.unsigned(mailboxes.len() as u64);
+    for m in mailboxes {
+        out.buffer(m);
+    }
+    out.unsigned(ns.subscription_count() as u64);
+    for (m, p) in ns.subscriptions() {
+        out.buffer(m);
+        out.buffer(p.as_bytes());
+    }
+    let presence: Vec<(&[u8], u64)> = ns.presence().collect();
+    out.unsigned(presence.len() as u64);
+    for (agent, at) in presence {
+        out.buffer(agent);
+        out.unsigned(at);
+    }
+}
+
+pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
+    if encver != 1 {
+        return None;
+    }
+    let mut ns = Namespace::new();
+    for _ in 0..input.unsigned()? {
+        ns.add_mailbox(&input.buffer()?);
+    }
+    for _ in 0..input.unsigned()? {
+        let mailbox = input.buffer()?;
+        let pattern = TopicPattern::parse(&input.buffer()?).ok()?;
+        ns.subscribe(&mailbox, pattern);
+    }
+    for _ in 0..input.unsigned()? {
+        let agent = input.buffer()?;
+        ns.seen(&agent, input.unsigned()?);
+    }
+    Some(ns)
+}
+
+pub fn digest_parts(ns: &Namespace, mut add: impl FnMut(&[u8])) {
+    struct Digest<'a, F: FnMut(&[u8])>(&'a mut F);
+    impl<F: FnMut(&[u8])> RdbOut for Digest<'_, F> {
+        fn unsigned(&mut self, value: u64) {
+            (self.0)(&value.to_le_bytes());
+        }
+        fn buffer(&mut self, bytes: &[u8]) {
+            (self.0)(bytes);
+        }
+    }
+    save(ns, &mut Digest(&mut add));
+}
+
+/// The effects that rebuild a namespace from nothing (the AOF rewrite).
+pub fn rewrite(ns: &Namespace) -> Vec<NsEffect> {
+    let mut effects = vec![NsEffect::Init];
+    effects.extend(ns.mailboxes().map(|m| NsEffect::AddMailbox(m.to_vec())));
+    effects.extend(
+        ns.subscriptions()
+            .map(|(m, p)| NsEffect::Subscribe { mailbox: m.to_vec(), patterns: vec![p.clone()] }),
+    );
+    effects.extend(ns.presence().map(|(a, at)| NsEffect::Seen { agent: a.to_vec(), at }));
+    effects
+}
