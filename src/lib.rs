@@ -4,6 +4,7 @@
 mod alloc;
 pub mod args;
 mod blocking;
+mod command_info;
 pub mod commands;
 pub mod config;
 pub mod core;
@@ -30,6 +31,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
     log_panics();
     info::register(ctx);
+    command_info::register(ctx);
     info::subscribe_server_events(ctx);
     sweeper::check_eviction_policy(ctx, u64::MAX);
     sweeper::start(ctx);

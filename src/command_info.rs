@@ -1,0 +1,109 @@
+//! `COMMAND INFO` / `COMMAND DOCS` for every command: arity, a summary and key specs.
+//! The key specs say what each command does to its key, so Redis ACL key
+//! permissions apply precisely (a user with write-only access to a mailbox can send
+//! to it but not read it) and cluster clients route by the right argument.
+
+use std::ffi::CString;
+use std::os::raw::c_int;
+
+use redis_module::commands::{get_redis_key_spec, BeginSearch, FindKeys, KeySpec, KeySpecFlags};
+use redis_module::{raw, Context};
+
+const RW: KeySpecFlags = KeySpecFlags::READ_WRITE;
+const RO: KeySpecFlags = KeySpecFlags::READ_ONLY;
+
+struct Info {
+    name: &'static str,
+    arity: c_int,
+    summary: &'static str,
+    /// Flags of the one key (argument 1), or `None` for a command without keys.
+    key: Option<KeySpecFlags>,
+}
+
+fn table() -> Vec<Info> {
+    use KeySpecFlags as F;
+    let info = |name, arity, summary, key| Info { name, arity, summary, key };
+    vec![
+        info("mailbox.send", -3, "Sends a message to a mailbox", Some(RW.union(F::INSERT))),
+        info(
+            "mailbox.read",
+            -2,
+            "Leases the next messages of a mailbox, optionally blocking",
+            Some(RW.union(F::ACCESS).union(F::UPDATE)),
+        ),
+        info("mailbox.ack", -3, "Settles leased messages", Some(RW.union(F::DELETE))),
+        info("mailbox.nack", -3, "Puts leased messages back", Some(RW.union(F::UPDATE))),
+        info("mailbox.peek", -2, "Lists messages without leasing them", Some(RO.union(F::ACCESS))),
+        info("mailbox.create", -2, "Creates a mailbox or changes its settings", Some(RW.union(F::INSERT))),
+        info("mailbox.info", 2, "Settings and counts of a mailbox", Some(RO)),
+        info(
+            "mailbox.dead",
+            -3,
+            "Lists, requeues or purges dead letters",
+            Some(RW.union(F::ACCESS).union(F::UPDATE)),
+        ),
+        info("mailbox.stats", 1, "Server-wide mailbox counters", None),
+        info("mailbox.publish", -3, "Publishes a message to a topic", Some(RO.union(F::NOT_KEY))),
+        info(
+            "mailbox.broadcast",
+            -3,
+            "Sends a message to every mailbox of a namespace",
+            Some(RO.union(F::NOT_KEY)),
+        ),
+        info("mailbox.reply", -4, "Answers a message a mailbox holds", Some(RO.union(F::ACCESS))),
+        info("mailbox.thread", -3, "Lists the messages of a thread", Some(RO.union(F::ACCESS))),
+        info(
+            "mailbox.presence",
+            2,
+            "Agents of a namespace and their last activity",
+            Some(RO.union(F::NOT_KEY)),
+        ),
+        info("mailbox.sub", -3, "Subscribes a mailbox to topic patterns", Some(RW.union(F::INSERT))),
+        info("mailbox.unsub", -3, "Unsubscribes a mailbox from topic patterns", Some(RO)),
+        info("mailbox.subs", 2, "Lists a mailbox's topic subscriptions", Some(RO)),
+        info("mailbox.effect", -3, "Internal: applies a replicated effect", Some(RW.union(F::UPDATE))),
+    ]
+}
+
+/// Sets the info of every registered command; logs and goes on where the server
+/// lacks the API (the commands still work, with legacy key positions).
+pub fn register(ctx: &Context) {
+    let (Some(get_command), Some(set_info)) =
+        (unsafe { raw::RedisModule_GetCommand }, unsafe { raw::RedisModule_SetCommandInfo })
+    else {
+        ctx.log_warning("mailbox: this server cannot take command info; key specs not set");
+        return;
+    };
+    let version = raw::RedisModuleCommandInfoVersion {
+        version: 1,
+        sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
+        sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
+        sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
+    };
+    for info in table() {
+        let (Ok(name), Ok(summary)) = (CString::new(info.name), CString::new(info.summary)) else { continue };
+        let specs = info.key.map(|flags| {
+            get_redis_key_spec(vec![KeySpec::new(
+                None,
+                flags,
+                BeginSearch::new_index(1),
+                FindKeys::new_range(0, 1, 0),
+            )])
+        });
+        let mut command_info = raw::RedisModuleCommandInfo {
+            version: &version,
+            summary: summary.as_ptr(),
+            complexity: std::ptr::null(),
+            since: c"0.1.0".as_ptr(),
+            history: std::ptr::null_mut(),
+            tips: std::ptr::null(),
+            arity: info.arity,
+            key_specs: specs.as_ref().map_or(std::ptr::null_mut(), |s| s.as_ptr().cast_mut()),
+            args: std::ptr::null_mut(),
+        };
+        let command = unsafe { get_command(ctx.ctx, name.as_ptr()) };
+        if command.is_null() || unsafe { set_info(command, &mut command_info) } != raw::Status::Ok as c_int {
+            ctx.log_warning(&format!("mailbox: could not set the command info of {}", info.name));
+        }
+    }
+}
