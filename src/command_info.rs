@@ -90,7 +90,7 @@ pub fn register(ctx: &Context) {
                 FindKeys::new_range(0, 1, 0),
             )])
         });
-        let mut command_info = raw::RedisModuleCommandInfo {
+        let command_info = raw::RedisModuleCommandInfo {
             version: &version,
             summary: summary.as_ptr(),
             complexity: std::ptr::null(),
@@ -102,7 +102,7 @@ pub fn register(ctx: &Context) {
             args: std::ptr::null_mut(),
         };
         let command = unsafe { get_command(ctx.ctx, name.as_ptr()) };
-        if command.is_null() || unsafe { set_info(command, &mut command_info) } != raw::Status::Ok as c_int {
+        if command.is_null() || unsafe { set_info(command, &command_info) } != raw::Status::Ok as c_int {
             ctx.log_warning(&format!("mailbox: could not set the command info of {}", info.name));
         }
     }
