@@ -4,6 +4,7 @@
 //! current user, so it reaches exactly the master's state. Pure: no Redis types.
 
 use crate::core::codec::{self, DecodeError};
+use crate::core::grants::{Grant, Permission};
 use crate::core::namespace::Namespace;
 use crate::core::topics::TopicPattern;
 use crate::core::{DeadLetter, DeadReason, Entry, Mailbox, MessageId, Settings};
@@ -234,6 +235,18 @@ pub enum NsEffect {
         agent: Vec<u8>,
         at: u64,
     },
+    Grant(Grant),
+    Revoke(Grant),
+    /// Sets (`Some((rate, burst))`) or clears an agent's send quota override.
+    Quota {
+        agent: Vec<u8>,
+        quota: Option<(u64, u64)>,
+    },
+    /// The message count of a thread (the loop breaker's counter).
+    ThreadCount {
+        thread: Vec<u8>,
+        count: u64,
+    },
 }
 
 impl NsEffect {
@@ -251,6 +264,22 @@ impl NsEffect {
             NsEffect::Unsubscribe { mailbox, patterns } => with_patterns("NS.UNSUB", mailbox, patterns),
             NsEffect::Seen { agent, at } => {
                 vec![b"NS.SEEN".to_vec(), agent.clone(), at.to_string().into_bytes()]
+            }
+            NsEffect::Grant(g) | NsEffect::Revoke(g) => vec![
+                if matches!(self, NsEffect::Grant(_)) { b"NS.GRANT".to_vec() } else { b"NS.REVOKE".to_vec() },
+                g.agent.clone(),
+                g.permission.as_str().as_bytes().to_vec(),
+                g.pattern.clone(),
+            ],
+            NsEffect::Quota { agent, quota: Some((rate, burst)) } => vec![
+                b"NS.QUOTA".to_vec(),
+                agent.clone(),
+                rate.to_string().into_bytes(),
+                burst.to_string().into_bytes(),
+            ],
+            NsEffect::Quota { agent, quota: None } => vec![b"NS.QUOTA".to_vec(), agent.clone()],
+            NsEffect::ThreadCount { thread, count } => {
+                vec![b"NS.THREAD".to_vec(), thread.clone(), count.to_string().into_bytes()]
             }
         }
     }
@@ -272,6 +301,25 @@ impl NsEffect {
                 NsEffect::Unsubscribe { mailbox: m.to_vec(), patterns: patterns(ps)? }
             }
             (b"NS.SEEN", [agent, at]) => NsEffect::Seen { agent: agent.to_vec(), at: parse_num(at)? },
+            (b"NS.GRANT" | b"NS.REVOKE", [agent, permission, pattern]) => {
+                let grant = Grant {
+                    agent: agent.to_vec(),
+                    permission: Permission::parse(permission).ok_or(DecodeError("unknown permission"))?,
+                    pattern: pattern.to_vec(),
+                };
+                if *op == b"NS.GRANT" {
+                    NsEffect::Grant(grant)
+                } else {
+                    NsEffect::Revoke(grant)
+                }
+            }
+            (b"NS.QUOTA", [agent]) => NsEffect::Quota { agent: agent.to_vec(), quota: None },
+            (b"NS.QUOTA", [agent, rate, burst]) => {
+                NsEffect::Quota { agent: agent.to_vec(), quota: Some((parse_num(rate)?, parse_num(burst)?)) }
+            }
+            (b"NS.THREAD", [thread, count]) => {
+                NsEffect::ThreadCount { thread: thread.to_vec(), count: parse_num(count)? }
+            }
             _ => return Err(bad),
         })
     }
@@ -298,6 +346,16 @@ impl NsEffect {
             NsEffect::Seen { agent, at } => {
                 ns.seen(&agent, at);
             }
+            NsEffect::Grant(g) => {
+                ns.grant(g);
+            }
+            NsEffect::Revoke(g) => {
+                ns.revoke(&g);
+            }
+            NsEffect::Quota { agent, quota } => {
+                ns.set_quota(&agent, quota);
+            }
+            NsEffect::ThreadCount { thread, count } => ns.set_thread_count(&thread, count),
         }
     }
 }
@@ -438,6 +496,19 @@ mod tests {
             NsEffect::Subscribe { mailbox: b"{t}a".to_vec(), patterns: vec![p("x.*"), p("#")] },
             NsEffect::Unsubscribe { mailbox: b"{t}a".to_vec(), patterns: vec![p("x.*")] },
             NsEffect::Seen { agent: b"alice".to_vec(), at: 77 },
+            NsEffect::Grant(Grant {
+                agent: b"a".to_vec(),
+                permission: Permission::Read,
+                pattern: b"{t}*".to_vec(),
+            }),
+            NsEffect::Revoke(Grant {
+                agent: b"*".to_vec(),
+                permission: Permission::Admin,
+                pattern: b"x".to_vec(),
+            }),
+            NsEffect::Quota { agent: b"a".to_vec(), quota: Some((5, 10)) },
+            NsEffect::Quota { agent: b"a".to_vec(), quota: None },
+            NsEffect::ThreadCount { thread: b"t1".to_vec(), count: 12 },
         ] {
             let args = effect.to_args();
             let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();

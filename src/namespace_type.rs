@@ -4,13 +4,15 @@
 
 use redis_module::{native_types::RedisType, raw};
 
+use crate::core::grants::{Grant, Permission};
 use crate::core::namespace::Namespace;
 use crate::core::topics::TopicPattern;
 use crate::data_type::{RdbIn, RdbOut};
 use crate::effects::NsEffect;
 use crate::type_callbacks::ns as callbacks;
 
-pub const ENCODING_VERSION: i32 = 1;
+/// 1: mailboxes, subscriptions, presence. 2: adds grants, quota overrides and thread counts.
+pub const ENCODING_VERSION: i32 = 2;
 
 /// Exactly 9 characters, and never to be renamed: saved files name it.
 pub static NAMESPACE_TYPE: RedisType = RedisType::new(
@@ -39,8 +41,10 @@ pub static NAMESPACE_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// Version 1: mailbox count and names; subscription count and (mailbox, pattern);
-/// presence count and (agent, last seen).
+/// Version 2: mailbox count and names; subscription count and (mailbox, pattern);
+/// presence count and (agent, last seen); grant count and (agent, permission
+/// code, pattern); quota count and (agent, rate, burst); thread count and
+/// (thread, messages). Version 1 ends after presence.
 pub fn save(ns: &Namespace, out: &mut impl RdbOut) {
     let mailboxes: Vec<&[u8]> = ns.mailboxes().collect();
     out.unsigned(mailboxes.len() as u64);
@@ -58,10 +62,30 @@ pub fn save(ns: &Namespace, out: &mut impl RdbOut) {
         out.buffer(agent);
         out.unsigned(at);
     }
+    let grants: Vec<&Grant> = ns.grants().collect();
+    out.unsigned(grants.len() as u64);
+    for g in grants {
+        out.buffer(&g.agent);
+        out.unsigned(u64::from(g.permission.code()));
+        out.buffer(&g.pattern);
+    }
+    let quotas: Vec<(&[u8], (u64, u64))> = ns.quotas().collect();
+    out.unsigned(quotas.len() as u64);
+    for (agent, (rate, burst)) in quotas {
+        out.buffer(agent);
+        out.unsigned(rate);
+        out.unsigned(burst);
+    }
+    let threads: Vec<(&[u8], u64)> = ns.thread_counts().collect();
+    out.unsigned(threads.len() as u64);
+    for (thread, n) in threads {
+        out.buffer(thread);
+        out.unsigned(n);
+    }
 }
 
 pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
-    if encver != 1 {
+    if !(1..=ENCODING_VERSION).contains(&encver) {
         return None;
     }
     let mut ns = Namespace::new();
@@ -76,6 +100,23 @@ pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
     for _ in 0..input.unsigned()? {
         let agent = input.buffer()?;
         ns.seen(&agent, input.unsigned()?);
+    }
+    if encver >= 2 {
+        for _ in 0..input.unsigned()? {
+            let agent = input.buffer()?;
+            let permission = Permission::from_code(u8::try_from(input.unsigned()?).ok()?)?;
+            let pattern = input.buffer()?;
+            ns.grant(Grant { agent, permission, pattern });
+        }
+        for _ in 0..input.unsigned()? {
+            let agent = input.buffer()?;
+            let quota = (input.unsigned()?, input.unsigned()?);
+            ns.set_quota(&agent, Some(quota));
+        }
+        for _ in 0..input.unsigned()? {
+            let thread = input.buffer()?;
+            ns.set_thread_count(&thread, input.unsigned()?);
+        }
     }
     Some(ns)
 }
@@ -102,5 +143,8 @@ pub fn rewrite(ns: &Namespace) -> Vec<NsEffect> {
             .map(|(m, p)| NsEffect::Subscribe { mailbox: m.to_vec(), patterns: vec![p.clone()] }),
     );
     effects.extend(ns.presence().map(|(a, at)| NsEffect::Seen { agent: a.to_vec(), at }));
+    effects.extend(ns.grants().map(|g| NsEffect::Grant(g.clone())));
+    effects.extend(ns.quotas().map(|(a, q)| NsEffect::Quota { agent: a.to_vec(), quota: Some(q) }));
+    effects.extend(ns.thread_counts().map(|(t, n)| NsEffect::ThreadCount { thread: t.to_vec(), count: n }));
     effects
 }

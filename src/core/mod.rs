@@ -3,6 +3,7 @@
 //! the master and a replica replaying its effects compute the same state.
 
 pub mod codec;
+pub mod grants;
 pub mod id;
 pub mod mailbox;
 pub mod message;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::grants::{self, Grant, Permission, Policy};
 use super::topics::{TopicIndex, TopicPattern};
 
 /// The hash tag of a name as Redis Cluster reads it: the bytes between the first
@@ -63,6 +64,11 @@ pub struct Namespace {
     /// Rebuilt from `subscriptions`; never saved.
     index: TopicIndex<Vec<u8>>,
     presence: BTreeMap<Vec<u8>, u64>,
+    grants: BTreeSet<Grant>,
+    /// Per-agent send quota overrides: (tokens per second, burst).
+    quotas: BTreeMap<Vec<u8>, (u64, u64)>,
+    /// Messages sent so far in each thread of the namespace (the loop breaker).
+    thread_counts: BTreeMap<Vec<u8>, u64>,
 }
 
 impl Namespace {
@@ -158,8 +164,66 @@ impl Namespace {
         self.presence.iter().map(|(a, t)| (a.as_slice(), *t))
     }
 
+    pub fn grant(&mut self, grant: Grant) -> bool {
+        self.grants.insert(grant)
+    }
+
+    pub fn revoke(&mut self, grant: &Grant) -> bool {
+        self.grants.remove(grant)
+    }
+
+    pub fn grants(&self) -> impl Iterator<Item = &Grant> {
+        self.grants.iter()
+    }
+
+    /// Whether `agent` may use `permission` on `name` (a name of this namespace).
+    pub fn allows(&self, policy: Policy, agent: &[u8], permission: Permission, name: &[u8]) -> bool {
+        grants::allowed(policy, &self.grants, agent, permission, name)
+    }
+
+    /// Sets (`Some`) or clears (`None`) an agent's quota override.
+    pub fn set_quota(&mut self, agent: &[u8], quota: Option<(u64, u64)>) -> bool {
+        match quota {
+            Some(q) => self.quotas.insert(agent.to_vec(), q) != Some(q),
+            None => self.quotas.remove(agent).is_some(),
+        }
+    }
+
+    pub fn quota(&self, agent: &[u8]) -> Option<(u64, u64)> {
+        self.quotas.get(agent).copied()
+    }
+
+    pub fn quotas(&self) -> impl Iterator<Item = (&[u8], (u64, u64))> {
+        self.quotas.iter().map(|(a, q)| (a.as_slice(), *q))
+    }
+
+    /// Messages counted in `thread` so far.
+    pub fn thread_count(&self, thread: &[u8]) -> u64 {
+        self.thread_counts.get(thread).copied().unwrap_or(0)
+    }
+
+    /// Counts one more message in `thread`; returns the new count.
+    pub fn count_thread(&mut self, thread: &[u8]) -> u64 {
+        let n = self.thread_counts.entry(thread.to_vec()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    pub fn set_thread_count(&mut self, thread: &[u8], n: u64) {
+        self.thread_counts.insert(thread.to_vec(), n);
+    }
+
+    pub fn thread_counts(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.thread_counts.iter().map(|(t, n)| (t.as_slice(), *n))
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.mailboxes.is_empty() && self.subscriptions.is_empty() && self.presence.is_empty()
+        self.mailboxes.is_empty()
+            && self.subscriptions.is_empty()
+            && self.presence.is_empty()
+            && self.grants.is_empty()
+            && self.quotas.is_empty()
+            && self.thread_counts.is_empty()
     }
 
     /// An estimate of the heap bytes owned, for `MEMORY USAGE`.
@@ -167,11 +231,19 @@ impl Namespace {
         let names: usize = self.mailboxes.iter().map(|m| m.len() + 48).sum();
         let subs: usize = self.subscriptions().map(|(m, p)| m.len() + 2 * p.as_bytes().len() + 160).sum();
         let presence: usize = self.presence.keys().map(|a| a.len() + 56).sum();
-        std::mem::size_of::<Self>() + names + subs + presence
+        let grants: usize = self.grants.iter().map(|g| g.agent.len() + g.pattern.len() + 80).sum();
+        let quotas: usize = self.quotas.keys().map(|a| a.len() + 72).sum();
+        let threads: usize = self.thread_counts.keys().map(|t| t.len() + 56).sum();
+        std::mem::size_of::<Self>() + names + subs + presence + grants + quotas + threads
     }
 
     pub fn free_effort(&self) -> usize {
-        (self.mailboxes.len() + self.index.len() + self.presence.len()).max(1)
+        (self.mailboxes.len()
+            + self.index.len()
+            + self.presence.len()
+            + self.grants.len()
+            + self.thread_counts.len())
+        .max(1)
     }
 }
 
