@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
-use crate::core::Settings;
+use crate::core::{Overflow, Settings};
 
 /// Largest payload `MAILBOX.SEND` accepts, in bytes.
 pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(1 << 20);
@@ -68,5 +68,6 @@ pub fn default_settings() -> Settings {
         lease_ms: get_u64(&DEFAULT_LEASE_MS).max(1),
         max_deliveries: u32::try_from(get(&DEFAULT_MAX_DELIVERIES)).unwrap_or(u32::MAX),
         dedup_window_ms: get_u64(&DEDUP_WINDOW_MS),
+        overflow: Overflow::Refuse,
     }
 }

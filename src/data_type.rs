@@ -205,6 +205,7 @@ pub fn rewrite(mailbox: &Mailbox) -> impl Iterator<Item = effects::Effect> + '_ 
 
 #[cfg(test)]
 mod tests {
+    use crate::core::Overflow;
     use std::sync::Arc;
 
     use super::*;
@@ -251,8 +252,14 @@ mod tests {
     }
 
     fn sample() -> Mailbox {
-        let settings =
-            Settings { maxlen: 0, ttl_ms: 0, lease_ms: 1000, max_deliveries: 2, dedup_window_ms: 500 };
+        let settings = Settings {
+            maxlen: 0,
+            ttl_ms: 0,
+            lease_ms: 1000,
+            max_deliveries: 2,
+            dedup_window_ms: 500,
+            overflow: Overflow::Refuse,
+        };
         let mut mb = Mailbox::new(settings);
         for i in 1..=5u64 {
             let env = Envelope {
@@ -268,6 +275,7 @@ mod tests {
                 thread: None,
                 correlation: None,
                 reply_to: None,
+                via: None,
             };
             let dedup = (i == 2).then(|| (b"d".to_vec(), 600));
             assert!(mb.push(Arc::new(env), dedup));

@@ -433,6 +433,7 @@ pub fn rebuild(mailbox: &Mailbox) -> impl Iterator<Item = Effect> + '_ {
 
 #[cfg(test)]
 mod tests {
+    use crate::core::Overflow;
     use std::sync::Arc;
 
     use super::*;
@@ -453,6 +454,7 @@ mod tests {
                 thread: Some(b"t".to_vec()),
                 correlation: None,
                 reply_to: None,
+                via: None,
             }),
             deliveries: 0,
             state: State::Ready,
@@ -461,8 +463,14 @@ mod tests {
 
     #[test]
     fn every_effect_round_trips_through_args() {
-        let settings =
-            Settings { maxlen: 5, ttl_ms: 0, lease_ms: 100, max_deliveries: 3, dedup_window_ms: 10 };
+        let settings = Settings {
+            maxlen: 5,
+            ttl_ms: 0,
+            lease_ms: 100,
+            max_deliveries: 3,
+            dedup_window_ms: 10,
+            overflow: Overflow::Refuse,
+        };
         let ids = vec![MessageId::new(1, 0), MessageId::new(2, 5)];
         let all = vec![
             Effect::Init { settings, last_id: MessageId::new(9, 9) },

@@ -124,6 +124,7 @@ mod tests {
             thread: Some(b"t1".to_vec()),
             correlation: None,
             reply_to: None,
+            via: None,
         };
         let v: Value = serde_json::from_slice(&encode(&env, b"{t}bob")).unwrap();
         assert_eq!(v["id"], "5-1");

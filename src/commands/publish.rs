@@ -103,6 +103,7 @@ fn send_to_all(
         thread: opts.thread,
         correlation: opts.correlation,
         reply_to: opts.reply_to,
+        via: None,
     });
     let delivered = deliver_many(ctx, receivers, &env, &dedup, now)?;
     if !delivered.receivers.is_empty() {

@@ -62,6 +62,7 @@ pub fn envelope(
         thread: opts.thread,
         correlation: opts.correlation,
         reply_to: opts.reply_to,
+        via: None,
     }
 }
 

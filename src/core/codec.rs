@@ -18,9 +18,10 @@
 
 use std::sync::Arc;
 
-use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Settings, State};
+use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Overflow, Settings, State};
 
-pub const FORMAT: u8 = 1;
+/// The format written. 1: the first; 2 adds the envelope's `via` and the settings' `overflow`.
+pub const FORMAT: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
@@ -103,6 +104,7 @@ pub fn encode_settings(settings: &Settings, out: &mut Vec<u8>) {
     put_varint(out, settings.lease_ms);
     put_varint(out, u64::from(settings.max_deliveries));
     put_varint(out, settings.dedup_window_ms);
+    out.push(settings.overflow.code());
 }
 
 pub fn decode_settings(bytes: &[u8]) -> Result<Settings, DecodeError> {
@@ -116,8 +118,13 @@ pub fn decode_settings(bytes: &[u8]) -> Result<Settings, DecodeError> {
     }
     let max_deliveries = r.u32("max_deliveries out of range")?;
     let dedup_window_ms = r.varint()?;
+    let overflow = if r.format >= 2 {
+        Overflow::from_code(r.byte()?).ok_or(DecodeError("unknown overflow policy"))?
+    } else {
+        Overflow::Refuse
+    };
     r.finish()?;
-    Ok(Settings { maxlen, ttl_ms, lease_ms, max_deliveries, dedup_window_ms })
+    Ok(Settings { maxlen, ttl_ms, lease_ms, max_deliveries, dedup_window_ms, overflow })
 }
 
 // ---- writing -----------------------------------------------------------
@@ -142,6 +149,7 @@ fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
     put_opt_bytes(out, env.thread.as_deref());
     put_opt_bytes(out, env.correlation.as_deref());
     put_opt_bytes(out, env.reply_to.as_deref());
+    put_opt_bytes(out, env.via.as_deref());
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -173,11 +181,13 @@ fn put_opt_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// The format byte read, once `format()` ran.
+    format: u8,
 }
 
 impl<'a> Reader<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes, pos: 0 }
+        Reader { bytes, pos: 0, format: FORMAT }
     }
 
     fn remaining(&self) -> usize {
@@ -192,7 +202,10 @@ impl<'a> Reader<'a> {
 
     fn format(&mut self) -> Result<(), DecodeError> {
         match self.byte()? {
-            FORMAT => Ok(()),
+            f @ 1..=FORMAT => {
+                self.format = f;
+                Ok(())
+            }
             _ => Err(DecodeError("unknown format")),
         }
     }
@@ -270,6 +283,7 @@ impl<'a> Reader<'a> {
         let thread = self.opt_bytes()?;
         let correlation = self.opt_bytes()?;
         let reply_to = self.opt_bytes()?;
+        let via = if self.format >= 2 { self.opt_bytes()? } else { None };
         Ok(Envelope {
             id,
             from,
@@ -283,6 +297,7 @@ impl<'a> Reader<'a> {
             thread,
             correlation,
             reply_to,
+            via,
         })
     }
 
@@ -313,6 +328,7 @@ mod tests {
             thread: Some(b"t-1".to_vec()),
             correlation: Some(b"c-9".to_vec()),
             reply_to: Some(b"alice".to_vec()),
+            via: None,
         }
     }
 
@@ -330,6 +346,7 @@ mod tests {
             thread: None,
             correlation: None,
             reply_to: None,
+            via: None,
         }
     }
 
@@ -359,13 +376,21 @@ mod tests {
 
     fn settings_samples() -> Vec<Settings> {
         vec![
-            Settings { maxlen: 0, ttl_ms: 0, lease_ms: 1, max_deliveries: 0, dedup_window_ms: 0 },
+            Settings {
+                maxlen: 0,
+                ttl_ms: 0,
+                lease_ms: 1,
+                max_deliveries: 0,
+                dedup_window_ms: 0,
+                overflow: Overflow::Refuse,
+            },
             Settings {
                 maxlen: 10_000,
                 ttl_ms: 86_400_000,
                 lease_ms: 30_000,
                 max_deliveries: 5,
                 dedup_window_ms: 600_000,
+                overflow: Overflow::Refuse,
             },
             Settings {
                 maxlen: u64::MAX,
@@ -373,6 +398,7 @@ mod tests {
                 lease_ms: u64::MAX,
                 max_deliveries: u32::MAX,
                 dedup_window_ms: u64::MAX,
+                overflow: Overflow::Refuse,
             },
         ]
     }
@@ -525,6 +551,7 @@ mod tests {
                 thread: opt(3, bytes(r % 3)),
                 correlation: opt(4, bytes(r % 130)),
                 reply_to: opt(5, bytes(1)),
+                via: opt(6, bytes(r % 9)),
             };
             let state = match r % 3 {
                 0 => State::Ready,
@@ -534,6 +561,24 @@ mod tests {
             let entry = Entry { env: Arc::new(env), deliveries: (r >> 32) as u32, state };
             assert_eq!(decode_entry(&enc(&entry, encode_entry)), Ok(entry));
         }
+    }
+
+    #[test]
+    fn format_1_blobs_still_decode() {
+        // A format-1 entry: no `via`; format-1 settings: no `overflow`.
+        let mut entry = vec![1u8];
+        for v in [5u64, 0] {
+            entry.push(v as u8);
+        }
+        entry.extend_from_slice(&[1, b'a', 1, b'b', 9, 3, 0, 0, 2, b'h', b'i', 0, 0, 0, 0, 2, 0]);
+        let decoded = decode_entry(&entry).unwrap();
+        assert_eq!(decoded.env.payload, b"hi");
+        assert_eq!(decoded.env.via, None);
+        assert_eq!(decoded.deliveries, 2);
+        let settings = decode_settings(&[1, 0, 0, 5, 3, 7]).unwrap();
+        assert_eq!(settings.lease_ms, 5);
+        assert_eq!(settings.overflow, Overflow::Refuse);
+        assert!(decode_settings(&[3, 0, 0, 5, 3, 7]).is_err());
     }
 
     #[test]
@@ -560,7 +605,7 @@ mod tests {
     #[test]
     fn wrong_format_byte_is_an_error() {
         for (blob, decodes) in sample_blobs() {
-            for format in [0u8, 2, 0xFF] {
+            for format in [0u8, 1, 3, 0xFF] {
                 let mut other = blob.clone();
                 other[0] = format;
                 assert!(!decodes(&other));
@@ -604,7 +649,7 @@ mod tests {
     /// `bare_envelope` encoded by hand, with another priority. Byte 7 is the
     /// `expires_at` flag.
     fn hand_envelope(priority: u8) -> Vec<u8> {
-        vec![FORMAT, 0, 0, 0, 0, 0, priority, 0, 0, 0, 0, 0, 0, 0]
+        vec![FORMAT, 0, 0, 0, 0, 0, priority, 0, 0, 0, 0, 0, 0, 0, 0]
     }
 
     #[test]
@@ -672,16 +717,21 @@ mod tests {
 
     #[test]
     fn settings_fields_are_checked() {
-        assert!(decode_settings(&[FORMAT, 0, 0, 1, 0, 0]).is_ok());
+        assert!(decode_settings(&[FORMAT, 0, 0, 1, 0, 0, 0]).is_ok());
         assert_eq!(
-            decode_settings(&[FORMAT, 0, 0, 0, 0, 0]),
+            decode_settings(&[FORMAT, 0, 0, 1, 0, 0, 1]).map(|s| s.overflow),
+            Ok(Overflow::DropOldest)
+        );
+        assert_eq!(decode_settings(&[FORMAT, 0, 0, 1, 0, 0, 2]), Err(DecodeError("unknown overflow policy")));
+        assert_eq!(
+            decode_settings(&[FORMAT, 0, 0, 0, 0, 0, 0]),
             Err(DecodeError("lease_ms must be at least 1"))
         );
         let mut over = vec![FORMAT, 0, 0, 1];
         over.extend(varint_of(u64::from(u32::MAX) + 1));
-        over.push(0);
+        over.extend([0, 0]);
         assert_eq!(decode_settings(&over), Err(DecodeError("max_deliveries out of range")));
-        assert_eq!(decode_settings(&[2, 0, 0, 1, 0, 0]), Err(DecodeError("unknown format")));
+        assert_eq!(decode_settings(&[3, 0, 0, 1, 0, 0, 0]), Err(DecodeError("unknown format")));
         assert_eq!(decode_settings(&[]), Err(DecodeError("truncated")));
     }
 

@@ -22,6 +22,41 @@ pub struct Settings {
     pub max_deliveries: u32,
     /// How long a `DEDUP` key is remembered, in ms; 0 = dedup disabled.
     pub dedup_window_ms: u64,
+    /// What a send to a full mailbox does.
+    pub overflow: Overflow,
+}
+
+/// What happens when a message arrives at a mailbox holding `maxlen` messages.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// The send is refused.
+    Refuse,
+    /// The oldest held message moves to the dead letters to make room.
+    DropOldest,
+}
+
+impl Overflow {
+    pub fn code(self) -> u8 {
+        match self {
+            Overflow::Refuse => 0,
+            Overflow::DropOldest => 1,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Overflow> {
+        match code {
+            0 => Some(Overflow::Refuse),
+            1 => Some(Overflow::DropOldest),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::Refuse => "refuse",
+            Overflow::DropOldest => "drop-oldest",
+        }
+    }
 }
 
 /// What `sweep` did; the master replicates these lists as explicit effects.
@@ -685,7 +720,14 @@ mod tests {
     use super::*;
 
     fn settings(max_deliveries: u32) -> Settings {
-        Settings { maxlen: 0, ttl_ms: 0, lease_ms: 30_000, max_deliveries, dedup_window_ms: 60_000 }
+        Settings {
+            maxlen: 0,
+            ttl_ms: 0,
+            lease_ms: 30_000,
+            max_deliveries,
+            dedup_window_ms: 60_000,
+            overflow: Overflow::Refuse,
+        }
     }
 
     fn id(ms: u64) -> MessageId {
@@ -706,6 +748,7 @@ mod tests {
             thread: None,
             correlation: None,
             reply_to: None,
+            via: None,
         })
     }
 
@@ -1171,6 +1214,7 @@ mod tests {
                 lease_ms: 10,
                 max_deliveries,
                 dedup_window_ms: 0,
+                overflow: Overflow::Refuse,
             });
             let mut now = 0u64;
             for step in 0..400 {

@@ -27,6 +27,8 @@ pub struct Envelope {
     pub thread: Option<Vec<u8>>,
     pub correlation: Option<Vec<u8>>,
     pub reply_to: Option<Vec<u8>>,
+    /// The trusted gateway that sent it on behalf of `from` (`AS`), if any.
+    pub via: Option<Vec<u8>>,
 }
 
 impl Envelope {
@@ -35,7 +37,7 @@ impl Envelope {
         self.from.len()
             + self.to.len()
             + self.payload.len()
-            + [&self.content_type, &self.meta, &self.thread, &self.correlation, &self.reply_to]
+            + [&self.content_type, &self.meta, &self.thread, &self.correlation, &self.reply_to, &self.via]
                 .iter()
                 .map(|f| f.as_ref().map_or(0, Vec::len))
                 .sum::<usize>()

@@ -12,5 +12,5 @@ pub mod namespace;
 pub mod topics;
 
 pub use id::MessageId;
-pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Settings, SweepOutcome};
+pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Overflow, Settings, SweepOutcome};
 pub use message::{DeadLetter, DeadReason, Entry, Envelope, State};
