@@ -4,7 +4,7 @@
 
 use crate::config::MAX_DURATION_MS;
 use crate::core::meta::{self, MetaError};
-use crate::core::MessageId;
+use crate::core::{MessageId, Overflow};
 use crate::errors;
 
 pub type ArgResult<T> = Result<T, String>;
@@ -22,6 +22,8 @@ pub struct SendOptions {
     pub correlation: Option<Vec<u8>>,
     pub reply_to: Option<Vec<u8>>,
     pub meta: Option<Vec<u8>>,
+    /// `AS agent`: act for another agent (needs the `impersonate` grant).
+    pub as_agent: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,15 @@ pub struct ReadOptions {
     pub block_ms: Option<u64>,
     pub lease_ms: Option<u64>,
     pub noack: bool,
+    pub as_agent: Option<Vec<u8>>,
+}
+
+/// Ids and the trailing options of `MAILBOX.ACK` (`AS`) and `MAILBOX.NACK` (`DELAY`, `AS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleOptions {
+    pub ids: Vec<MessageId>,
+    pub delay_ms: u64,
+    pub as_agent: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +51,6 @@ pub struct RangeOptions {
     pub count: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NackOptions {
-    pub ids: Vec<MessageId>,
-    pub delay_ms: u64,
-}
-
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CreateOptions {
     pub maxlen: Option<u64>,
@@ -53,6 +58,7 @@ pub struct CreateOptions {
     pub lease_ms: Option<u64>,
     pub max_deliveries: Option<u32>,
     pub dedup_window_ms: Option<u64>,
+    pub overflow: Option<Overflow>,
     pub update: bool,
 }
 
@@ -146,7 +152,8 @@ impl<'a> Options<'a> {
 
 /// `MAILBOX.SEND` options after the mailbox and the payload.
 pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
-    const KNOWN: &[&str] = &["PRIORITY", "TTL", "DEDUP", "TYPE", "THREAD", "CORRELATION", "REPLYTO", "META"];
+    const KNOWN: &[&str] =
+        &["PRIORITY", "TTL", "DEDUP", "TYPE", "THREAD", "CORRELATION", "REPLYTO", "META", "AS"];
     let mut opts = SendOptions::default();
     let mut it = Options::new(args);
     while let Some(name) = it.next(KNOWN)? {
@@ -164,6 +171,10 @@ pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
             "REPLYTO" => {
                 check_name(value)?;
                 opts.reply_to = Some(value.to_vec());
+            }
+            "AS" => {
+                check_agent(value)?;
+                opts.as_agent = Some(value.to_vec());
             }
             "META" => {
                 meta::validate(value).map_err(|e| match e {
@@ -193,14 +204,19 @@ fn unreachable_option(name: &str) -> ArgResult<()> {
 
 /// `MAILBOX.READ` options after the mailbox.
 pub fn parse_read(args: &[&[u8]]) -> ArgResult<ReadOptions> {
-    let mut opts = ReadOptions { count: 1, block_ms: None, lease_ms: None, noack: false };
+    let mut opts = ReadOptions { count: 1, block_ms: None, lease_ms: None, noack: false, as_agent: None };
     let mut it = Options::new(args);
-    while let Some(name) = it.next(&["COUNT", "BLOCK", "LEASE", "NOACK"])? {
+    while let Some(name) = it.next(&["COUNT", "BLOCK", "LEASE", "NOACK", "AS"])? {
         match name {
             "COUNT" => opts.count = parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize,
             "BLOCK" => opts.block_ms = Some(parse_u64(name, it.value(name)?, 0, MAX_DURATION_MS)?),
             "LEASE" => opts.lease_ms = Some(parse_u64(name, it.value(name)?, 1, MAX_DURATION_MS)?),
             "NOACK" => opts.noack = true,
+            "AS" => {
+                let agent = it.value(name)?;
+                check_agent(agent)?;
+                opts.as_agent = Some(agent.to_vec());
+            }
             _ => unreachable_option(name)?,
         }
     }
@@ -225,23 +241,54 @@ pub fn parse_range(args: &[&[u8]]) -> ArgResult<RangeOptions> {
     Ok(range)
 }
 
-/// `MAILBOX.NACK` arguments after the mailbox: ids, then optionally `DELAY ms`.
-pub fn parse_nack(args: &[&[u8]]) -> ArgResult<NackOptions> {
-    let (ids, delay_ms) = match args {
-        [ids @ .., opt, value] if opt.eq_ignore_ascii_case(b"DELAY") => {
-            (ids, parse_u64("DELAY", value, 0, MAX_DURATION_MS)?)
+/// `MAILBOX.ACK` / `MAILBOX.NACK` arguments after the mailbox: ids, then the
+/// options `allowed` names (`DELAY ms`, `AS agent`) at the end, in any order.
+pub fn parse_settle(args: &[&[u8]], allowed: &[&'static str]) -> ArgResult<SettleOptions> {
+    let mut opts = SettleOptions { ids: Vec::new(), delay_ms: 0, as_agent: None };
+    let mut end = args.len();
+    let mut seen: Vec<&str> = Vec::new();
+    while end >= 2 {
+        let Some(name) = allowed.iter().find(|k| k.as_bytes().eq_ignore_ascii_case(args[end - 2])) else {
+            break;
+        };
+        if seen.contains(name) {
+            return Err(errors::repeated_option(name));
         }
-        _ => (args, 0),
-    };
-    if ids.is_empty() {
+        seen.push(name);
+        let value = args[end - 1];
+        match *name {
+            "DELAY" => opts.delay_ms = parse_u64("DELAY", value, 0, MAX_DURATION_MS)?,
+            _ => {
+                check_agent(value)?;
+                opts.as_agent = Some(value.to_vec());
+            }
+        }
+        end -= 2;
+    }
+    if let Some(name) = end
+        .checked_sub(1)
+        .and_then(|last| allowed.iter().find(|k| k.as_bytes().eq_ignore_ascii_case(args[last])))
+    {
+        return Err(errors::missing_value(name));
+    }
+    if end == 0 {
         return Err(errors::SYNTAX.to_string());
     }
-    Ok(NackOptions { ids: parse_ids(ids)?, delay_ms })
+    opts.ids = parse_ids(&args[..end])?;
+    Ok(opts)
+}
+
+/// An agent name (an ACL user): non-empty UTF-8 without spaces.
+pub fn check_agent(agent: &[u8]) -> ArgResult<()> {
+    match std::str::from_utf8(agent) {
+        Ok(s) if !s.is_empty() && !s.chars().any(char::is_whitespace) => Ok(()),
+        _ => Err(errors::BAD_AGENT.to_string()),
+    }
 }
 
 /// `MAILBOX.CREATE` options after the mailbox.
 pub fn parse_create(args: &[&[u8]]) -> ArgResult<CreateOptions> {
-    const KNOWN: &[&str] = &["MAXLEN", "TTL", "LEASE", "MAXDELIVER", "DEDUPWINDOW", "UPDATE"];
+    const KNOWN: &[&str] = &["MAXLEN", "TTL", "LEASE", "MAXDELIVER", "DEDUPWINDOW", "OVERFLOW", "UPDATE"];
     let mut opts = CreateOptions::default();
     let mut it = Options::new(args);
     while let Some(name) = it.next(KNOWN)? {
@@ -255,6 +302,16 @@ pub fn parse_create(args: &[&[u8]]) -> ArgResult<CreateOptions> {
             }
             "DEDUPWINDOW" => {
                 opts.dedup_window_ms = Some(parse_u64(name, it.value(name)?, 0, MAX_DURATION_MS)?)
+            }
+            "OVERFLOW" => {
+                let value = it.value(name)?;
+                opts.overflow = Some(if value.eq_ignore_ascii_case(b"refuse") {
+                    Overflow::Refuse
+                } else if value.eq_ignore_ascii_case(b"drop-oldest") {
+                    Overflow::DropOldest
+                } else {
+                    return Err(errors::BAD_OVERFLOW.to_string());
+                });
             }
             "UPDATE" => opts.update = true,
             _ => unreachable_option(name)?,
@@ -325,7 +382,10 @@ mod tests {
     #[test]
     fn read_options() {
         let o = parse_read(&v(&["COUNT", "3", "BLOCK", "0", "NOACK"])).unwrap();
-        assert_eq!(o, ReadOptions { count: 3, block_ms: Some(0), lease_ms: None, noack: true });
+        assert_eq!(
+            o,
+            ReadOptions { count: 3, block_ms: Some(0), lease_ms: None, noack: true, as_agent: None }
+        );
         assert_eq!(parse_read(&[]).unwrap().count, 1);
         assert!(parse_read(&v(&["COUNT", "0"])).is_err());
         assert!(parse_read(&v(&["LEASE", "0"])).is_err());
@@ -340,11 +400,20 @@ mod tests {
         assert_eq!(parse_range(&v(&["COUNT", "2"])).unwrap().start, MessageId::MIN);
         assert!(parse_range(&v(&["x", "+"])).is_err());
         assert!(parse_range(&v(&["-"])).is_err());
-        let n = parse_nack(&v(&["1-0", "2-0", "DELAY", "50"])).unwrap();
+        let nack = ["DELAY", "AS"];
+        let n = parse_settle(&v(&["1-0", "2-0", "DELAY", "50"]), &nack).unwrap();
         assert_eq!(n.ids.len(), 2);
         assert_eq!(n.delay_ms, 50);
-        assert!(parse_nack(&v(&["DELAY", "50"])).is_err());
-        assert!(parse_nack(&v(&["nope"])).is_err());
+        let n = parse_settle(&v(&["1-0", "AS", "bob", "delay", "5"]), &nack).unwrap();
+        assert_eq!((n.ids.len(), n.delay_ms, n.as_agent.as_deref()), (1, 5, Some(&b"bob"[..])));
+        assert!(parse_settle(&v(&["DELAY", "50"]), &nack).is_err());
+        assert!(parse_settle(&v(&["nope"]), &nack).is_err());
+        assert!(parse_settle(&v(&["1-0", "DELAY", "1", "DELAY", "2"]), &nack).is_err());
+        assert!(parse_settle(&v(&["1-0", "DELAY", "1"]), &["AS"]).is_err());
+        assert_eq!(
+            parse_settle(&v(&["1-0", "DELAY"]), &nack).unwrap_err(),
+            "ERR option 'DELAY' needs a value"
+        );
     }
 
     #[test]

@@ -20,6 +20,10 @@ struct Info {
     key: Option<KeySpecFlags>,
 }
 
+/// `MAILBOX.ACL GRANT|REVOKE|CHECK|QUOTA` route by their fourth argument (the
+/// pattern, name or namespace); `LIST` has none.
+const ACL_KEY_INDEX: i32 = 4;
+
 fn table() -> Vec<Info> {
     use KeySpecFlags as F;
     let info = |name, arity, summary, key| Info { name, arity, summary, key };
@@ -61,6 +65,12 @@ fn table() -> Vec<Info> {
         info("mailbox.sub", -3, "Subscribes a mailbox to topic patterns", Some(RW.union(F::INSERT))),
         info("mailbox.unsub", -3, "Unsubscribes a mailbox from topic patterns", Some(RO)),
         info("mailbox.subs", 2, "Lists a mailbox's topic subscriptions", Some(RO)),
+        Info {
+            name: "mailbox.acl",
+            arity: -2,
+            summary: "Grants, revokes, lists and checks the module's permissions; sets send quotas",
+            key: Some(RO.union(F::NOT_KEY)),
+        },
         info("mailbox.effect", -3, "Internal: applies a replicated effect", Some(RW.union(F::UPDATE))),
     ]
 }
@@ -86,7 +96,7 @@ pub fn register(ctx: &Context) {
             get_redis_key_spec(vec![KeySpec::new(
                 None,
                 flags,
-                BeginSearch::new_index(1),
+                BeginSearch::new_index(if info.name == "mailbox.acl" { ACL_KEY_INDEX } else { 1 }),
                 FindKeys::new_range(0, 1, 0),
             )])
         });

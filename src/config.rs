@@ -29,11 +29,66 @@ pub static PUSH: AtomicBool = AtomicBool::new(true);
 
 pub const DEFAULT_PUSH_PREFIX: &str = "mailbox:";
 
-pub fn push_prefix() -> String {
-    match PUSH_PREFIX.lock() {
-        Ok(p) => p.clone(),
+redis_module::enum_configuration! {
+    /// `mailbox.policy`: the values are the config's words.
+    #[allow(non_camel_case_types)]
+    #[derive(Copy, PartialEq, Eq, Debug)]
+    pub enum PolicyConfig {
+        open = 0,
+        closed = 1,
+    }
+}
+
+/// Open: everyone may send, subscribe and publish. Closed: everything needs a grant
+/// except reading one's own mailbox.
+pub static POLICY: Mutex<PolicyConfig> = Mutex::new(PolicyConfig::open);
+/// ACL users that bypass the module's grants (space-separated).
+pub static SUPERUSERS: Mutex<String> = Mutex::new(String::new());
+pub const DEFAULT_SUPERUSERS: &str = "default";
+/// Name of the audit stream (the namespace's hash tag is appended).
+pub static AUDIT_STREAM: Mutex<String> = Mutex::new(String::new());
+pub const DEFAULT_AUDIT_STREAM: &str = "mailbox:audit";
+/// Approximate cap of each audit stream; 0 turns auditing off.
+pub static AUDIT_MAXLEN: AtomicI64 = AtomicI64::new(10_000);
+pub const DEFAULT_AUDIT_MAXLEN: i64 = 10_000;
+/// Per-agent send quota: tokens per second (0 = unlimited) and bucket size.
+pub static SEND_RATE: AtomicI64 = AtomicI64::new(0);
+pub const DEFAULT_SEND_RATE: i64 = 0;
+pub static SEND_BURST: AtomicI64 = AtomicI64::new(100);
+pub const DEFAULT_SEND_BURST: i64 = 100;
+/// Messages a thread may hold in a namespace before further ones are refused; 0 = no limit.
+pub static MAX_THREAD_MESSAGES: AtomicI64 = AtomicI64::new(0);
+pub const DEFAULT_MAX_THREAD_MESSAGES: i64 = 0;
+
+fn text(value: &Mutex<String>) -> String {
+    match value.lock() {
+        Ok(v) => v.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     }
+}
+
+pub fn policy() -> crate::core::grants::Policy {
+    let closed = match POLICY.lock() {
+        Ok(p) => *p == PolicyConfig::closed,
+        Err(poisoned) => *poisoned.into_inner() == PolicyConfig::closed,
+    };
+    if closed {
+        crate::core::grants::Policy::Closed
+    } else {
+        crate::core::grants::Policy::Open
+    }
+}
+
+pub fn is_superuser(agent: &[u8]) -> bool {
+    text(&SUPERUSERS).split_ascii_whitespace().any(|u| u.as_bytes() == agent)
+}
+
+pub fn audit_stream() -> String {
+    text(&AUDIT_STREAM)
+}
+
+pub fn push_prefix() -> String {
+    text(&PUSH_PREFIX)
 }
 
 pub fn push_enabled() -> bool {

@@ -84,22 +84,63 @@ pub fn register(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
     })
 }
 
-/// Refreshes the last-seen time of the agent issuing this command in the namespace
-/// of `name`. Only for commands from a client on the master.
-pub fn touch(ctx: &Context, name: &[u8], now: u64) {
+/// Refreshes the last-seen time of `agent` in the namespace of `name`. Only for
+/// commands from a client on the master.
+pub fn touch(ctx: &Context, name: &[u8], agent: &[u8], now: u64) {
     let flags = ctx.get_flags();
     if flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
         || !flags.contains(ContextFlags::MASTER)
     {
         return;
     }
-    let agent = ctx.get_current_user();
-    let agent = agent.as_slice();
     let _ = with_namespace(ctx, name, |ns, ns_key| {
         let stale = ns.last_seen(agent).is_none_or(|last| now >= last.saturating_add(PRESENCE_RESOLUTION_MS));
         if stale {
             ns_apply(ctx, ns, ns_key, NsEffect::Seen { agent: agent.to_vec(), at: now });
         }
+    });
+}
+
+/// The checks every sending command makes before it changes anything: the
+/// agent's send quota (a token bucket per namespace) and the loop breaker (a
+/// thread may hold at most `mailbox.max-thread-messages` messages in a namespace).
+pub fn admit(
+    ctx: &Context,
+    name: &[u8],
+    agent: &[u8],
+    thread: Option<&[u8]>,
+    now: u64,
+) -> Result<(), RedisError> {
+    let ns_key = namespace::namespace_key(name);
+    let key = ctx.open_key(&ctx.create_string(ns_key.as_slice()));
+    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).ok().flatten();
+    let (rate, burst) = ns.and_then(|ns| ns.quota(agent)).unwrap_or((
+        u64::try_from(config::get(&config::SEND_RATE)).unwrap_or(0),
+        u64::try_from(config::get(&config::SEND_BURST)).unwrap_or(1),
+    ));
+    let max_thread = config::get(&config::MAX_THREAD_MESSAGES);
+    if let (Some(thread), true) = (thread, max_thread > 0) {
+        if ns.map_or(0, |ns| ns.thread_count(thread)) >= max_thread as u64 {
+            stats::THREAD_REFUSED.incr();
+            return Err(RedisError::String(errors::thread_limit(thread, max_thread)));
+        }
+    }
+    if !crate::quota::take(&ns_key, agent, rate, burst, 1, now) {
+        stats::QUOTA_REFUSED.incr();
+        return Err(RedisError::String(errors::quota_exceeded(agent, rate, burst)));
+    }
+    Ok(())
+}
+
+/// Counts one message of `thread` for the loop breaker (only while it is on).
+pub fn count_thread(ctx: &Context, name: &[u8], thread: Option<&[u8]>) {
+    let Some(thread) = thread else { return };
+    if config::get(&config::MAX_THREAD_MESSAGES) <= 0 {
+        return;
+    }
+    let _ = with_namespace(ctx, name, |ns, ns_key| {
+        let count = ns.thread_count(thread) + 1;
+        ns_apply(ctx, ns, ns_key, NsEffect::ThreadCount { thread: thread.to_vec(), count });
     });
 }
 

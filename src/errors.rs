@@ -46,3 +46,36 @@ pub fn other_namespace(name: &[u8]) -> String {
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 pub const NO_SUCH_MESSAGE: &str = "ERR no such message in this mailbox";
 pub const REPLY_CORRELATION: &str = "ERR MAILBOX.REPLY sets CORRELATION itself";
+
+pub const BAD_AGENT: &str = "ERR agent name must be non-empty UTF-8 without spaces";
+pub const BAD_OVERFLOW: &str = "ERR OVERFLOW must be refuse or drop-oldest";
+
+pub fn quota_exceeded(agent: &[u8], rate: u64, burst: u64) -> String {
+    format!(
+        "ERR send quota exceeded for agent '{}' ({rate} messages/s, burst {burst})",
+        String::from_utf8_lossy(agent)
+    )
+}
+
+pub fn thread_limit(thread: &[u8], limit: i64) -> String {
+    format!(
+        "ERR thread '{}' reached mailbox.max-thread-messages ({limit}); start a new thread",
+        String::from_utf8_lossy(thread)
+    )
+}
+
+pub const EMPTY_PATTERN: &str = "ERR pattern must not be empty";
+
+pub fn unknown_permission(p: &[u8]) -> String {
+    format!(
+        "ERR unknown permission '{}', expected send, read, subscribe, publish, admin or impersonate",
+        String::from_utf8_lossy(p)
+    )
+}
+
+pub fn unknown_acl_subcommand(s: &[u8]) -> String {
+    format!(
+        "ERR unknown MAILBOX.ACL subcommand '{}', expected GRANT, REVOKE, LIST, CHECK or QUOTA",
+        String::from_utf8_lossy(s)
+    )
+}

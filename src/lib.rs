@@ -1,6 +1,7 @@
 //! redis-mailbox: durable mailboxes for LLM agents, as a Redis module.
 //! This file only registers; see `commands/` for what each command does.
 
+pub mod acl;
 mod alloc;
 pub mod args;
 mod blocking;
@@ -15,6 +16,7 @@ pub mod errors;
 mod info;
 pub mod namespace_type;
 pub mod push;
+pub mod quota;
 pub mod stats;
 pub mod sweeper;
 mod type_callbacks;
@@ -69,6 +71,7 @@ redis_module! {
         ["mailbox.sub", commands::sub::sub, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.unsub", commands::sub::unsub, "write", 1, 1, 1, ""],
         ["mailbox.subs", commands::sub::subs, "readonly", 1, 1, 1, ""],
+        ["mailbox.acl", commands::acl::command, "write", 0, 0, 0, ""],
         ["mailbox.effect", commands::effect::command, "write", 1, 1, 1, ""],
     ],
     event_handlers: [
@@ -82,15 +85,23 @@ redis_module! {
             ["default-maxlen", &DEFAULT_MAXLEN, DEFAULT_DEFAULT_MAXLEN, 0, i64::MAX, ConfigurationFlags::DEFAULT, None],
             ["default-ttl-ms", &DEFAULT_TTL_MS, DEFAULT_DEFAULT_TTL_MS, 0, MAX_DURATION_MS, ConfigurationFlags::DEFAULT, None],
             ["dedup-window-ms", &DEDUP_WINDOW_MS, DEFAULT_DEDUP_WINDOW_MS, 0, MAX_DURATION_MS, ConfigurationFlags::DEFAULT, None],
+            ["audit-maxlen", &AUDIT_MAXLEN, DEFAULT_AUDIT_MAXLEN, 0, i64::MAX, ConfigurationFlags::DEFAULT, None],
+            ["send-rate", &SEND_RATE, DEFAULT_SEND_RATE, 0, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
+            ["send-burst", &SEND_BURST, DEFAULT_SEND_BURST, 1, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
+            ["max-thread-messages", &MAX_THREAD_MESSAGES, DEFAULT_MAX_THREAD_MESSAGES, 0, i64::MAX, ConfigurationFlags::DEFAULT, None],
             ["sweep-interval-ms", &SWEEP_INTERVAL_MS, DEFAULT_SWEEP_INTERVAL_MS, 1, 60_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [
             ["push-prefix", &PUSH_PREFIX, DEFAULT_PUSH_PREFIX, ConfigurationFlags::DEFAULT, None],
+            ["superusers", &SUPERUSERS, DEFAULT_SUPERUSERS, ConfigurationFlags::DEFAULT, None],
+            ["audit-stream", &AUDIT_STREAM, DEFAULT_AUDIT_STREAM, ConfigurationFlags::DEFAULT, None],
         ],
         bool: [
             ["push", &PUSH, true, ConfigurationFlags::DEFAULT, None],
         ],
-        enum: [],
+        enum: [
+            ["policy", &POLICY, PolicyConfig::open, ConfigurationFlags::DEFAULT, None],
+        ],
         module_args_as_configuration: true,
     ]
 }

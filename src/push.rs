@@ -34,9 +34,12 @@ pub fn encode(env: &Envelope, mailbox: &[u8]) -> Vec<u8> {
         let value = serde_json::from_slice(meta).unwrap_or_else(|_| text(meta));
         m.insert("meta".into(), value);
     }
-    for (name, field) in
-        [("thread", &env.thread), ("correlation", &env.correlation), ("reply_to", &env.reply_to)]
-    {
+    for (name, field) in [
+        ("thread", &env.thread),
+        ("correlation", &env.correlation),
+        ("reply_to", &env.reply_to),
+        ("via", &env.via),
+    ] {
         if let Some(v) = field {
             m.insert(name.into(), text(v));
         }

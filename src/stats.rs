@@ -43,6 +43,11 @@ pub static DEAD_LETTERED: Counter = Counter::new();
 pub static DEAD_REQUEUED: Counter = Counter::new();
 pub static DEAD_PURGED: Counter = Counter::new();
 pub static DENIED: Counter = Counter::new();
+pub static QUOTA_REFUSED: Counter = Counter::new();
+pub static SIZE_REFUSED: Counter = Counter::new();
+pub static FULL_REFUSED: Counter = Counter::new();
+pub static OVERFLOW_DROPPED: Counter = Counter::new();
+pub static THREAD_REFUSED: Counter = Counter::new();
 pub static BLOCKED_READERS: Counter = Counter::new();
 /// Gauges kept by the data type's life cycle (create, load, copy, free).
 pub static MAILBOXES: Counter = Counter::new();
@@ -67,6 +72,11 @@ pub fn figures() -> Vec<(&'static str, i64)> {
         ("dead_requeued", DEAD_REQUEUED.get()),
         ("dead_purged", DEAD_PURGED.get()),
         ("denied", DENIED.get()),
+        ("quota_refused", QUOTA_REFUSED.get()),
+        ("size_refused", SIZE_REFUSED.get()),
+        ("full_refused", FULL_REFUSED.get()),
+        ("overflow_dropped", OVERFLOW_DROPPED.get()),
+        ("thread_refused", THREAD_REFUSED.get()),
         ("blocked_readers", BLOCKED_READERS.get()),
         ("mailboxes", MAILBOXES.get()),
         ("messages", MESSAGES.get()),

@@ -1,10 +1,13 @@
-//! `MAILBOX.ACK mailbox id [id ...]`
+//! `MAILBOX.ACK mailbox id [id ...] [AS agent]`
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, mailbox_mut, notify, now_ms, replicate, reschedule, sweep};
+use crate::acl;
 use crate::args;
+use crate::core::grants::Permission;
 use crate::data_type::tracked;
+use crate::delivery::touch;
 use crate::effects::Effect;
 use crate::stats;
 
@@ -13,22 +16,25 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    args::check_name(all[0]).map_err(err)?;
-    let ids = args::parse_ids(&all[1..]).map_err(err)?;
+    let name = all[0];
+    args::check_name(name).map_err(err)?;
+    let opts = args::parse_settle(&all[1..], &["AS"]).map_err(err)?;
+    let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.ack")?;
+    acl::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.ack")?;
     let key = ctx.open_key_writable(&argv[1]);
     let Some(mailbox) = mailbox_mut(&key)? else {
         return Ok(RedisValue::Integer(0));
     };
-    sweep(ctx, &argv[1], mailbox, now_ms());
-    let acked = tracked(mailbox, |mb| mb.ack(&ids));
-    crate::delivery::touch(ctx, all[0], now_ms());
-    if !acked.is_empty() {
-        stats::ACKED.add(acked.len());
-        let n = acked.len();
-        replicate(ctx, all[0], &Effect::Remove { ids: acked });
+    let now = now_ms();
+    sweep(ctx, &argv[1], mailbox, now);
+    let acked = tracked(mailbox, |mb| mb.ack(&opts.ids));
+    let n = acked.len();
+    if n > 0 {
+        stats::ACKED.add(n);
+        replicate(ctx, name, &Effect::Remove { ids: acked });
         notify(ctx, "mailbox.ack", &argv[1]);
         reschedule(ctx, &argv[1], mailbox);
-        return Ok(RedisValue::Integer(n as i64));
     }
-    Ok(RedisValue::Integer(0))
+    touch(ctx, name, &caller.agent, now);
+    Ok(RedisValue::Integer(n as i64))
 }

@@ -3,8 +3,10 @@
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, mailbox_mut, notify, replicate};
+use crate::acl;
 use crate::args::{self, CreateOptions};
 use crate::config;
+use crate::core::grants::Permission;
 use crate::core::{Mailbox, Settings};
 use crate::data_type::{gauge_add, MAILBOX_TYPE};
 use crate::effects::Effect;
@@ -17,6 +19,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
     args::check_name(all[0]).map_err(err)?;
     let opts = args::parse_create(&all[1..]).map_err(err)?;
+    let agent = ctx.get_current_user();
+    acl::authorize(ctx, agent.as_slice(), Permission::Admin, all[0], "mailbox.create")?;
     let key = ctx.open_key_writable(&argv[1]);
     match mailbox_mut(&key)? {
         Some(_) if !opts.update => Err(RedisError::Str(errors::MAILBOX_EXISTS)),
@@ -34,7 +38,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             gauge_add(&mailbox);
             key.set_value(&MAILBOX_TYPE, mailbox).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
             crate::delivery::register(ctx, all[0])?;
-            crate::delivery::touch(ctx, all[0], super::now_ms());
+            crate::delivery::touch(ctx, all[0], agent.as_slice(), super::now_ms());
             notify(ctx, "mailbox.create", &argv[1]);
             Ok(RedisValue::SimpleStringStatic("OK"))
         }
@@ -56,6 +60,9 @@ fn apply(mut settings: Settings, opts: &CreateOptions) -> Settings {
     }
     if let Some(v) = opts.dedup_window_ms {
         settings.dedup_window_ms = v;
+    }
+    if let Some(v) = opts.overflow {
+        settings.overflow = v;
     }
     settings
 }

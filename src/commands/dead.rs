@@ -3,7 +3,9 @@
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, mailbox_mut, notify, now_ms, replicate, reply_message, reschedule, signal_ready, sweep};
+use crate::acl;
 use crate::args::{self, DeadAction, Selection};
+use crate::core::grants::Permission;
 use crate::core::{Mailbox, MessageId};
 use crate::data_type::tracked;
 use crate::effects::Effect;
@@ -16,6 +18,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
     args::check_name(all[0]).map_err(err)?;
     let action = args::parse_dead(&all[1..]).map_err(err)?;
+    let agent = ctx.get_current_user();
+    acl::authorize(ctx, agent.as_slice(), Permission::Admin, all[0], "mailbox.dead")?;
     let key = ctx.open_key_writable(&argv[1]);
     let mailbox = mailbox_mut(&key)?;
     let name = all[0];
@@ -41,6 +45,16 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             let n = revived.len();
             if n > 0 {
                 stats::DEAD_REQUEUED.add(n);
+                acl::audit(
+                    ctx,
+                    name,
+                    &[
+                        ("event", b"dead-requeue"),
+                        ("agent", agent.as_slice()),
+                        ("name", name),
+                        ("count", n.to_string().as_bytes()),
+                    ],
+                );
                 replicate(ctx, name, &Effect::Revive { ids: revived });
                 notify(ctx, "mailbox.dead-requeue", &argv[1]);
                 signal_ready(ctx, &argv[1]);
@@ -55,6 +69,16 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             let n = purged.len();
             if n > 0 {
                 stats::DEAD_PURGED.add(n);
+                acl::audit(
+                    ctx,
+                    name,
+                    &[
+                        ("event", b"dead-purge"),
+                        ("agent", agent.as_slice()),
+                        ("name", name),
+                        ("count", n.to_string().as_bytes()),
+                    ],
+                );
                 replicate(ctx, name, &Effect::Bury { ids: purged });
                 notify(ctx, "mailbox.dead-purge", &argv[1]);
             }

@@ -4,6 +4,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms, reply_fields, Field};
 use crate::args;
+use crate::core::grants::Permission;
 use crate::core::Mailbox;
 use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
@@ -13,6 +14,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     args::check_name(argv[1].as_slice()).map_err(err)?;
+    let agent = ctx.get_current_user();
+    crate::acl::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
     let key = ctx.open_key(&argv[1]);
     let Some(mb) = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?
     else {

@@ -2,6 +2,7 @@
 //! per command; this file holds what they share.
 
 pub mod ack;
+pub mod acl;
 pub mod create;
 pub mod dead;
 pub mod effect;
@@ -82,10 +83,10 @@ pub fn sweep(ctx: &Context, key: &RedisString, mailbox: &mut Mailbox, now: u64) 
         return;
     }
     let before = mailbox.counts();
-    let SweepOutcome { expired, requeued, dead } = tracked(mailbox, |mb| mb.sweep(now));
+    let SweepOutcome { expired, requeued, dead, leases_ended } = tracked(mailbox, |mb| mb.sweep(now));
     let after = mailbox.counts();
     let dedup_forgotten = after.dedup_keys != before.dedup_keys;
-    crate::stats::LEASE_EXPIRED.add(before.leased.saturating_sub(after.leased) as usize);
+    crate::stats::LEASE_EXPIRED.add(leases_ended);
     let name = key.as_slice();
     if !expired.is_empty() {
         crate::stats::EXPIRED.add(expired.len());
@@ -155,6 +156,7 @@ pub fn reply_message(ctx: &Context, env: &Envelope, deliveries: u32, extra: &[(&
         ("thread", &env.thread),
         ("correlation", &env.correlation),
         ("reply_to", &env.reply_to),
+        ("via", &env.via),
     ] {
         if let Some(v) = value {
             fields.push((name, v.as_slice().into()));

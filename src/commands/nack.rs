@@ -1,11 +1,14 @@
-//! `MAILBOX.NACK mailbox id [id ...] [DELAY ms]`
+//! `MAILBOX.NACK mailbox id [id ...] [DELAY ms] [AS agent]`
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, mailbox_mut, notify, now_ms, replicate, reschedule, signal_ready, sweep};
+use crate::acl;
 use crate::args;
+use crate::core::grants::Permission;
 use crate::core::{DeadReason, NackOutcome};
 use crate::data_type::tracked;
+use crate::delivery::touch;
 use crate::effects::Effect;
 use crate::stats;
 
@@ -14,8 +17,11 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    args::check_name(all[0]).map_err(err)?;
-    let opts = args::parse_nack(&all[1..]).map_err(err)?;
+    let name = all[0];
+    args::check_name(name).map_err(err)?;
+    let opts = args::parse_settle(&all[1..], &["DELAY", "AS"]).map_err(err)?;
+    let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.nack")?;
+    acl::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.nack")?;
     let key = ctx.open_key_writable(&argv[1]);
     let Some(mailbox) = mailbox_mut(&key)? else {
         return Ok(RedisValue::Integer(0));
@@ -25,8 +31,6 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let NackOutcome { requeued, delayed, dead } =
         tracked(mailbox, |mb| mb.nack(&opts.ids, now, opts.delay_ms));
     let total = requeued.len() + delayed.len() + dead.len();
-    crate::delivery::touch(ctx, all[0], now);
-    let name = all[0];
     stats::NACKED.add(total);
     if !requeued.is_empty() {
         replicate(ctx, name, &Effect::Requeue { ids: requeued });
@@ -44,5 +48,6 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         notify(ctx, "mailbox.nack", &argv[1]);
         reschedule(ctx, &argv[1], mailbox);
     }
+    touch(ctx, name, &caller.agent, now);
     Ok(RedisValue::Integer(total as i64))
 }

@@ -5,6 +5,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms, reply_entries};
 use crate::args;
+use crate::core::grants::Permission;
 use crate::core::{Entry, Mailbox, State};
 use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
@@ -15,6 +16,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     args::check_name(all[0]).map_err(err)?;
+    crate::acl::authorize(ctx, ctx.get_current_user().as_slice(), Permission::Read, all[0], "mailbox.peek")?;
     let range = args::parse_range(&all[1..]).map_err(err)?;
     let key = ctx.open_key(&argv[1]);
     let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;

@@ -5,6 +5,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms};
 use crate::args;
+use crate::core::grants::Permission;
 use crate::core::namespace::{self, Namespace};
 use crate::core::Mailbox;
 use crate::data_type::MAILBOX_TYPE;
@@ -17,6 +18,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let space = argv[1].as_slice();
     args::check_name(space).map_err(err)?;
+    let agent = ctx.get_current_user();
+    crate::acl::authorize(ctx, agent.as_slice(), Permission::Send, space, "mailbox.presence")?;
     let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(space)));
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
     let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::send::check_payload;
+use super::send::{check_payload, envelope};
 use super::{err, now_ms};
+use crate::acl::{self, Caller};
 use crate::args::{self, SendOptions};
+use crate::core::grants::Permission;
 use crate::core::namespace::{self, Namespace};
 use crate::core::topics;
-use crate::core::{Entry, Envelope, State};
-use crate::delivery::{deliver_many, namespace_of, next_id, replicate_ns, touch};
+use crate::core::{Entry, State};
+use crate::delivery::{admit, count_thread, deliver_many, namespace_of, next_id, replicate_ns, touch};
 use crate::effects::{Delivery, NsEffect};
 use crate::errors;
 use crate::namespace_type::NAMESPACE_TYPE;
@@ -25,6 +27,8 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let topic = all[0];
     topics::validate_topic(&namespace::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
+    let caller = acl::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
+    acl::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
     check_payload(all[1])?;
     let path = namespace::local_part(topic);
     let receivers: Vec<Vec<u8>> = {
@@ -33,7 +37,7 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         ns.map(|ns| ns.receivers(&path).into_iter().collect()).unwrap_or_default()
     };
-    send_to_all(ctx, topic, &receivers, all[1], opts)
+    send_to_all(ctx, topic, &receivers, all[1], opts, &caller)
 }
 
 pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
@@ -44,9 +48,11 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let space = all[0];
     args::check_name(space).map_err(err)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
+    let caller = acl::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
+    acl::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;
     check_payload(all[1])?;
     let receivers = live_mailboxes(ctx, space)?;
-    send_to_all(ctx, space, &receivers, all[1], opts)
+    send_to_all(ctx, space, &receivers, all[1], opts, &caller)
 }
 
 /// The mailboxes a namespace lists that still exist; forgets (and replicates
@@ -84,27 +90,16 @@ fn send_to_all(
     receivers: &[Vec<u8>],
     payload: &[u8],
     opts: SendOptions,
+    caller: &Caller,
 ) -> RedisResult {
     let now = now_ms();
-    let from = ctx.get_current_user();
+    admit(ctx, to, &caller.agent, opts.thread.as_deref(), now)?;
     let id = next_id(ctx, receivers, now);
     let dedup = opts.dedup.clone();
-    let ttl = opts.ttl_ms;
-    let env = Arc::new(Envelope {
-        id,
-        from: from.as_slice().to_vec(),
-        to: to.to_vec(),
-        ts: now,
-        priority: opts.priority.unwrap_or(0),
-        expires_at: ttl.map(|t| now.saturating_add(t)),
-        content_type: opts.content_type,
-        payload: payload.to_vec(),
-        meta: opts.meta,
-        thread: opts.thread,
-        correlation: opts.correlation,
-        reply_to: opts.reply_to,
-        via: None,
-    });
+    let thread = opts.thread.clone();
+    // A topic message is one envelope for every receiver: the mailboxes' own
+    // default TTLs do not apply to it.
+    let env = Arc::new(envelope(id, to, payload, opts, caller, 0, now));
     let delivered = deliver_many(ctx, receivers, &env, &dedup, now)?;
     if !delivered.receivers.is_empty() {
         let effect = Delivery {
@@ -117,8 +112,9 @@ fn send_to_all(
         let mut all: Vec<&[u8]> = vec![&ns_key];
         all.extend(args.iter().map(Vec::as_slice));
         ctx.replicate("MAILBOX.EFFECT", all.as_slice());
+        count_thread(ctx, to, thread.as_deref());
     }
-    touch(ctx, to, now);
+    touch(ctx, to, &caller.agent, now);
     Ok(RedisValue::Array(vec![
         RedisValue::BulkString(id.to_string()),
         RedisValue::Integer(delivered.receivers.len() as i64),

@@ -5,8 +5,10 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, 
 use super::{
     err, mailbox_mut, notify, now_ms, replicate, reply_entries, reply_null_array, reschedule, sweep,
 };
+use crate::acl;
 use crate::args::{self, ReadOptions};
 use crate::blocking;
+use crate::core::grants::Permission;
 use crate::data_type::tracked;
 use crate::effects::Effect;
 use crate::stats;
@@ -18,6 +20,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
     args::check_name(all[0]).map_err(err)?;
     let opts = args::parse_read(&all[1..]).map_err(err)?;
+    let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.read")?;
+    acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.read")?;
     if serve(ctx, &argv[1], &opts)? {
         return Ok(RedisValue::NoReply);
     }
@@ -73,7 +77,10 @@ fn serve(ctx: &Context, key_name: &RedisString, opts: &ReadOptions) -> Result<bo
     }
     notify(ctx, "mailbox.read", key_name);
     reschedule(ctx, key_name, mailbox);
-    crate::delivery::touch(ctx, name, now);
+    match &opts.as_agent {
+        Some(agent) => crate::delivery::touch(ctx, name, agent, now),
+        None => crate::delivery::touch(ctx, name, ctx.get_current_user().as_slice(), now),
+    }
     Ok(true)
 }
 

@@ -7,8 +7,11 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, 
 
 use super::send::{check_payload, send_one};
 use super::{err, mailbox_mut, now_ms};
+use crate::acl;
 use crate::args;
+use crate::core::grants::Permission;
 use crate::core::namespace;
+use crate::delivery::{admit, count_thread, touch};
 use crate::errors;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
@@ -22,6 +25,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if opts.correlation.is_some() {
         return Err(RedisError::Str(errors::REPLY_CORRELATION));
     }
+    let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.reply")?;
+    acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.reply")?;
     check_payload(all[2])?;
 
     let (target, thread) = {
@@ -46,14 +51,17 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     {
         return Err(RedisError::Str(errors::CROSSSLOT));
     }
+    acl::authorize(ctx, &caller.agent, Permission::Send, &target, "mailbox.reply")?;
     if opts.thread.is_none() {
         opts.thread = Some(thread);
     }
     opts.correlation = Some(id.to_string().into_bytes());
-    let from = ctx.get_current_user();
     let now = now_ms();
+    admit(ctx, all[0], &caller.agent, opts.thread.as_deref(), now)?;
+    let thread = opts.thread.clone();
     let target_key = ctx.create_string(target.as_slice());
-    let new_id = send_one(ctx, &target_key, all[2], opts, from.as_slice(), now)?;
-    crate::delivery::touch(ctx, all[0], now);
+    let new_id = send_one(ctx, &target_key, all[2], opts, &caller, now)?;
+    count_thread(ctx, all[0], thread.as_deref());
+    touch(ctx, all[0], &caller.agent, now);
     Ok(RedisValue::BulkString(new_id.to_string()))
 }

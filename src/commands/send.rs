@@ -5,11 +5,13 @@ use std::sync::Arc;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms, replicate, sweep};
+use crate::acl::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::config;
-use crate::core::{Entry, Envelope, Mailbox, MessageId, State};
+use crate::core::grants::Permission;
+use crate::core::{DeadReason, Entry, Envelope, Mailbox, MessageId, Overflow, State};
 use crate::data_type::tracked;
-use crate::delivery::{announce, open_or_create, touch};
+use crate::delivery::{admit, announce, count_thread, open_or_create, touch};
 use crate::effects::{dedup_for, Effect};
 use crate::errors;
 use crate::stats;
@@ -22,36 +24,41 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let (name, payload) = (all[0], all[1]);
     args::check_name(name).map_err(err)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
+    let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.send")?;
+    acl::authorize(ctx, &caller.agent, Permission::Send, name, "mailbox.send")?;
     check_payload(payload)?;
-    let sender = ctx.get_current_user();
     let now = now_ms();
-    let id = send_one(ctx, &argv[1], payload, opts, sender.as_slice(), now)?;
-    touch(ctx, name, now);
+    admit(ctx, name, &caller.agent, opts.thread.as_deref(), now)?;
+    let thread = opts.thread.clone();
+    let id = send_one(ctx, &argv[1], payload, opts, &caller, now)?;
+    count_thread(ctx, name, thread.as_deref());
+    touch(ctx, name, &caller.agent, now);
     Ok(RedisValue::BulkString(id.to_string()))
 }
 
 pub fn check_payload(payload: &[u8]) -> Result<(), RedisError> {
     let limit = config::get(&config::MAX_PAYLOAD_BYTES);
     if payload.len() as u64 > limit.max(0) as u64 {
+        stats::SIZE_REFUSED.incr();
         return Err(err(errors::payload_too_large(payload.len(), limit)));
     }
     Ok(())
 }
 
-/// Builds the envelope a send stores, with the mailbox's default TTL if none given.
+/// Builds the envelope a send stores; `default_ttl_ms` applies when the send gives none.
 pub fn envelope(
-    mailbox: &Mailbox,
     id: MessageId,
     to: &[u8],
     payload: &[u8],
     opts: SendOptions,
-    from: &[u8],
+    caller: &Caller,
+    default_ttl_ms: u64,
     now: u64,
 ) -> Envelope {
-    let ttl = opts.ttl_ms.or((mailbox.settings.ttl_ms > 0).then_some(mailbox.settings.ttl_ms));
+    let ttl = opts.ttl_ms.or((default_ttl_ms > 0).then_some(default_ttl_ms));
     Envelope {
         id,
-        from: from.to_vec(),
+        from: caller.agent.clone(),
         to: to.to_vec(),
         ts: now,
         priority: opts.priority.unwrap_or(0),
@@ -62,7 +69,35 @@ pub fn envelope(
         thread: opts.thread,
         correlation: opts.correlation,
         reply_to: opts.reply_to,
-        via: None,
+        via: caller.via.clone(),
+    }
+}
+
+/// Makes room in a full mailbox by its overflow policy: `Err` for `refuse`; for
+/// `drop-oldest` the oldest held message moves to the dead letters (replicated).
+fn make_room(
+    ctx: &Context,
+    key_name: &RedisString,
+    mailbox: &mut Mailbox,
+    now: u64,
+) -> Result<(), RedisError> {
+    if !mailbox.is_full() {
+        return Ok(());
+    }
+    match (mailbox.settings.overflow, mailbox.oldest()) {
+        (Overflow::DropOldest, Some(oldest)) => {
+            let ids = vec![oldest];
+            tracked(mailbox, |mb| mb.kill(&ids, DeadReason::Overflow, now));
+            replicate(ctx, key_name.as_slice(), &Effect::Kill { at: now, reason: DeadReason::Overflow, ids });
+            stats::OVERFLOW_DROPPED.incr();
+            stats::DEAD_LETTERED.incr();
+            super::notify(ctx, "mailbox.deadlettered", key_name);
+            Ok(())
+        }
+        _ => {
+            stats::FULL_REFUSED.incr();
+            Err(RedisError::Str(errors::MAILBOX_FULL))
+        }
     }
 }
 
@@ -73,7 +108,7 @@ pub fn send_one(
     key_name: &RedisString,
     payload: &[u8],
     opts: SendOptions,
-    from: &[u8],
+    caller: &Caller,
     now: u64,
 ) -> Result<MessageId, RedisError> {
     let name = key_name.as_slice();
@@ -90,12 +125,10 @@ pub fn send_one(
             return Ok(first);
         }
     }
-    if mailbox.is_full() {
-        return Err(RedisError::Str(errors::MAILBOX_FULL));
-    }
+    make_room(ctx, key_name, mailbox, now)?;
     let id = MessageId::next_after(mailbox.last_id, now);
     let dedup = dedup_for(mailbox, opts.dedup.clone(), now);
-    let env = Arc::new(envelope(mailbox, id, name, payload, opts, from, now));
+    let env = Arc::new(envelope(id, name, payload, opts, caller, mailbox.settings.ttl_ms, now));
     let effect = Effect::Put {
         entry: Entry { env: Arc::clone(&env), deliveries: 0, state: State::Ready },
         dedup: dedup.clone(),

@@ -4,7 +4,9 @@
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms};
+use crate::acl;
 use crate::args;
+use crate::core::grants::Permission;
 use crate::core::namespace::{self, Namespace};
 use crate::core::topics::TopicPattern;
 use crate::delivery::{ns_apply, open_or_create, touch, with_namespace};
@@ -32,8 +34,26 @@ fn parse(argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisErro
     Ok((all[0].to_vec(), patterns))
 }
 
+/// `read` on the mailbox (its subscriptions are its owner's business) and
+/// `subscribe` on each pattern, as a name of the mailbox's namespace.
+fn authorize(
+    ctx: &Context,
+    mailbox: &[u8],
+    patterns: &[TopicPattern],
+    command: &str,
+) -> Result<Vec<u8>, RedisError> {
+    let agent = ctx.get_current_user().as_slice().to_vec();
+    acl::authorize(ctx, &agent, Permission::Read, mailbox, command)?;
+    for p in patterns {
+        let full = namespace::agent_mailbox(mailbox, p.as_bytes());
+        acl::authorize(ctx, &agent, Permission::Subscribe, &full, command)?;
+    }
+    Ok(agent)
+}
+
 pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let (mailbox, patterns) = parse(&argv)?;
+    let agent = authorize(ctx, &mailbox, &patterns, "mailbox.sub")?;
     let key = ctx.open_key_writable(&argv[1]);
     // A subscription needs a mailbox to deliver to: create it if missing.
     open_or_create(ctx, &key, &mailbox)?;
@@ -48,12 +68,14 @@ pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         }
         n
     })?;
-    touch(ctx, &mailbox, now_ms());
+    touch(ctx, &mailbox, &agent, now_ms());
     Ok(RedisValue::Integer(added as i64))
 }
 
 pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let (mailbox, patterns) = parse(&argv)?;
+    let agent = ctx.get_current_user().as_slice().to_vec();
+    acl::authorize(ctx, &agent, Permission::Read, &mailbox, "mailbox.unsub")?;
     let removed = with_namespace(ctx, &mailbox, |ns, ns_key| {
         let mut gone: Vec<TopicPattern> =
             patterns.into_iter().filter(|p| ns.subscriptions_of(&mailbox).contains(&p)).collect();
@@ -65,7 +87,7 @@ pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         }
         n
     })?;
-    touch(ctx, &mailbox, now_ms());
+    touch(ctx, &mailbox, &agent, now_ms());
     Ok(RedisValue::Integer(removed as i64))
 }
 
@@ -75,6 +97,8 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let mailbox = argv[1].as_slice();
     args::check_name(mailbox).map_err(err)?;
+    let agent = ctx.get_current_user();
+    acl::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
     let ns_key = ctx.create_string(namespace::namespace_key(mailbox));
     let key = ctx.open_key(&ns_key);
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;

@@ -5,6 +5,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms, peek::state_field, reply_entries};
 use crate::args;
+use crate::core::grants::Permission;
 use crate::core::Mailbox;
 use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
@@ -15,6 +16,13 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     args::check_name(all[0]).map_err(err)?;
+    crate::acl::authorize(
+        ctx,
+        ctx.get_current_user().as_slice(),
+        Permission::Read,
+        all[0],
+        "mailbox.thread",
+    )?;
     let count = match &all[2..] {
         [] => 0,
         [opt, n] if opt.eq_ignore_ascii_case(b"COUNT") => {

@@ -68,6 +68,8 @@ pub struct SweepOutcome {
     pub requeued: Vec<MessageId>,
     /// Leases that ran out at max deliveries: moved to the dead letters.
     pub dead: Vec<MessageId>,
+    /// Leases that ran out (requeued or dead-lettered; not those that expired by TTL).
+    pub leases_ended: usize,
 }
 
 impl SweepOutcome {
@@ -252,8 +254,14 @@ impl Mailbox {
                 State::Leased { .. } if max != 0 && entry.deliveries >= max => {
                     self.kill_held(&id, DeadReason::MaxDeliveries, now);
                     out.dead.push(id);
+                    out.leases_ended += 1;
                 }
-                State::Leased { .. } | State::Delayed { .. } => {
+                State::Leased { .. } => {
+                    self.set_state(&id, State::Ready, false);
+                    out.requeued.push(id);
+                    out.leases_ended += 1;
+                }
+                State::Delayed { .. } => {
                     self.set_state(&id, State::Ready, false);
                     out.requeued.push(id);
                 }
@@ -504,6 +512,11 @@ impl Mailbox {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The id of the oldest held message.
+    pub fn oldest(&self) -> Option<MessageId> {
+        self.entries.keys().next().copied()
     }
 
     /// Timestamp of the oldest held message.
@@ -982,7 +995,12 @@ mod tests {
         let out = mb.sweep(50);
         assert_eq!(
             out,
-            SweepOutcome { expired: vec![id(1), id(4)], requeued: vec![id(7)], dead: vec![id(3), id(5)] }
+            SweepOutcome {
+                expired: vec![id(1), id(4)],
+                requeued: vec![id(7)],
+                dead: vec![id(3), id(5)],
+                leases_ended: 2
+            }
         );
         assert!(!out.is_empty());
         assert_eq!(state_of(&mb, 7), Some((State::Ready, 1)));

@@ -71,24 +71,29 @@ pub struct Entry {
 pub enum DeadReason {
     /// Its lease ran out or it was nacked with `deliveries` at the mailbox's maximum.
     MaxDeliveries,
+    /// Pushed out of a full mailbox (`OVERFLOW drop-oldest`).
+    Overflow,
 }
 
 impl DeadReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DeadReason::MaxDeliveries => "maxdeliveries",
+            DeadReason::Overflow => "overflow",
         }
     }
 
     pub fn code(self) -> u8 {
         match self {
             DeadReason::MaxDeliveries => 1,
+            DeadReason::Overflow => 2,
         }
     }
 
     pub fn from_code(code: u8) -> Option<Self> {
         match code {
             1 => Some(DeadReason::MaxDeliveries),
+            2 => Some(DeadReason::Overflow),
             _ => None,
         }
     }

@@ -1,0 +1,137 @@
+//! `MAILBOX.ACL GRANT|REVOKE|LIST|CHECK|QUOTA`: the module's grants, kept in the
+//! namespace key of the name pattern they cover.
+
+use redis_module::{Context, KeysCursor, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{err, now_ms};
+use crate::acl;
+use crate::args;
+use crate::core::grants::{Grant, Permission};
+use crate::core::namespace::Namespace;
+use crate::delivery::{ns_apply, touch, with_namespace};
+use crate::effects::NsEffect;
+use crate::errors;
+use crate::namespace_type::NAMESPACE_TYPE;
+
+pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    let all = super::arg_slices(&argv);
+    let Some((sub, rest)) = all.split_first() else { return Err(RedisError::WrongArity) };
+    let upper = sub.to_ascii_uppercase();
+    match (upper.as_slice(), rest) {
+        (b"GRANT", [agent, permission, pattern]) => change(ctx, agent, permission, pattern, true),
+        (b"REVOKE", [agent, permission, pattern]) => change(ctx, agent, permission, pattern, false),
+        (b"CHECK", [agent, permission, name]) => {
+            args::check_agent(agent).map_err(err)?;
+            let permission = parse_permission(permission)?;
+            Ok(RedisValue::Integer(i64::from(acl::allowed(ctx, agent, permission, name))))
+        }
+        (b"LIST", []) => list(ctx, None),
+        (b"LIST", [agent]) => list(ctx, Some(agent)),
+        (b"QUOTA", [agent, rate, space, opts @ ..]) => quota(ctx, agent, rate, space, opts),
+        (b"GRANT" | b"REVOKE" | b"CHECK" | b"LIST" | b"QUOTA", _) => Err(RedisError::WrongArity),
+        _ => Err(err(errors::unknown_acl_subcommand(sub))),
+    }
+}
+
+fn parse_permission(permission: &[u8]) -> Result<Permission, RedisError> {
+    Permission::parse(permission).ok_or_else(|| err(errors::unknown_permission(permission)))
+}
+
+/// Grants or revokes; needs `admin` on the pattern itself. Replies 1 when it
+/// changed something, 0 when the grant was already there (or not there).
+fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant: bool) -> RedisResult {
+    args::check_agent(agent).or_else(|e| if agent == b"*" { Ok(()) } else { Err(e) }).map_err(err)?;
+    let permission = parse_permission(permission)?;
+    if pattern.is_empty() {
+        return Err(RedisError::Str(errors::EMPTY_PATTERN));
+    }
+    let command = if grant { "mailbox.acl grant" } else { "mailbox.acl revoke" };
+    let caller = ctx.get_current_user().as_slice().to_vec();
+    acl::authorize(ctx, &caller, Permission::Admin, pattern, command)?;
+    let g = Grant { agent: agent.to_vec(), permission, pattern: pattern.to_vec() };
+    let changed = with_namespace(ctx, pattern, |ns, ns_key| {
+        let present = ns.grants().any(|x| *x == g);
+        if present == grant {
+            return false;
+        }
+        let effect = if grant { NsEffect::Grant(g.clone()) } else { NsEffect::Revoke(g.clone()) };
+        ns_apply(ctx, ns, ns_key, effect);
+        true
+    })?;
+    if changed {
+        let event: &[u8] = if grant { b"grant" } else { b"revoke" };
+        acl::audit(
+            ctx,
+            pattern,
+            &[
+                ("event", event),
+                ("by", &caller),
+                ("agent", agent),
+                ("permission", permission.as_str().as_bytes()),
+                ("pattern", pattern),
+            ],
+        );
+    }
+    touch(ctx, pattern, &caller, now_ms());
+    Ok(RedisValue::Integer(i64::from(changed)))
+}
+
+/// Every grant of every namespace on this server (of the selected database), as
+/// `[agent, permission, pattern]`; with `agent`, only that agent's.
+fn list(ctx: &Context, agent: Option<&[u8]>) -> RedisResult {
+    let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = Vec::new();
+    let cursor = KeysCursor::new();
+    let collect = |_: &Context, _: &RedisString, key: Option<&redis_module::key::RedisKey>| {
+        if let Some(Ok(Some(ns))) = key.map(|k| k.get_value::<Namespace>(&NAMESPACE_TYPE)) {
+            for g in ns.grants() {
+                if agent.is_none_or(|a| a == g.agent.as_slice()) {
+                    rows.push((g.agent.clone(), g.permission, g.pattern.clone()));
+                }
+            }
+        }
+    };
+    while cursor.scan(ctx, &collect) {}
+    rows.sort();
+    Ok(RedisValue::Array(
+        rows.into_iter()
+            .map(|(a, p, pat)| {
+                RedisValue::Array(vec![
+                    RedisValue::StringBuffer(a),
+                    RedisValue::SimpleStringStatic(p.as_str()),
+                    RedisValue::StringBuffer(pat),
+                ])
+            })
+            .collect(),
+    ))
+}
+
+/// `QUOTA agent rate namespace [BURST n]` sets an agent's send quota in a
+/// namespace (messages a second; 0 = unlimited); `QUOTA agent RESET namespace`
+/// returns it to the configs. Needs `admin` on the namespace name.
+fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]]) -> RedisResult {
+    args::check_agent(agent).map_err(err)?;
+    let value = if rate.eq_ignore_ascii_case(b"RESET") {
+        if !opts.is_empty() {
+            return Err(RedisError::Str(errors::SYNTAX));
+        }
+        None
+    } else {
+        let rate = args::parse_int("rate", rate, 0, 1_000_000_000).map_err(err)? as u64;
+        let burst = match opts {
+            [] => crate::config::get(&crate::config::SEND_BURST).max(1) as u64,
+            [opt, n] if opt.eq_ignore_ascii_case(b"BURST") => {
+                args::parse_int("BURST", n, 1, 1_000_000_000).map_err(err)? as u64
+            }
+            [opt, ..] => return Err(err(errors::unknown_option(opt))),
+        };
+        Some((rate, burst))
+    };
+    let caller = ctx.get_current_user().as_slice().to_vec();
+    acl::authorize(ctx, &caller, Permission::Admin, space, "mailbox.acl quota")?;
+    with_namespace(ctx, space, |ns, ns_key| {
+        if ns.quota(agent) != value {
+            ns_apply(ctx, ns, ns_key, NsEffect::Quota { agent: agent.to_vec(), quota: value });
+        }
+    })?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
