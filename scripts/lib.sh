@@ -40,6 +40,11 @@ find_missing() {
         MISSING_WHAT+=(redis-cli)
         MISSING_PKGS+=(redis-tools)
     fi
+    # The TLS test makes a self-signed certificate with openssl.
+    if ! command -v openssl >/dev/null 2>&1; then
+        MISSING_WHAT+=(openssl)
+        MISSING_PKGS+=(openssl)
+    fi
     if ! have_libclang; then
         MISSING_WHAT+=(libclang)
         MISSING_PKGS+=(libclang-dev)
