@@ -37,6 +37,7 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         ns.map(|ns| ns.receivers(&path).into_iter().collect()).unwrap_or_default()
     };
+    let receivers = live_only(ctx, topic, receivers)?;
     send_to_all(ctx, topic, &receivers, all[1], opts, &caller)
 }
 
@@ -64,7 +65,14 @@ fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Vec<u8>>, RedisErro
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         ns.map(|ns| ns.mailboxes().map(<[u8]>::to_vec).collect()).unwrap_or_default()
     };
-    let (live, gone): (Vec<_>, Vec<_>) = listed.into_iter().partition(|name| {
+    live_only(ctx, space, listed)
+}
+
+/// The names that still hold a mailbox. Those whose key is gone or holds
+/// something else now are forgotten by the namespace (with their subscriptions),
+/// replicated, so a deleted mailbox is not brought back by a publish.
+fn live_only(ctx: &Context, space: &[u8], names: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, RedisError> {
+    let (live, gone): (Vec<_>, Vec<_>) = names.into_iter().partition(|name| {
         let key = ctx.open_key(&ctx.create_string(name.as_slice()));
         matches!(key.get_value::<crate::core::Mailbox>(&crate::data_type::MAILBOX_TYPE), Ok(Some(_)))
     });
@@ -81,7 +89,6 @@ fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Vec<u8>>, RedisErro
     }
     Ok(live)
 }
-
 /// Builds one envelope addressed to `to` and delivers it to every receiver.
 /// Replies `[id, receivers]`.
 fn send_to_all(
