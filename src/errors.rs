@@ -79,3 +79,10 @@ pub fn unknown_acl_subcommand(s: &[u8]) -> String {
         String::from_utf8_lossy(s)
     )
 }
+
+pub fn needs_hash_tag(name: &[u8]) -> String {
+    format!(
+        "ERR in Redis Cluster every name needs a hash tag, like {{team1}}alice; '{}' has none",
+        String::from_utf8_lossy(name)
+    )
+}

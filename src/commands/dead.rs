@@ -16,7 +16,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    args::check_name(all[0]).map_err(err)?;
+    super::check_name(ctx, all[0])?;
     let action = args::parse_dead(&all[1..]).map_err(err)?;
     let agent = ctx.get_current_user();
     acl::authorize(ctx, agent.as_slice(), Permission::Admin, all[0], "mailbox.dead")?;

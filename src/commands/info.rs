@@ -2,8 +2,7 @@
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms, reply_fields, Field};
-use crate::args;
+use super::{now_ms, reply_fields, Field};
 use crate::core::grants::Permission;
 use crate::core::Mailbox;
 use crate::data_type::MAILBOX_TYPE;
@@ -13,7 +12,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {
         return Err(RedisError::WrongArity);
     }
-    args::check_name(argv[1].as_slice()).map_err(err)?;
+    super::check_name(ctx, argv[1].as_slice())?;
     let agent = ctx.get_current_user();
     crate::acl::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
     let key = ctx.open_key(&argv[1]);

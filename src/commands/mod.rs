@@ -34,6 +34,17 @@ pub fn arg_slices(args: &[RedisString]) -> Args<'_> {
     args.iter().skip(1).map(RedisString::as_slice).collect()
 }
 
+/// A name a command takes (mailbox, topic, namespace): non-empty UTF-8, and in a
+/// cluster it must carry a hash tag, so everything the command touches lies in
+/// one slot (the default namespace cannot live in one slot).
+pub fn check_name(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
+    crate::args::check_name(name).map_err(err)?;
+    if ctx.get_flags().contains(ContextFlags::CLUSTER) && crate::core::namespace::hash_tag(name).is_none() {
+        return Err(err(errors::needs_hash_tag(name)));
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> u64 {
     let now = unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) };
     u64::try_from(now).unwrap_or(0)

@@ -18,7 +18,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let name = all[0];
-    args::check_name(name).map_err(err)?;
+    super::check_name(ctx, name)?;
     let opts = args::parse_settle(&all[1..], &["DELAY", "AS"]).map_err(err)?;
     let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.nack")?;
     acl::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.nack")?;

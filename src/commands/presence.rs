@@ -3,8 +3,7 @@
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms};
-use crate::args;
+use super::now_ms;
 use crate::core::grants::Permission;
 use crate::core::namespace::{self, Namespace};
 use crate::core::Mailbox;
@@ -17,7 +16,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let space = argv[1].as_slice();
-    args::check_name(space).map_err(err)?;
+    super::check_name(ctx, space)?;
     let agent = ctx.get_current_user();
     crate::acl::authorize(ctx, agent.as_slice(), Permission::Send, space, "mailbox.presence")?;
     let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(space)));

@@ -25,6 +25,7 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let topic = all[0];
+    super::check_name(ctx, topic)?;
     topics::validate_topic(&namespace::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
     let caller = acl::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
@@ -47,7 +48,7 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let space = all[0];
-    args::check_name(space).map_err(err)?;
+    super::check_name(ctx, space)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
     let caller = acl::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
     acl::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;

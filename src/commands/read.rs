@@ -18,7 +18,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    args::check_name(all[0]).map_err(err)?;
+    super::check_name(ctx, all[0])?;
     let opts = args::parse_read(&all[1..]).map_err(err)?;
     let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.read")?;
     acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.read")?;

@@ -19,7 +19,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    args::check_name(all[0]).map_err(err)?;
+    super::check_name(ctx, all[0])?;
     let id = args::parse_id(all[1]).map_err(err)?;
     let mut opts = args::parse_send(&all[3..]).map_err(err)?;
     if opts.correlation.is_some() {
@@ -43,7 +43,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         let target = env.reply_to.clone().unwrap_or_else(|| namespace::agent_mailbox(all[0], &env.from));
         (target, env.thread.clone().unwrap_or_else(|| id.to_string().into_bytes()))
     };
-    args::check_name(&target).map_err(err)?;
+    super::check_name(ctx, &target)?;
     // In a cluster every key of one command lies in one slot: the answer must stay
     // in the namespace of the mailbox it answers from.
     if ctx.get_flags().contains(ContextFlags::CLUSTER)

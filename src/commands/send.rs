@@ -22,7 +22,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let (name, payload) = (all[0], all[1]);
-    args::check_name(name).map_err(err)?;
+    super::check_name(ctx, name)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
     let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.send")?;
     acl::authorize(ctx, &caller.agent, Permission::Send, name, "mailbox.send")?;

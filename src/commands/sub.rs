@@ -5,7 +5,6 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms};
 use crate::acl;
-use crate::args;
 use crate::core::grants::Permission;
 use crate::core::namespace::{self, Namespace};
 use crate::core::topics::TopicPattern;
@@ -24,12 +23,12 @@ pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, Red
     TopicPattern::parse(&namespace::local_part(pattern)).map_err(|e| RedisError::Str(e.message()))
 }
 
-fn parse(argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
+fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
     if argv.len() < 3 {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(argv);
-    args::check_name(all[0]).map_err(err)?;
+    super::check_name(ctx, all[0])?;
     let patterns = all[1..].iter().map(|p| local_pattern(all[0], p)).collect::<Result<Vec<_>, _>>()?;
     Ok((all[0].to_vec(), patterns))
 }
@@ -52,7 +51,7 @@ fn authorize(
 }
 
 pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    let (mailbox, patterns) = parse(&argv)?;
+    let (mailbox, patterns) = parse(ctx, &argv)?;
     let agent = authorize(ctx, &mailbox, &patterns, "mailbox.sub")?;
     let key = ctx.open_key_writable(&argv[1]);
     // A subscription needs a mailbox to deliver to: create it if missing.
@@ -73,7 +72,7 @@ pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 }
 
 pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    let (mailbox, patterns) = parse(&argv)?;
+    let (mailbox, patterns) = parse(ctx, &argv)?;
     let agent = ctx.get_current_user().as_slice().to_vec();
     acl::authorize(ctx, &agent, Permission::Read, &mailbox, "mailbox.unsub")?;
     let removed = with_namespace(ctx, &mailbox, |ns, ns_key| {
@@ -96,7 +95,7 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let mailbox = argv[1].as_slice();
-    args::check_name(mailbox).map_err(err)?;
+    super::check_name(ctx, mailbox)?;
     let agent = ctx.get_current_user();
     acl::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
     let ns_key = ctx.create_string(namespace::namespace_key(mailbox));

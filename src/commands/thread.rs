@@ -15,7 +15,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    args::check_name(all[0]).map_err(err)?;
+    super::check_name(ctx, all[0])?;
     crate::acl::authorize(
         ctx,
         ctx.get_current_user().as_slice(),
