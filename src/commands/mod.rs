@@ -39,6 +39,11 @@ pub fn arg_slices(args: &[RedisString]) -> Args<'_> {
 /// one slot (the default namespace cannot live in one slot).
 pub fn check_name(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
     crate::args::check_name(name).map_err(err)?;
+    check_cluster_tag(ctx, name)
+}
+
+/// In a cluster, `name` must carry a hash tag.
+pub fn check_cluster_tag(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
     if ctx.get_flags().contains(ContextFlags::CLUSTER) && crate::core::namespace::hash_tag(name).is_none() {
         return Err(err(errors::needs_hash_tag(name)));
     }

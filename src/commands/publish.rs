@@ -25,8 +25,8 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let topic = all[0];
-    super::check_name(ctx, topic)?;
     topics::validate_topic(&namespace::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
+    super::check_cluster_tag(ctx, topic)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
     let caller = acl::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
     acl::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
