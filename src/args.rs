@@ -24,6 +24,10 @@ pub struct SendOptions {
     pub meta: Option<Vec<u8>>,
     /// `AS agent`: act for another agent (needs the `impersonate` grant).
     pub as_agent: Option<Vec<u8>>,
+    /// `EPHEMERAL`: pushed to listeners only, never stored.
+    pub ephemeral: bool,
+    /// `CONFIRM`: a receipt comes back when the message is acked, dead-lettered or expires.
+    pub confirm: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,8 @@ pub struct ReadOptions {
     pub lease_ms: Option<u64>,
     pub noack: bool,
     pub as_agent: Option<Vec<u8>>,
+    /// With `BLOCK`: wait until at least this many messages are ready.
+    pub min: Option<usize>,
 }
 
 /// Ids and the trailing options of `MAILBOX.ACK` (`AS`) and `MAILBOX.NACK` (`DELAY`, `AS`).
@@ -152,11 +158,33 @@ impl<'a> Options<'a> {
 
 /// `MAILBOX.SEND` options after the mailbox and the payload.
 pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
-    const KNOWN: &[&str] =
-        &["PRIORITY", "TTL", "DEDUP", "TYPE", "THREAD", "CORRELATION", "REPLYTO", "META", "AS"];
+    const KNOWN: &[&str] = &[
+        "PRIORITY",
+        "TTL",
+        "DEDUP",
+        "TYPE",
+        "THREAD",
+        "CORRELATION",
+        "REPLYTO",
+        "META",
+        "AS",
+        "EPHEMERAL",
+        "CONFIRM",
+    ];
     let mut opts = SendOptions::default();
     let mut it = Options::new(args);
     while let Some(name) = it.next(KNOWN)? {
+        match name {
+            "EPHEMERAL" => {
+                opts.ephemeral = true;
+                continue;
+            }
+            "CONFIRM" => {
+                opts.confirm = true;
+                continue;
+            }
+            _ => {}
+        }
         let value = it.value(name)?;
         match name {
             "PRIORITY" => {
@@ -186,6 +214,9 @@ pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
             _ => unreachable_option(name)?,
         }
     }
+    if opts.ephemeral && (opts.confirm || opts.dedup.is_some()) {
+        return Err(errors::EPHEMERAL_CONFLICT.to_string());
+    }
     Ok(opts)
 }
 
@@ -204,14 +235,16 @@ fn unreachable_option(name: &str) -> ArgResult<()> {
 
 /// `MAILBOX.READ` options after the mailbox.
 pub fn parse_read(args: &[&[u8]]) -> ArgResult<ReadOptions> {
-    let mut opts = ReadOptions { count: 1, block_ms: None, lease_ms: None, noack: false, as_agent: None };
+    let mut opts =
+        ReadOptions { count: 1, block_ms: None, lease_ms: None, noack: false, as_agent: None, min: None };
     let mut it = Options::new(args);
-    while let Some(name) = it.next(&["COUNT", "BLOCK", "LEASE", "NOACK", "AS"])? {
+    while let Some(name) = it.next(&["COUNT", "BLOCK", "LEASE", "NOACK", "AS", "MIN"])? {
         match name {
             "COUNT" => opts.count = parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize,
             "BLOCK" => opts.block_ms = Some(parse_u64(name, it.value(name)?, 0, MAX_DURATION_MS)?),
             "LEASE" => opts.lease_ms = Some(parse_u64(name, it.value(name)?, 1, MAX_DURATION_MS)?),
             "NOACK" => opts.noack = true,
+            "MIN" => opts.min = Some(parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize),
             "AS" => {
                 let agent = it.value(name)?;
                 check_agent(agent)?;
@@ -219,6 +252,9 @@ pub fn parse_read(args: &[&[u8]]) -> ArgResult<ReadOptions> {
             }
             _ => unreachable_option(name)?,
         }
+    }
+    if opts.min.is_some() && opts.block_ms.is_none() {
+        return Err(errors::MIN_NEEDS_BLOCK.to_string());
     }
     Ok(opts)
 }
@@ -377,6 +413,11 @@ mod tests {
         assert_eq!(parse_send(&v(&["META", "{"])).unwrap_err(), errors::META_NOT_OBJECT);
         assert_eq!(parse_send(&v(&["REPLYTO", ""])).unwrap_err(), errors::BAD_NAME);
         assert!(parse_send(&[b"REPLYTO", b"\xff"]).is_err());
+        let o = parse_send(&v(&["EPHEMERAL", "PRIORITY", "1"])).unwrap();
+        assert!(o.ephemeral && !o.confirm && o.priority == Some(1));
+        assert!(parse_send(&v(&["CONFIRM"])).unwrap().confirm);
+        assert_eq!(parse_send(&v(&["EPHEMERAL", "CONFIRM"])).unwrap_err(), errors::EPHEMERAL_CONFLICT);
+        assert_eq!(parse_send(&v(&["DEDUP", "k", "EPHEMERAL"])).unwrap_err(), errors::EPHEMERAL_CONFLICT);
     }
 
     #[test]
@@ -384,13 +425,23 @@ mod tests {
         let o = parse_read(&v(&["COUNT", "3", "BLOCK", "0", "NOACK"])).unwrap();
         assert_eq!(
             o,
-            ReadOptions { count: 3, block_ms: Some(0), lease_ms: None, noack: true, as_agent: None }
+            ReadOptions {
+                count: 3,
+                block_ms: Some(0),
+                lease_ms: None,
+                noack: true,
+                as_agent: None,
+                min: None
+            }
         );
         assert_eq!(parse_read(&[]).unwrap().count, 1);
         assert!(parse_read(&v(&["COUNT", "0"])).is_err());
         assert!(parse_read(&v(&["LEASE", "0"])).is_err());
         assert!(parse_read(&v(&["NOACK", "NOACK"])).is_err());
         assert!(parse_read(&v(&["BLOCK", "-5"])).is_err());
+        assert_eq!(parse_read(&v(&["BLOCK", "10", "MIN", "3"])).unwrap().min, Some(3));
+        assert_eq!(parse_read(&v(&["MIN", "3"])).unwrap_err(), errors::MIN_NEEDS_BLOCK);
+        assert!(parse_read(&v(&["BLOCK", "10", "MIN", "0"])).is_err());
     }
 
     #[test]

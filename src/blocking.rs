@@ -54,10 +54,18 @@ extern "C" fn on_key_ready(
 
 extern "C" fn on_timeout(
     ctx: *mut raw::RedisModuleCtx,
-    _argv: *mut *mut raw::RedisModuleString,
-    _argc: c_int,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
 ) -> c_int {
-    commands::reply_null_array(&Context::new(ctx));
+    let context = Context::new(ctx);
+    let args = decode_args(ctx, argv, argc);
+    match read::serve_timed_out(&context, &args) {
+        Ok(true) => {}
+        Ok(false) => commands::reply_null_array(&context),
+        Err(e) => {
+            context.reply(Err(e));
+        }
+    }
     raw::Status::Ok as c_int
 }
 

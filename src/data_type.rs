@@ -276,6 +276,7 @@ mod tests {
                 correlation: None,
                 reply_to: None,
                 via: None,
+                confirm: false,
             };
             let dedup = (i == 2).then(|| (b"d".to_vec(), 600));
             assert!(mb.push(Arc::new(env), dedup));

@@ -5,7 +5,7 @@
 
 use crate::core::codec::{self, DecodeError};
 use crate::core::grants::{Grant, Permission};
-use crate::core::namespace::Namespace;
+use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
 use crate::core::{DeadLetter, DeadReason, Entry, Mailbox, MessageId, Settings};
 
@@ -227,6 +227,13 @@ pub enum NsEffect {
         mailbox: Vec<u8>,
         patterns: Vec<TopicPattern>,
     },
+    /// Subscriptions with a filter (`NS.SUBF mailbox from minpriority type pattern...`,
+    /// empty strings for the parts not set).
+    SubscribeFiltered {
+        mailbox: Vec<u8>,
+        filter: Filter,
+        patterns: Vec<TopicPattern>,
+    },
     Unsubscribe {
         mailbox: Vec<u8>,
         patterns: Vec<TopicPattern>,
@@ -261,6 +268,17 @@ impl NsEffect {
             NsEffect::AddMailbox(m) => vec![b"NS.ADD".to_vec(), m.clone()],
             NsEffect::DropMailbox(m) => vec![b"NS.DROP".to_vec(), m.clone()],
             NsEffect::Subscribe { mailbox, patterns } => with_patterns("NS.SUB", mailbox, patterns),
+            NsEffect::SubscribeFiltered { mailbox, filter, patterns } => {
+                let mut args = vec![
+                    b"NS.SUBF".to_vec(),
+                    mailbox.clone(),
+                    filter.from.clone().unwrap_or_default(),
+                    filter.min_priority.map(|p| p.to_string().into_bytes()).unwrap_or_default(),
+                    filter.content_type.clone().unwrap_or_default(),
+                ];
+                args.extend(patterns.iter().map(|p| p.as_bytes().to_vec()));
+                args
+            }
             NsEffect::Unsubscribe { mailbox, patterns } => with_patterns("NS.UNSUB", mailbox, patterns),
             NsEffect::Seen { agent, at } => {
                 vec![b"NS.SEEN".to_vec(), agent.clone(), at.to_string().into_bytes()]
@@ -300,6 +318,22 @@ impl NsEffect {
             (b"NS.UNSUB", [m, ps @ ..]) => {
                 NsEffect::Unsubscribe { mailbox: m.to_vec(), patterns: patterns(ps)? }
             }
+            (b"NS.SUBF", [m, from, prio, ct, ps @ ..]) => NsEffect::SubscribeFiltered {
+                mailbox: m.to_vec(),
+                filter: Filter {
+                    from: (!from.is_empty()).then(|| from.to_vec()),
+                    min_priority: if prio.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            u8::try_from(parse_num(prio)?)
+                                .map_err(|_| DecodeError("bad priority in effect"))?,
+                        )
+                    },
+                    content_type: (!ct.is_empty()).then(|| ct.to_vec()),
+                },
+                patterns: patterns(ps)?,
+            },
             (b"NS.SEEN", [agent, at]) => NsEffect::Seen { agent: agent.to_vec(), at: parse_num(at)? },
             (b"NS.GRANT" | b"NS.REVOKE", [agent, permission, pattern]) => {
                 let grant = Grant {
@@ -336,6 +370,11 @@ impl NsEffect {
             NsEffect::Subscribe { mailbox, patterns } => {
                 for p in patterns {
                     ns.subscribe(&mailbox, p);
+                }
+            }
+            NsEffect::SubscribeFiltered { mailbox, filter, patterns } => {
+                for p in patterns {
+                    ns.subscribe_filtered(&mailbox, p, filter.clone());
                 }
             }
             NsEffect::Unsubscribe { mailbox, patterns } => {
@@ -455,6 +494,7 @@ mod tests {
                 correlation: None,
                 reply_to: None,
                 via: None,
+                confirm: false,
             }),
             deliveries: 0,
             state: State::Ready,
@@ -517,6 +557,11 @@ mod tests {
             NsEffect::Quota { agent: b"a".to_vec(), quota: Some((5, 10)) },
             NsEffect::Quota { agent: b"a".to_vec(), quota: None },
             NsEffect::ThreadCount { thread: b"t1".to_vec(), count: 12 },
+            NsEffect::SubscribeFiltered {
+                mailbox: b"{t}a".to_vec(),
+                filter: Filter { from: Some(b"bot*".to_vec()), min_priority: Some(3), content_type: None },
+                patterns: vec![p("x.#")],
+            },
         ] {
             let args = effect.to_args();
             let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();

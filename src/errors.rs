@@ -86,3 +86,7 @@ pub fn needs_hash_tag(name: &[u8]) -> String {
         String::from_utf8_lossy(name)
     )
 }
+
+pub const MIN_NEEDS_BLOCK: &str = "ERR MIN needs BLOCK";
+pub const EPHEMERAL_CONFLICT: &str =
+    "ERR EPHEMERAL messages are never stored: they take neither CONFIRM nor DEDUP";

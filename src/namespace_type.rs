@@ -5,14 +5,15 @@
 use redis_module::{native_types::RedisType, raw};
 
 use crate::core::grants::{Grant, Permission};
-use crate::core::namespace::Namespace;
+use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
 use crate::data_type::{RdbIn, RdbOut};
 use crate::effects::NsEffect;
 use crate::type_callbacks::ns as callbacks;
 
-/// 1: mailboxes, subscriptions, presence. 2: adds grants, quota overrides and thread counts.
-pub const ENCODING_VERSION: i32 = 2;
+/// 1: mailboxes, subscriptions, presence. 2: adds grants, quota overrides and
+/// thread counts. 3: adds subscription filters.
+pub const ENCODING_VERSION: i32 = 3;
 
 /// Exactly 9 characters, and never to be renamed: saved files name it.
 pub static NAMESPACE_TYPE: RedisType = RedisType::new(
@@ -82,6 +83,15 @@ pub fn save(ns: &Namespace, out: &mut impl RdbOut) {
         out.buffer(thread);
         out.unsigned(n);
     }
+    let filters: Vec<_> = ns.filters().collect();
+    out.unsigned(filters.len() as u64);
+    for (mailbox, pattern, filter) in filters {
+        out.buffer(mailbox);
+        out.buffer(pattern.as_bytes());
+        out.buffer(filter.from.as_deref().unwrap_or_default());
+        out.unsigned(filter.min_priority.map_or(0, |p| u64::from(p) + 1));
+        out.buffer(filter.content_type.as_deref().unwrap_or_default());
+    }
 }
 
 pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
@@ -118,6 +128,25 @@ pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
             ns.set_thread_count(&thread, input.unsigned()?);
         }
     }
+    if encver >= 3 {
+        for _ in 0..input.unsigned()? {
+            let mailbox = input.buffer()?;
+            let pattern = TopicPattern::parse(&input.buffer()?).ok()?;
+            let from = input.buffer()?;
+            let min_priority = match input.unsigned()? {
+                0 => None,
+                p @ 1..=10 => Some(p as u8 - 1),
+                _ => return None,
+            };
+            let content_type = input.buffer()?;
+            let filter = Filter {
+                from: (!from.is_empty()).then_some(from),
+                min_priority,
+                content_type: (!content_type.is_empty()).then_some(content_type),
+            };
+            ns.subscribe_filtered(&mailbox, pattern, filter);
+        }
+    }
     Some(ns)
 }
 
@@ -146,5 +175,10 @@ pub fn rewrite(ns: &Namespace) -> Vec<NsEffect> {
     effects.extend(ns.grants().map(|g| NsEffect::Grant(g.clone())));
     effects.extend(ns.quotas().map(|(a, q)| NsEffect::Quota { agent: a.to_vec(), quota: Some(q) }));
     effects.extend(ns.thread_counts().map(|(t, n)| NsEffect::ThreadCount { thread: t.to_vec(), count: n }));
+    effects.extend(ns.filters().map(|(m, p, f)| NsEffect::SubscribeFiltered {
+        mailbox: m.to_vec(),
+        filter: f.clone(),
+        patterns: vec![p.clone()],
+    }));
     effects
 }

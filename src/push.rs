@@ -75,20 +75,25 @@ pub fn channel(mailbox: &[u8]) -> Vec<u8> {
     name
 }
 
-/// Publishes a delivery on the mailbox's channel; returns the number of receivers
-/// Redis reports (0 when nobody listens).
+/// Publishes a delivery on the mailbox's channel, unless pushing is off.
 pub fn publish(ctx: &Context, mailbox: &[u8], env: &Envelope) {
-    if !config::push_enabled() {
-        return;
+    if config::push_enabled() {
+        push_now(ctx, mailbox, env);
     }
+}
+
+/// Publishes on the mailbox's channel whatever the config says (ephemeral
+/// messages have no other way); returns how many listeners Redis reports.
+pub fn push_now(ctx: &Context, mailbox: &[u8], env: &Envelope) -> usize {
     let channel = ctx.create_string(channel(mailbox));
     let message = ctx.create_string(encode(env, mailbox));
-    unsafe {
-        // Sharded pub/sub keeps a cluster from copying every push to every node.
-        let publish = raw::RedisModule_PublishMessageShard.or(raw::RedisModule_PublishMessage);
-        if let Some(publish) = publish {
-            publish(ctx.ctx, channel.inner, message.inner);
+    // Sharded pub/sub keeps a cluster from copying every push to every node.
+    let publish = unsafe { raw::RedisModule_PublishMessageShard.or(raw::RedisModule_PublishMessage) };
+    match publish {
+        Some(publish) => {
+            usize::try_from(unsafe { publish(ctx.ctx, channel.inner, message.inner) }).unwrap_or(0)
         }
+        None => 0,
     }
 }
 
@@ -128,6 +133,7 @@ mod tests {
             correlation: None,
             reply_to: None,
             via: None,
+            confirm: false,
         };
         let v: Value = serde_json::from_slice(&encode(&env, b"{t}bob")).unwrap();
         assert_eq!(v["id"], "5-1");

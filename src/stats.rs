@@ -32,6 +32,7 @@ impl Counter {
 }
 
 pub static SENT: Counter = Counter::new();
+pub static EPHEMERAL: Counter = Counter::new();
 pub static DEDUP_HITS: Counter = Counter::new();
 pub static DELIVERED: Counter = Counter::new();
 pub static ACKED: Counter = Counter::new();
@@ -61,6 +62,7 @@ pub static EVICTION_RISK: AtomicBool = AtomicBool::new(false);
 pub fn figures() -> Vec<(&'static str, i64)> {
     vec![
         ("sent", SENT.get()),
+        ("ephemeral", EPHEMERAL.get()),
         ("dedup_hits", DEDUP_HITS.get()),
         ("delivered", DELIVERED.get()),
         ("acked", ACKED.get()),

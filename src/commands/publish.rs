@@ -36,7 +36,14 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(topic)));
         let ns =
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-        ns.map(|ns| ns.receivers(&path).into_iter().collect()).unwrap_or_default()
+        let (from, priority, content_type) =
+            (&caller.agent, opts.priority.unwrap_or(0), opts.content_type.as_deref());
+        ns.map(|ns| {
+            ns.receivers_admitting(&path, |f| f.admits_parts(from, priority, content_type))
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default()
     };
     let receivers = live_only(ctx, topic, receivers)?;
     send_to_all(ctx, topic, &receivers, all[1], opts, &caller)
@@ -103,6 +110,16 @@ fn send_to_all(
     let now = now_ms();
     admit(ctx, to, &caller.agent, opts.thread.as_deref(), now)?;
     let id = next_id(ctx, receivers, now);
+    if opts.ephemeral {
+        let env = envelope(id, to, payload, opts, caller, 0, now);
+        let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, r, &env)).sum();
+        crate::stats::EPHEMERAL.incr();
+        touch(ctx, to, &caller.agent, now);
+        return Ok(RedisValue::Array(vec![
+            RedisValue::BulkString(id.to_string()),
+            RedisValue::Integer(listeners as i64),
+        ]));
+    }
     let dedup = opts.dedup.clone();
     let thread = opts.thread.clone();
     // A topic message is one envelope for every receiver: the mailboxes' own

@@ -22,16 +22,26 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let opts = args::parse_read(&all[1..]).map_err(err)?;
     let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.read")?;
     acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.read")?;
-    if serve(ctx, &argv[1], &opts)? {
+    let can_block = opts.block_ms.is_some() && !ctx.get_flags().contains(ContextFlags::DENY_BLOCKING);
+    if serve(ctx, &argv[1], &opts, can_block)? {
         return Ok(RedisValue::NoReply);
     }
     match opts.block_ms {
-        Some(timeout) if !ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) => {
-            blocking::block_on_key(ctx, &argv[1], timeout);
-        }
+        Some(timeout) if can_block => blocking::block_on_key(ctx, &argv[1], timeout),
         _ => reply_null_array(ctx),
     }
     Ok(RedisValue::NoReply)
+}
+
+/// Called when a blocked reader times out: with `MIN`, it gets whatever is ready
+/// (fewer than `MIN`); `Ok(false)` when nothing is.
+pub fn serve_timed_out(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
+    let all = super::arg_slices(argv);
+    let opts = args::parse_read(all.get(1..).unwrap_or_default()).map_err(err)?;
+    match (argv.get(1), opts.min) {
+        (Some(key), Some(_)) => serve(ctx, key, &opts, false),
+        _ => Ok(false),
+    }
 }
 
 /// Called when a blocked reader's key was signalled: the same read again.
@@ -40,20 +50,29 @@ pub fn serve_blocked(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisE
     let all = super::arg_slices(argv);
     let opts = args::parse_read(all.get(1..).unwrap_or_default()).map_err(err)?;
     match argv.get(1) {
-        Some(key) => serve(ctx, key, &opts),
+        Some(key) => serve(ctx, key, &opts, true),
         None => Err(RedisError::WrongArity),
     }
 }
 
 /// Leases (or, with `NOACK`, removes) the next ready messages and replies them.
 /// Replies nothing and returns `Ok(false)` when none is ready.
-fn serve(ctx: &Context, key_name: &RedisString, opts: &ReadOptions) -> Result<bool, RedisError> {
+fn serve(
+    ctx: &Context,
+    key_name: &RedisString,
+    opts: &ReadOptions,
+    wait_for_min: bool,
+) -> Result<bool, RedisError> {
     let key = ctx.open_key_writable(key_name);
     let Some(mailbox) = mailbox_mut(&key)? else {
         return Ok(false);
     };
     let now = now_ms();
     sweep(ctx, key_name, mailbox, now);
+    if wait_for_min && opts.min.is_some_and(|min| (mailbox.counts().ready as usize) < min) {
+        reschedule(ctx, key_name, mailbox);
+        return Ok(false);
+    }
     let ids = mailbox.next_ready(opts.count, now);
     if ids.is_empty() {
         reschedule(ctx, key_name, mailbox);

@@ -29,11 +29,40 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     check_payload(payload)?;
     let now = now_ms();
     admit(ctx, name, &caller.agent, opts.thread.as_deref(), now)?;
+    if opts.ephemeral {
+        return Ok(send_ephemeral(ctx, &argv[1], payload, opts, &caller, now));
+    }
     let thread = opts.thread.clone();
     let id = send_one(ctx, &argv[1], payload, opts, &caller, now)?;
     count_thread(ctx, name, thread.as_deref());
     touch(ctx, name, &caller.agent, now);
     Ok(RedisValue::BulkString(id.to_string()))
+}
+
+/// `EPHEMERAL`: pushed on the mailbox's channel, never stored nor replicated as
+/// data; replies `[id, listeners]`. The id is what the next stored message could
+/// have had, so it still sorts in time.
+fn send_ephemeral(
+    ctx: &Context,
+    key_name: &RedisString,
+    payload: &[u8],
+    opts: SendOptions,
+    caller: &Caller,
+    now: u64,
+) -> RedisValue {
+    let last = {
+        let key = ctx.open_key(key_name);
+        match key.get_value::<Mailbox>(&crate::data_type::MAILBOX_TYPE) {
+            Ok(Some(mb)) => mb.last_id,
+            _ => MessageId::MIN,
+        }
+    };
+    let id = MessageId::next_after(last, now);
+    let env = envelope(id, key_name.as_slice(), payload, opts, caller, 0, now);
+    let listeners = crate::push::push_now(ctx, key_name.as_slice(), &env);
+    stats::EPHEMERAL.incr();
+    touch(ctx, key_name.as_slice(), &caller.agent, now);
+    RedisValue::Array(vec![RedisValue::BulkString(id.to_string()), RedisValue::Integer(listeners as i64)])
 }
 
 pub fn check_payload(payload: &[u8]) -> Result<(), RedisError> {
@@ -70,6 +99,7 @@ pub fn envelope(
         correlation: opts.correlation,
         reply_to: opts.reply_to,
         via: caller.via.clone(),
+        confirm: opts.confirm,
     }
 }
 

@@ -6,7 +6,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 use super::{err, now_ms};
 use crate::acl;
 use crate::core::grants::Permission;
-use crate::core::namespace::{self, Namespace};
+use crate::core::namespace::{self, Filter, Namespace};
 use crate::core::topics::TopicPattern;
 use crate::delivery::{ns_apply, open_or_create, touch, with_namespace};
 use crate::effects::NsEffect;
@@ -24,13 +24,54 @@ pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, Red
 }
 
 fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
+    let (mailbox, patterns, filter) = parse_filtered(ctx, argv, false)?;
+    debug_assert!(filter.is_empty());
+    Ok((mailbox, patterns))
+}
+
+/// `mailbox pattern [pattern ...]`, then with `filters` the trailing options
+/// `FROM glob`, `MINPRIORITY n`, `TYPE glob` (read from the end, so a pattern can
+/// be any topic pattern that is not followed by a value).
+fn parse_filtered(
+    ctx: &Context,
+    argv: &[RedisString],
+    filters: bool,
+) -> Result<(Vec<u8>, Vec<TopicPattern>, Filter), RedisError> {
     if argv.len() < 3 {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(argv);
     super::check_name(ctx, all[0])?;
-    let patterns = all[1..].iter().map(|p| local_pattern(all[0], p)).collect::<Result<Vec<_>, _>>()?;
-    Ok((all[0].to_vec(), patterns))
+    let mut filter = Filter::default();
+    let mut end = all.len();
+    let mut seen: Vec<&str> = Vec::new();
+    while filters && end >= 3 {
+        let Some(name) = ["FROM", "MINPRIORITY", "TYPE"]
+            .into_iter()
+            .find(|k| k.as_bytes().eq_ignore_ascii_case(all[end - 2]))
+        else {
+            break;
+        };
+        if seen.contains(&name) {
+            return Err(err(errors::repeated_option(name)));
+        }
+        seen.push(name);
+        let value = all[end - 1];
+        match name {
+            "FROM" => filter.from = Some(value.to_vec()),
+            "TYPE" => filter.content_type = Some(value.to_vec()),
+            _ => {
+                let p = crate::args::parse_int("MINPRIORITY", value, 0, 9).map_err(err)?;
+                filter.min_priority = Some(p as u8);
+            }
+        }
+        end -= 2;
+    }
+    if end < 2 {
+        return Err(RedisError::Str(errors::SYNTAX));
+    }
+    let patterns = all[1..end].iter().map(|p| local_pattern(all[0], p)).collect::<Result<Vec<_>, _>>()?;
+    Ok((all[0].to_vec(), patterns, filter))
 }
 
 /// `read` on the mailbox (its subscriptions are its owner's business) and
@@ -51,19 +92,28 @@ fn authorize(
 }
 
 pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    let (mailbox, patterns) = parse(ctx, &argv)?;
+    let (mailbox, patterns, filter) = parse_filtered(ctx, &argv, true)?;
     let agent = authorize(ctx, &mailbox, &patterns, "mailbox.sub")?;
     let key = ctx.open_key_writable(&argv[1]);
     // A subscription needs a mailbox to deliver to: create it if missing.
     open_or_create(ctx, &key, &mailbox)?;
     let added = with_namespace(ctx, &mailbox, |ns, ns_key| {
-        let mut unique: Vec<TopicPattern> =
-            patterns.into_iter().filter(|p| !ns.subscriptions_of(&mailbox).contains(&p)).collect();
-        unique.sort();
-        unique.dedup();
-        let n = unique.len();
+        let mut changed: Vec<TopicPattern> =
+            patterns.into_iter().filter(|p| ns.filter_of(&mailbox, p) != Some(&filter)).collect();
+        changed.sort();
+        changed.dedup();
+        let n = changed.len();
         if n > 0 {
-            ns_apply(ctx, ns, ns_key, NsEffect::Subscribe { mailbox: mailbox.clone(), patterns: unique });
+            let effect = if filter.is_empty() {
+                NsEffect::Subscribe { mailbox: mailbox.clone(), patterns: changed }
+            } else {
+                NsEffect::SubscribeFiltered {
+                    mailbox: mailbox.clone(),
+                    filter: filter.clone(),
+                    patterns: changed,
+                }
+            };
+            ns_apply(ctx, ns, ns_key, effect);
         }
         n
     })?;
@@ -101,6 +151,28 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let ns_key = ctx.create_string(namespace::namespace_key(mailbox));
     let key = ctx.open_key(&ns_key);
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let patterns = ns.map(|ns| ns.subscriptions_of(mailbox)).unwrap_or_default();
-    Ok(RedisValue::Array(patterns.iter().map(|p| RedisValue::StringBuffer(p.as_bytes().to_vec())).collect()))
+    let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };
+    let rows = ns
+        .subscriptions_of(mailbox)
+        .into_iter()
+        .map(|p| {
+            let mut row = vec![RedisValue::StringBuffer(p.as_bytes().to_vec())];
+            if let Some(f) = ns.filter_of(mailbox, p) {
+                if let Some(from) = &f.from {
+                    row.push(RedisValue::SimpleStringStatic("from"));
+                    row.push(RedisValue::StringBuffer(from.clone()));
+                }
+                if let Some(min) = f.min_priority {
+                    row.push(RedisValue::SimpleStringStatic("minpriority"));
+                    row.push(RedisValue::Integer(i64::from(min)));
+                }
+                if let Some(t) = &f.content_type {
+                    row.push(RedisValue::SimpleStringStatic("type"));
+                    row.push(RedisValue::StringBuffer(t.clone()));
+                }
+            }
+            RedisValue::Array(row)
+        })
+        .collect();
+    Ok(RedisValue::Array(rows))
 }

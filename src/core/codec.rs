@@ -20,8 +20,11 @@ use std::sync::Arc;
 
 use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Overflow, Settings, State};
 
-/// The format written. 1: the first; 2 adds the envelope's `via` and the settings' `overflow`.
-pub const FORMAT: u8 = 2;
+/// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
+/// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`).
+pub const FORMAT: u8 = 3;
+
+const FLAG_CONFIRM: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
@@ -150,6 +153,7 @@ fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
     put_opt_bytes(out, env.correlation.as_deref());
     put_opt_bytes(out, env.reply_to.as_deref());
     put_opt_bytes(out, env.via.as_deref());
+    out.push(if env.confirm { FLAG_CONFIRM } else { 0 });
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -284,6 +288,15 @@ impl<'a> Reader<'a> {
         let correlation = self.opt_bytes()?;
         let reply_to = self.opt_bytes()?;
         let via = if self.format >= 2 { self.opt_bytes()? } else { None };
+        let confirm = if self.format >= 3 {
+            match self.byte()? {
+                0 => false,
+                FLAG_CONFIRM => true,
+                _ => return Err(DecodeError("unknown envelope flags")),
+            }
+        } else {
+            false
+        };
         Ok(Envelope {
             id,
             from,
@@ -298,6 +311,7 @@ impl<'a> Reader<'a> {
             correlation,
             reply_to,
             via,
+            confirm,
         })
     }
 
@@ -329,6 +343,7 @@ mod tests {
             correlation: Some(b"c-9".to_vec()),
             reply_to: Some(b"alice".to_vec()),
             via: None,
+            confirm: false,
         }
     }
 
@@ -347,6 +362,7 @@ mod tests {
             correlation: None,
             reply_to: None,
             via: None,
+            confirm: false,
         }
     }
 
@@ -552,6 +568,7 @@ mod tests {
                 correlation: opt(4, bytes(r % 130)),
                 reply_to: opt(5, bytes(1)),
                 via: opt(6, bytes(r % 9)),
+                confirm: r & 128 == 128,
             };
             let state = match r % 3 {
                 0 => State::Ready,
@@ -605,7 +622,7 @@ mod tests {
     #[test]
     fn wrong_format_byte_is_an_error() {
         for (blob, decodes) in sample_blobs() {
-            for format in [0u8, 1, 3, 0xFF] {
+            for format in [0u8, 4, 0xFF] {
                 let mut other = blob.clone();
                 other[0] = format;
                 assert!(!decodes(&other));
@@ -649,7 +666,7 @@ mod tests {
     /// `bare_envelope` encoded by hand, with another priority. Byte 7 is the
     /// `expires_at` flag.
     fn hand_envelope(priority: u8) -> Vec<u8> {
-        vec![FORMAT, 0, 0, 0, 0, 0, priority, 0, 0, 0, 0, 0, 0, 0, 0]
+        vec![FORMAT, 0, 0, 0, 0, 0, priority, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     }
 
     #[test]
@@ -732,7 +749,7 @@ mod tests {
         over.extend(varint_of(u64::from(u32::MAX) + 1));
         over.extend([0, 0]);
         assert_eq!(decode_settings(&over), Err(DecodeError("max_deliveries out of range")));
-        assert_eq!(decode_settings(&[3, 0, 0, 1, 0, 0, 0]), Err(DecodeError("unknown format")));
+        assert_eq!(decode_settings(&[4, 0, 0, 1, 0, 0, 0]), Err(DecodeError("unknown format")));
         assert_eq!(decode_settings(&[]), Err(DecodeError("truncated")));
     }
 

@@ -762,6 +762,7 @@ mod tests {
             correlation: None,
             reply_to: None,
             via: None,
+            confirm: false,
         })
     }
 

@@ -29,6 +29,8 @@ pub struct Envelope {
     pub reply_to: Option<Vec<u8>>,
     /// The trusted gateway that sent it on behalf of `from` (`AS`), if any.
     pub via: Option<Vec<u8>>,
+    /// The sender asked for a receipt (`CONFIRM`) when it is acked, dead-lettered or expires.
+    pub confirm: bool,
 }
 
 impl Envelope {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::grants::{self, Grant, Permission, Policy};
 use super::topics::{TopicIndex, TopicPattern};
+use super::Envelope;
 
 /// The hash tag of a name as Redis Cluster reads it: the bytes between the first
 /// `{` and the first `}` after it, when not empty.
@@ -57,12 +58,41 @@ pub fn namespace_key(name: &[u8]) -> Vec<u8> {
     key
 }
 
+/// What a subscription lets through, besides its topic pattern.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Glob over the sender (`from`).
+    pub from: Option<Vec<u8>>,
+    pub min_priority: Option<u8>,
+    /// Glob over the content type (a message without one has type "").
+    pub content_type: Option<Vec<u8>>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.from.is_none() && self.min_priority.is_none() && self.content_type.is_none()
+    }
+
+    pub fn admits(&self, env: &Envelope) -> bool {
+        self.admits_parts(&env.from, env.priority, env.content_type.as_deref())
+    }
+
+    pub fn admits_parts(&self, from: &[u8], priority: u8, content_type: Option<&[u8]>) -> bool {
+        self.from.as_ref().is_none_or(|g| grants::glob_match(g, from))
+            && self.min_priority.is_none_or(|p| priority >= p)
+            && self
+                .content_type
+                .as_ref()
+                .is_none_or(|g| grants::glob_match(g, content_type.unwrap_or_default()))
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Namespace {
     mailboxes: BTreeSet<Vec<u8>>,
-    subscriptions: BTreeMap<Vec<u8>, BTreeSet<TopicPattern>>,
+    subscriptions: BTreeMap<Vec<u8>, BTreeMap<TopicPattern, Filter>>,
     /// Rebuilt from `subscriptions`; never saved.
-    index: TopicIndex<Vec<u8>>,
+    index: TopicIndex<(Vec<u8>, TopicPattern)>,
     presence: BTreeMap<Vec<u8>, u64>,
     grants: BTreeSet<Grant>,
     /// Per-agent send quota overrides: (tokens per second, burst).
@@ -90,8 +120,8 @@ impl Namespace {
     /// Forgets a mailbox and its subscriptions.
     pub fn remove_mailbox(&mut self, name: &[u8]) -> bool {
         if let Some(patterns) = self.subscriptions.remove(name) {
-            for p in &patterns {
-                self.index.remove(p, &name.to_vec());
+            for p in patterns.keys() {
+                self.index.remove(p, &(name.to_vec(), p.clone()));
             }
         }
         self.mailboxes.remove(name)
@@ -102,33 +132,58 @@ impl Namespace {
     }
 
     pub fn subscribe(&mut self, mailbox: &[u8], pattern: TopicPattern) -> bool {
+        self.subscribe_filtered(mailbox, pattern, Filter::default())
+    }
+
+    /// Adds a subscription, or changes the filter of an existing one; false when it
+    /// was already there with this filter.
+    pub fn subscribe_filtered(&mut self, mailbox: &[u8], pattern: TopicPattern, filter: Filter) -> bool {
         self.add_mailbox(mailbox);
-        let set = self.subscriptions.entry(mailbox.to_vec()).or_default();
-        if set.contains(&pattern) {
-            return false;
+        let subs = self.subscriptions.entry(mailbox.to_vec()).or_default();
+        match subs.get(&pattern) {
+            Some(existing) if *existing == filter => false,
+            Some(_) => {
+                subs.insert(pattern, filter);
+                true
+            }
+            None => {
+                self.index.insert(&pattern, (mailbox.to_vec(), pattern.clone()));
+                subs.insert(pattern, filter);
+                true
+            }
         }
-        self.index.insert(&pattern, mailbox.to_vec());
-        set.insert(pattern)
     }
 
     pub fn unsubscribe(&mut self, mailbox: &[u8], pattern: &TopicPattern) -> bool {
-        let Some(set) = self.subscriptions.get_mut(mailbox) else { return false };
-        if !set.remove(pattern) {
+        let Some(subs) = self.subscriptions.get_mut(mailbox) else { return false };
+        if subs.remove(pattern).is_none() {
             return false;
         }
-        if set.is_empty() {
+        if subs.is_empty() {
             self.subscriptions.remove(mailbox);
         }
-        self.index.remove(pattern, &mailbox.to_vec())
+        self.index.remove(pattern, &(mailbox.to_vec(), pattern.clone()))
     }
 
     pub fn subscriptions_of(&self, mailbox: &[u8]) -> Vec<&TopicPattern> {
-        self.subscriptions.get(mailbox).map(|s| s.iter().collect()).unwrap_or_default()
+        self.subscriptions.get(mailbox).map(|s| s.keys().collect()).unwrap_or_default()
+    }
+
+    pub fn filter_of(&self, mailbox: &[u8], pattern: &TopicPattern) -> Option<&Filter> {
+        self.subscriptions.get(mailbox)?.get(pattern)
     }
 
     /// Every (mailbox, pattern) pair, in order.
     pub fn subscriptions(&self) -> impl Iterator<Item = (&[u8], &TopicPattern)> {
-        self.subscriptions.iter().flat_map(|(m, ps)| ps.iter().map(move |p| (m.as_slice(), p)))
+        self.subscriptions.iter().flat_map(|(m, ps)| ps.keys().map(move |p| (m.as_slice(), p)))
+    }
+
+    /// Every subscription that has a filter, in order.
+    pub fn filters(&self) -> impl Iterator<Item = (&[u8], &TopicPattern, &Filter)> {
+        self.subscriptions
+            .iter()
+            .flat_map(|(m, ps)| ps.iter().map(move |(p, f)| (m.as_slice(), p, f)))
+            .filter(|(_, _, f)| !f.is_empty())
     }
 
     pub fn subscription_count(&self) -> usize {
@@ -137,7 +192,22 @@ impl Namespace {
 
     /// The mailboxes with a subscription matching `topic` (its path, tag removed).
     pub fn receivers(&self, topic: &[u8]) -> BTreeSet<Vec<u8>> {
-        self.index.matches(topic)
+        self.index.matches(topic).into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// The mailboxes with a subscription matching `topic` whose filter admits `env`.
+    pub fn receivers_for(&self, topic: &[u8], env: &Envelope) -> BTreeSet<Vec<u8>> {
+        self.receivers_admitting(topic, |f| f.admits(env))
+    }
+
+    /// The mailboxes with a subscription matching `topic` whose filter passes `admit`.
+    pub fn receivers_admitting(&self, topic: &[u8], admit: impl Fn(&Filter) -> bool) -> BTreeSet<Vec<u8>> {
+        self.index
+            .matches(topic)
+            .into_iter()
+            .filter(|(m, p)| self.filter_of(m, p).is_none_or(&admit))
+            .map(|(m, _)| m)
+            .collect()
     }
 
     /// Records that `agent` was active at `at`; false when it was already known at
@@ -287,6 +357,48 @@ mod tests {
         assert!(ns.remove_mailbox(b"a"));
         assert!(ns.receivers(b"x.y").is_empty());
         assert_eq!(ns.subscription_count(), 0);
+    }
+
+    #[test]
+    fn filters_admit_and_reject() {
+        let env = |from: &str, priority: u8, ct: Option<&str>| Envelope {
+            id: crate::core::MessageId::new(1, 0),
+            from: from.into(),
+            to: b"x.y".to_vec(),
+            ts: 1,
+            priority,
+            expires_at: None,
+            content_type: ct.map(|c| c.as_bytes().to_vec()),
+            payload: Vec::new(),
+            meta: None,
+            thread: None,
+            correlation: None,
+            reply_to: None,
+            via: None,
+            confirm: false,
+        };
+        let mut ns = Namespace::new();
+        ns.subscribe(b"all", p("x.*"));
+        let f = Filter {
+            from: Some(b"bot-*".to_vec()),
+            min_priority: Some(5),
+            content_type: Some(b"text/*".to_vec()),
+        };
+        assert!(ns.subscribe_filtered(b"picky", p("x.*"), f.clone()));
+        assert!(!ns.subscribe_filtered(b"picky", p("x.*"), f.clone()));
+        let names =
+            |s: BTreeSet<Vec<u8>>| s.into_iter().map(|m| String::from_utf8(m).unwrap()).collect::<Vec<_>>();
+        assert_eq!(names(ns.receivers_for(b"x.y", &env("bot-1", 7, Some("text/plain")))), ["all", "picky"]);
+        assert_eq!(names(ns.receivers_for(b"x.y", &env("human", 7, Some("text/plain")))), ["all"]);
+        assert_eq!(names(ns.receivers_for(b"x.y", &env("bot-1", 4, Some("text/plain")))), ["all"]);
+        assert_eq!(names(ns.receivers_for(b"x.y", &env("bot-1", 9, None))), ["all"]);
+        // A second pattern without a filter admits what the first one rejects.
+        ns.subscribe(b"picky", p("#"));
+        assert_eq!(names(ns.receivers_for(b"x.y", &env("human", 0, None))), ["all", "picky"]);
+        assert_eq!(ns.filters().count(), 1);
+        // Changing the filter is a change.
+        assert!(ns.subscribe_filtered(b"picky", p("x.*"), Filter::default()));
+        assert_eq!(ns.filters().count(), 0);
     }
 
     #[test]
