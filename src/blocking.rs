@@ -42,7 +42,9 @@ extern "C" fn on_key_ready(
 ) -> c_int {
     let context = Context::new(ctx);
     let args = decode_args(ctx, argv, argc);
-    match read::serve_blocked(&context, &args) {
+    let served = read::serve_blocked(&context, &args);
+    crate::receipts::flush(&context);
+    match served {
         Ok(true) => raw::Status::Ok as c_int,
         Ok(false) => raw::Status::Err as c_int,
         Err(e) => {
@@ -59,7 +61,9 @@ extern "C" fn on_timeout(
 ) -> c_int {
     let context = Context::new(ctx);
     let args = decode_args(ctx, argv, argc);
-    match read::serve_timed_out(&context, &args) {
+    let served = read::serve_timed_out(&context, &args);
+    crate::receipts::flush(&context);
+    match served {
         Ok(true) => {}
         Ok(false) => commands::reply_null_array(&context),
         Err(e) => {

@@ -55,6 +55,7 @@ fn table() -> Vec<Info> {
             Some(RO.union(F::NOT_KEY)),
         ),
         info("mailbox.reply", -4, "Answers a message a mailbox holds", Some(RO.union(F::ACCESS))),
+        info("mailbox.status", 3, "Where a message stands in a mailbox", Some(RO)),
         info("mailbox.thread", -3, "Lists the messages of a thread", Some(RO.union(F::ACCESS))),
         info(
             "mailbox.presence",

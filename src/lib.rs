@@ -17,6 +17,7 @@ mod info;
 pub mod namespace_type;
 pub mod push;
 pub mod quota;
+pub mod receipts;
 pub mod stats;
 pub mod sweeper;
 mod type_callbacks;
@@ -66,6 +67,7 @@ redis_module! {
         ["mailbox.publish", commands::publish::publish, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.broadcast", commands::publish::broadcast, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.reply", commands::reply::command, "write deny-oom", 1, 1, 1, ""],
+        ["mailbox.status", commands::status::command, "readonly fast", 1, 1, 1, ""],
         ["mailbox.thread", commands::thread::command, "readonly", 1, 1, 1, ""],
         ["mailbox.presence", commands::presence::command, "readonly", 1, 1, 1, ""],
         ["mailbox.sub", commands::sub::sub, "write deny-oom", 1, 1, 1, ""],

@@ -49,6 +49,8 @@ pub static SIZE_REFUSED: Counter = Counter::new();
 pub static FULL_REFUSED: Counter = Counter::new();
 pub static OVERFLOW_DROPPED: Counter = Counter::new();
 pub static THREAD_REFUSED: Counter = Counter::new();
+pub static RECEIPTS: Counter = Counter::new();
+pub static RECEIPTS_DROPPED: Counter = Counter::new();
 pub static BLOCKED_READERS: Counter = Counter::new();
 /// Gauges kept by the data type's life cycle (create, load, copy, free).
 pub static MAILBOXES: Counter = Counter::new();
@@ -79,6 +81,8 @@ pub fn figures() -> Vec<(&'static str, i64)> {
         ("full_refused", FULL_REFUSED.get()),
         ("overflow_dropped", OVERFLOW_DROPPED.get()),
         ("thread_refused", THREAD_REFUSED.get()),
+        ("receipts", RECEIPTS.get()),
+        ("receipts_dropped", RECEIPTS_DROPPED.get()),
         ("blocked_readers", BLOCKED_READERS.get()),
         ("mailboxes", MAILBOXES.get()),
         ("messages", MESSAGES.get()),

@@ -122,6 +122,7 @@ fn tick(ctx: &Context, _: ()) {
             commands::sweep(ctx, &key_name, mailbox, now);
             schedule(ctx, &name, mailbox.next_deadline());
         }
+        crate::receipts::flush(ctx);
     }
 }
 

@@ -9,6 +9,7 @@ use crate::core::grants::Permission;
 use crate::data_type::tracked;
 use crate::delivery::touch;
 use crate::effects::Effect;
+use crate::receipts::{self, Outcome};
 use crate::stats;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
@@ -27,7 +28,16 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     };
     let now = now_ms();
     sweep(ctx, &argv[1], mailbox, now);
+    let confirmed: Vec<_> = opts
+        .ids
+        .iter()
+        .filter_map(|id| mailbox.get(id))
+        .filter(|e| e.env.confirm)
+        .map(|e| e.env.clone())
+        .collect();
     let acked = tracked(mailbox, |mb| mb.ack(&opts.ids));
+    let settled = confirmed.into_iter().filter(|env| acked.contains(&env.id));
+    receipts::queue(ctx, name, settled, Outcome::Acked, Some(&caller.agent), None, now);
     let n = acked.len();
     if n > 0 {
         stats::ACKED.add(n);
@@ -36,5 +46,6 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         reschedule(ctx, &argv[1], mailbox);
     }
     touch(ctx, name, &caller.agent, now);
+    receipts::flush(ctx);
     Ok(RedisValue::Integer(n as i64))
 }

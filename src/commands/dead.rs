@@ -60,6 +60,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                 signal_ready(ctx, &argv[1]);
                 reschedule(ctx, &argv[1], mb);
             }
+            crate::receipts::flush(ctx);
             Ok(RedisValue::Integer(n as i64))
         }
         DeadAction::Purge(selection) => {

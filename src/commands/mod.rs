@@ -15,6 +15,7 @@ pub mod read;
 pub mod reply;
 pub mod send;
 pub mod stats;
+pub mod status;
 pub mod sub;
 pub mod thread;
 
@@ -25,6 +26,7 @@ use crate::core::{Entry, Envelope, Mailbox, SweepOutcome};
 use crate::data_type::{tracked, MAILBOX_TYPE};
 use crate::effects::Effect;
 use crate::errors;
+use crate::receipts::Outcome;
 use crate::sweeper;
 
 pub type Args<'a> = Vec<&'a [u8]>;
@@ -98,12 +100,17 @@ pub fn sweep(ctx: &Context, key: &RedisString, mailbox: &mut Mailbox, now: u64) 
     if !is_master(ctx) {
         return;
     }
+    let expiring = mailbox.expiring(now);
     let before = mailbox.counts();
     let SweepOutcome { expired, requeued, dead, leases_ended } = tracked(mailbox, |mb| mb.sweep(now));
     let after = mailbox.counts();
     let dedup_forgotten = after.dedup_keys != before.dedup_keys;
     crate::stats::LEASE_EXPIRED.add(leases_ended);
     let name = key.as_slice();
+    crate::receipts::queue(ctx, key.as_slice(), expiring, Outcome::Expired, None, None, now);
+    let dead_envs: Vec<_> =
+        dead.iter().filter_map(|id| mailbox.dead_letter(id)).map(|d| d.env.clone()).collect();
+    crate::receipts::queue(ctx, key.as_slice(), dead_envs, Outcome::Dead, None, Some("maxdeliveries"), now);
     if !expired.is_empty() {
         crate::stats::EXPIRED.add(expired.len());
         replicate(ctx, name, &Effect::Remove { ids: expired });

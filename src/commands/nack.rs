@@ -10,6 +10,7 @@ use crate::core::{DeadReason, NackOutcome};
 use crate::data_type::tracked;
 use crate::delivery::touch;
 use crate::effects::Effect;
+use crate::receipts::{self, Outcome};
 use crate::stats;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
@@ -40,6 +41,9 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         replicate(ctx, name, &Effect::Delay { until: now.saturating_add(opts.delay_ms), ids: delayed });
     }
     if !dead.is_empty() {
+        let envs: Vec<_> =
+            dead.iter().filter_map(|id| mailbox.dead_letter(id)).map(|d| d.env.clone()).collect();
+        receipts::queue(ctx, name, envs, Outcome::Dead, Some(&caller.agent), Some("maxdeliveries"), now);
         stats::DEAD_LETTERED.add(dead.len());
         replicate(ctx, name, &Effect::Kill { at: now, reason: DeadReason::MaxDeliveries, ids: dead });
         notify(ctx, "mailbox.deadlettered", &argv[1]);
@@ -49,5 +53,6 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         reschedule(ctx, &argv[1], mailbox);
     }
     touch(ctx, name, &caller.agent, now);
+    receipts::flush(ctx);
     Ok(RedisValue::Integer(total as i64))
 }

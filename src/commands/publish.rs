@@ -125,7 +125,9 @@ fn send_to_all(
     // A topic message is one envelope for every receiver: the mailboxes' own
     // default TTLs do not apply to it.
     let env = Arc::new(envelope(id, to, payload, opts, caller, 0, now));
-    let delivered = deliver_many(ctx, receivers, &env, &dedup, now)?;
+    let delivered = deliver_many(ctx, receivers, &env, &dedup, now);
+    crate::receipts::flush(ctx);
+    let delivered = delivered?;
     if !delivered.receivers.is_empty() {
         let effect = Delivery {
             entry: Entry { env: Arc::clone(&env), deliveries: 0, state: State::Ready },

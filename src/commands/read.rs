@@ -23,7 +23,9 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.read")?;
     acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.read")?;
     let can_block = opts.block_ms.is_some() && !ctx.get_flags().contains(ContextFlags::DENY_BLOCKING);
-    if serve(ctx, &argv[1], &opts, can_block)? {
+    let served = serve(ctx, &argv[1], &opts, can_block);
+    crate::receipts::flush(ctx);
+    if served? {
         return Ok(RedisValue::NoReply);
     }
     match opts.block_ms {
@@ -81,6 +83,9 @@ fn serve(
     let name = key_name.as_slice();
     if opts.noack {
         let taken = tracked(mailbox, |mb| mb.take(&ids));
+        let reader = opts.as_agent.clone().unwrap_or_else(|| ctx.get_current_user().as_slice().to_vec());
+        let envs: Vec<_> = taken.iter().map(|e| e.env.clone()).collect();
+        crate::receipts::queue(ctx, name, envs, crate::receipts::Outcome::Acked, Some(&reader), None, now);
         replicate(ctx, name, &Effect::Remove { ids: taken.iter().map(|e| e.env.id).collect() });
         count_deliveries(taken.iter().map(|e| e.deliveries));
         let refs: Vec<_> = taken.iter().collect();

@@ -60,7 +60,9 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     admit(ctx, all[0], &caller.agent, opts.thread.as_deref(), now)?;
     let thread = opts.thread.clone();
     let target_key = ctx.create_string(target.as_slice());
-    let new_id = send_one(ctx, &target_key, all[2], opts, &caller, now)?;
+    let sent = send_one(ctx, &target_key, all[2], opts, &caller, now);
+    crate::receipts::flush(ctx);
+    let new_id = sent?;
     count_thread(ctx, all[0], thread.as_deref());
     touch(ctx, all[0], &caller.agent, now);
     Ok(RedisValue::BulkString(new_id.to_string()))

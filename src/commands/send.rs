@@ -14,6 +14,7 @@ use crate::data_type::tracked;
 use crate::delivery::{admit, announce, count_thread, open_or_create, touch};
 use crate::effects::{dedup_for, Effect};
 use crate::errors;
+use crate::receipts::Outcome;
 use crate::stats;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
@@ -33,9 +34,12 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Ok(send_ephemeral(ctx, &argv[1], payload, opts, &caller, now));
     }
     let thread = opts.thread.clone();
-    let id = send_one(ctx, &argv[1], payload, opts, &caller, now)?;
+    let sent = send_one(ctx, &argv[1], payload, opts, &caller, now);
+    crate::receipts::flush(ctx);
+    let id = sent?;
     count_thread(ctx, name, thread.as_deref());
     touch(ctx, name, &caller.agent, now);
+    crate::receipts::flush(ctx);
     Ok(RedisValue::BulkString(id.to_string()))
 }
 
@@ -117,6 +121,16 @@ fn make_room(
     match (mailbox.settings.overflow, mailbox.oldest()) {
         (Overflow::DropOldest, Some(oldest)) => {
             let ids = vec![oldest];
+            let dropped = mailbox.get(&oldest).map(|e| e.env.clone());
+            crate::receipts::queue(
+                ctx,
+                key_name.as_slice(),
+                dropped,
+                Outcome::Dead,
+                None,
+                Some("overflow"),
+                now,
+            );
             tracked(mailbox, |mb| mb.kill(&ids, DeadReason::Overflow, now));
             replicate(ctx, key_name.as_slice(), &Effect::Kill { at: now, reason: DeadReason::Overflow, ids });
             stats::OVERFLOW_DROPPED.incr();

@@ -514,6 +514,19 @@ impl Mailbox {
         self.entries.is_empty()
     }
 
+    /// Held messages whose TTL has passed at `now` (what the next sweep expires).
+    pub fn expiring(&self, now: u64) -> Vec<Arc<Envelope>> {
+        self.expiries
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, id)| self.entries.get(id).map(|e| Arc::clone(&e.env)))
+            .collect()
+    }
+
+    pub fn dead_letter(&self, id: &MessageId) -> Option<&DeadLetter> {
+        self.dead.get(id)
+    }
+
     /// The id of the oldest held message.
     pub fn oldest(&self) -> Option<MessageId> {
         self.entries.keys().next().copied()
