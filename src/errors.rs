@@ -90,3 +90,4 @@ pub fn needs_hash_tag(name: &[u8]) -> String {
 pub const MIN_NEEDS_BLOCK: &str = "ERR MIN needs BLOCK";
 pub const EPHEMERAL_CONFLICT: &str =
     "ERR EPHEMERAL messages are never stored: they take neither CONFIRM nor DEDUP";
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";

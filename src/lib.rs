@@ -62,7 +62,7 @@ redis_module! {
         ["mailbox.peek", commands::peek::command, "readonly", 1, 1, 1, ""],
         ["mailbox.create", commands::create::command, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.info", commands::info::command, "readonly fast", 1, 1, 1, ""],
-        ["mailbox.dead", commands::dead::command, "write", 1, 1, 1, ""],
+        ["mailbox.dead", commands::dead::command, "", 1, 1, 1, ""],
         ["mailbox.stats", commands::stats::command, "readonly fast", 0, 0, 0, ""],
         ["mailbox.publish", commands::publish::publish, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.broadcast", commands::publish::broadcast, "write deny-oom", 1, 1, 1, ""],
@@ -73,7 +73,7 @@ redis_module! {
         ["mailbox.sub", commands::sub::sub, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.unsub", commands::sub::unsub, "write", 1, 1, 1, ""],
         ["mailbox.subs", commands::sub::subs, "readonly", 1, 1, 1, ""],
-        ["mailbox.acl", commands::acl::command, "write", 0, 0, 0, ""],
+        ["mailbox.acl", commands::acl::command, "", 0, 0, 0, ""],
         ["mailbox.effect", commands::effect::command, "write", 1, 1, 1, ""],
     ],
     event_handlers: [

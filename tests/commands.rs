@@ -965,7 +965,9 @@ fn commands_are_registered_with_the_right_flags() {
         ("mailbox.read", &["write"]),
         ("mailbox.ack", &["write"]),
         ("mailbox.nack", &["write"]),
-        ("mailbox.dead", &["write"]),
+        // DEAD and ACL read on replicas (LIST, CHECK) and refuse to write there themselves.
+        ("mailbox.dead", &["module"]),
+        ("mailbox.acl", &["module"]),
         ("mailbox.effect", &["write"]),
         ("mailbox.peek", &["readonly"]),
         ("mailbox.info", &["readonly"]),

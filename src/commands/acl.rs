@@ -46,6 +46,7 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
         return Err(RedisError::Str(errors::EMPTY_PATTERN));
     }
     super::check_name(ctx, pattern)?;
+    super::require_master(ctx)?;
     let command = if grant { "mailbox.acl grant" } else { "mailbox.acl revoke" };
     let caller = ctx.get_current_user().as_slice().to_vec();
     acl::authorize(ctx, &caller, Permission::Admin, pattern, command)?;
@@ -112,6 +113,7 @@ fn list(ctx: &Context, agent: Option<&[u8]>) -> RedisResult {
 fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]]) -> RedisResult {
     args::check_agent(agent).map_err(err)?;
     super::check_name(ctx, space)?;
+    super::require_master(ctx)?;
     let value = if rate.eq_ignore_ascii_case(b"RESET") {
         if !opts.is_empty() {
             return Err(RedisError::Str(errors::SYNTAX));

@@ -38,6 +38,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::NoReply)
         }
         DeadAction::Requeue(selection) => {
+            super::require_master(ctx)?;
             let Some(mb) = mailbox else { return Ok(RedisValue::Integer(0)) };
             sweep(ctx, &argv[1], mb, now_ms());
             let ids = select(mb, selection);
@@ -64,6 +65,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::Integer(n as i64))
         }
         DeadAction::Purge(selection) => {
+            super::require_master(ctx)?;
             let Some(mb) = mailbox else { return Ok(RedisValue::Integer(0)) };
             let ids = select(mb, selection);
             let purged = tracked(mb, |mb| mb.purge_dead(&ids));

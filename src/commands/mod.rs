@@ -73,6 +73,20 @@ pub fn is_master(ctx: &Context) -> bool {
     ctx.get_flags().contains(ContextFlags::MASTER)
 }
 
+/// For the writing subcommands of commands that also read (`MAILBOX.ACL`,
+/// `MAILBOX.DEAD`): those are registered without the `write` flag so that their
+/// reading forms run on replicas, and refuse to write there themselves.
+pub fn require_master(ctx: &Context) -> Result<(), RedisError> {
+    let flags = ctx.get_flags();
+    if flags.contains(ContextFlags::MASTER)
+        || flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+    {
+        Ok(())
+    } else {
+        Err(RedisError::Str(errors::READONLY))
+    }
+}
+
 /// Replicates one effect on `key` to replicas and the AOF.
 pub fn replicate(ctx: &Context, key: &[u8], effect: &Effect) {
     let args = effect.to_args();

@@ -1,0 +1,942 @@
+//! Identity and permissions: the module's grants under both policies (every denial answered
+//! `NOPERM`, counted and audited, and changing nothing), `AS` for gateways, the sender that
+//! cannot be forged, Redis ACL key and channel rules on the module's commands, the send quota,
+//! the loop breaker, size and length limits, grants that persist and replicate, and TLS.
+
+mod common;
+#[path = "common/mailbox.rs"]
+mod mailbox_helpers;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use mailbox_helpers::*;
+use redis::{Connection, Value};
+
+const BAD_AGENT: &str = "ERR agent name must be non-empty UTF-8 without spaces";
+const BAD_OVERFLOW: &str = "ERR OVERFLOW must be refuse or drop-oldest";
+const MAILBOX_FULL: &str = "ERR mailbox is full (MAXLEN reached)";
+const EFFECT_FORBIDDEN: &str =
+    "ERR MAILBOX.EFFECT is only accepted from the master link or while loading the AOF";
+
+// ---- helpers ----------------------------------------------------------------
+
+/// `ACL SETUSER name on >name-pw rules...` on the superuser connection.
+fn set_user(admin: &mut Connection, name: &str, rules: &[&str]) {
+    let password = format!(">{name}-pw");
+    let mut args = vec!["ACL", "SETUSER", name, "on", password.as_str()];
+    args.extend_from_slice(rules);
+    assert_eq!(run(admin, &args), Value::Okay, "ACL SETUSER {name}");
+}
+
+/// A Redis user with every Redis permission (`~* &* +@all`): only the module's grants limit it.
+fn agent(server: &Server, admin: &mut Connection, name: &str) -> Connection {
+    set_user(admin, name, &["~*", "&*", "+@all"]);
+    login(server, name)
+}
+
+fn login(server: &Server, name: &str) -> Connection {
+    server.client_as(name, &format!("{name}-pw"))
+}
+
+fn noperm(agent: &str, permission: &str, name: &str) -> String {
+    format!("NOPERM agent '{agent}' has no '{permission}' permission on '{name}'")
+}
+
+fn quota_error(agent: &str, rate: u64, burst: u64) -> String {
+    format!("ERR send quota exceeded for agent '{agent}' ({rate} messages/s, burst {burst})")
+}
+
+fn thread_error(thread: &str, limit: u64) -> String {
+    format!("ERR thread '{thread}' reached mailbox.max-thread-messages ({limit}); start a new thread")
+}
+
+/// One audit stream entry's fields.
+type Event = Vec<(String, String)>;
+
+fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+    event.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// Every entry of an audit stream, oldest first (empty if the stream does not exist).
+fn audit_events(con: &mut Connection, stream: &str) -> Vec<Event> {
+    let Value::Array(entries) = run(con, &["XRANGE", stream, "-", "+"]) else {
+        panic!("XRANGE {stream} did not reply an array");
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let Value::Array(parts) = entry else { panic!("stream entry {entry:?}") };
+            let Value::Array(flat) = &parts[1] else { panic!("stream entry fields {entry:?}") };
+            flat.chunks(2).map(|p| (text(&p[0]), text(&p[1]))).collect()
+        })
+        .collect()
+}
+
+/// The entries of one kind (`event` field) of an audit stream.
+fn events_of(con: &mut Connection, stream: &str, kind: &str) -> Vec<Event> {
+    audit_events(con, stream).into_iter().filter(|e| field(e, "event") == Some(kind)).collect()
+}
+
+/// A counter of `MAILBOX.STATS`, checked against `INFO mailbox` (`mailbox_<name>`).
+fn counter(server: &Server, con: &mut Connection, name: &str) -> i64 {
+    let from_stats = stat(con, name);
+    let from_info = server
+        .info_field("mailbox", &format!("mailbox_{name}"))
+        .unwrap_or_else(|| panic!("INFO mailbox has no mailbox_{name}"));
+    assert_eq!(from_info, from_stats.to_string(), "INFO mailbox_{name} vs MAILBOX.STATS {name}");
+    from_stats
+}
+
+/// `DEBUG DIGEST-VALUE` of every key but the audit streams (which a denial appends to).
+fn snapshot(con: &mut Connection) -> BTreeMap<String, String> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).expect("KEYS *");
+    keys.into_iter()
+        .filter(|k| !k.starts_with("mailbox:audit"))
+        .map(|k| {
+            let digest = digest_value(con, &k);
+            (k, digest)
+        })
+        .collect()
+}
+
+fn acl_check(con: &mut Connection, agent: &str, permission: &str, name: &str) -> i64 {
+    match try_run(con, &["MAILBOX.ACL", "CHECK", agent, permission, name]) {
+        Ok(Value::Int(n)) => n,
+        Ok(other) => panic!("MAILBOX.ACL CHECK {agent} {permission} {name}: {other:?}"),
+        Err(e) => panic!("MAILBOX.ACL CHECK {agent} {permission} {name} failed: {}", err_text(&e)),
+    }
+}
+
+/// `MAILBOX.ACL LIST [agent]` as rows of text.
+fn acl_list(con: &mut Connection, agent: Option<&str>) -> Vec<Vec<String>> {
+    let mut args = vec!["MAILBOX.ACL", "LIST"];
+    args.extend(agent);
+    let rows = match try_run(con, &args) {
+        Ok(Value::Array(rows)) => rows,
+        Ok(other) => panic!("{args:?}: {other:?}"),
+        Err(e) => panic!("{args:?} failed: {}", err_text(&e)),
+    };
+    rows.iter()
+        .map(|row| {
+            let Value::Array(cells) = row else { panic!("MAILBOX.ACL LIST row {row:?}") };
+            cells.iter().map(text).collect()
+        })
+        .collect()
+}
+
+fn rows(expected: &[[&str; 3]]) -> Vec<Vec<String>> {
+    expected.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect()
+}
+
+fn int_of(value: Value) -> i64 {
+    match value {
+        Value::Int(n) => n,
+        other => panic!("expected an integer, got {other:?}"),
+    }
+}
+
+fn read_policy(con: &mut Connection) -> String {
+    let pair: Vec<String> =
+        redis::cmd("CONFIG").arg("GET").arg("mailbox.policy").query(con).expect("CONFIG GET mailbox.policy");
+    pair.get(1).cloned().unwrap_or_default()
+}
+
+// ---- 1. the permission matrix -------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Verdict {
+    Allow,
+    /// Refused for lack of this permission on this name.
+    Deny(&'static str, &'static str),
+}
+use Verdict::{Allow, Deny};
+
+struct Case {
+    args: Vec<String>,
+    /// The command as the audit stream records it.
+    command: &'static str,
+    /// Verdicts for alice (owner), bob (grantee), carol (stranger) under `open`, then `closed`.
+    open: [Verdict; 3],
+    closed: [Verdict; 3],
+}
+
+fn case(args: &[&str], command: &'static str, open: [Verdict; 3], closed: [Verdict; 3]) -> Case {
+    Case { args: args.iter().map(|s| s.to_string()).collect(), command, open, closed }
+}
+
+#[test]
+fn permission_matrix_under_both_policies() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let names = ["alice", "bob", "carol"];
+    let mut cons: Vec<Connection> = names.iter().map(|n| agent(&server, &mut admin, n)).collect();
+
+    // bob's grants, given by the superuser.
+    for (permission, pattern) in [
+        ("read", "{t}alice"),
+        ("send", "{t}*"),
+        ("subscribe", "{t}*"),
+        ("publish", "{t}*"),
+        ("admin", "{t}alice"),
+    ] {
+        assert_eq!(int_of(run(&mut admin, &["MAILBOX.ACL", "GRANT", "bob", permission, pattern])), 1);
+    }
+    // A long lease, so nothing read during the test comes back or dies.
+    create(&mut admin, "{t}alice", &["LEASE", "600000"]);
+    let seed = send(&mut admin, "{t}alice", "question", &["REPLYTO", "{t}desk", "THREAD", "th1"]);
+    send(&mut admin, "alice", "hello in the default namespace", &[]);
+
+    let read_only = [Allow, Allow, Deny("read", "{t}alice")];
+    let admin_only = [Deny("admin", "{t}alice"), Allow, Deny("admin", "{t}alice")];
+    let cases = vec![
+        case(
+            &["MAILBOX.SEND", "{t}alice", "hi"],
+            "mailbox.send",
+            [Allow, Allow, Allow],
+            [Deny("send", "{t}alice"), Allow, Deny("send", "{t}alice")],
+        ),
+        case(&["MAILBOX.READ", "{t}alice"], "mailbox.read", read_only, read_only),
+        case(&["MAILBOX.ACK", "{t}alice", "1-0"], "mailbox.ack", read_only, read_only),
+        case(&["MAILBOX.NACK", "{t}alice", "1-0"], "mailbox.nack", read_only, read_only),
+        case(&["MAILBOX.PEEK", "{t}alice"], "mailbox.peek", read_only, read_only),
+        case(&["MAILBOX.THREAD", "{t}alice", "th1"], "mailbox.thread", read_only, read_only),
+        case(&["MAILBOX.INFO", "{t}alice"], "mailbox.info", read_only, read_only),
+        case(
+            &["MAILBOX.SUB", "{t}alice", "news.#"],
+            "mailbox.sub",
+            read_only,
+            [Deny("subscribe", "{t}news.#"), Allow, Deny("read", "{t}alice")],
+        ),
+        case(&["MAILBOX.UNSUB", "{t}alice", "news.#"], "mailbox.unsub", read_only, read_only),
+        case(&["MAILBOX.SUBS", "{t}alice"], "mailbox.subs", read_only, read_only),
+        case(
+            &["MAILBOX.PUBLISH", "{t}news.x", "extra"],
+            "mailbox.publish",
+            [Allow, Allow, Allow],
+            [Deny("publish", "{t}news.x"), Allow, Deny("publish", "{t}news.x")],
+        ),
+        case(
+            &["MAILBOX.BROADCAST", "{t}", "all hands"],
+            "mailbox.broadcast",
+            [Allow, Allow, Allow],
+            [Deny("publish", "{t}"), Allow, Deny("publish", "{t}")],
+        ),
+        case(
+            &["MAILBOX.REPLY", "{t}alice", &seed, "answer"],
+            "mailbox.reply",
+            read_only,
+            [Deny("send", "{t}desk"), Allow, Deny("read", "{t}alice")],
+        ),
+        case(
+            &["MAILBOX.CREATE", "{t}alice", "MAXLEN", "0", "UPDATE"],
+            "mailbox.create",
+            admin_only,
+            admin_only,
+        ),
+        case(&["MAILBOX.DEAD", "{t}alice", "LIST"], "mailbox.dead", admin_only, admin_only),
+        case(
+            &["MAILBOX.PRESENCE", "{t}"],
+            "mailbox.presence",
+            [Allow, Allow, Allow],
+            [Deny("send", "{t}"), Allow, Deny("send", "{t}")],
+        ),
+        case(
+            &["MAILBOX.ACL", "GRANT", "dave", "read", "{t}alice"],
+            "mailbox.acl grant",
+            admin_only,
+            admin_only,
+        ),
+    ];
+
+    let stream = "mailbox:audit:{t}";
+    let mut denials = 0;
+    for policy in ["open", "closed"] {
+        config_set(&mut admin, "mailbox.policy", policy);
+        for case in &cases {
+            let verdicts = if policy == "open" { case.open } else { case.closed };
+            for (i, verdict) in verdicts.iter().enumerate() {
+                let who = names[i];
+                let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+                let label = format!("policy {policy}, {who}: {args:?}");
+                let before = snapshot(&mut admin);
+                let denied_before = counter(&server, &mut admin, "denied");
+                let events_before = events_of(&mut admin, stream, "denied").len();
+                let result = try_run(&mut cons[i], &args);
+                match verdict {
+                    Allow => {
+                        if let Err(e) = &result {
+                            panic!("{label}: should be allowed, got {}", err_text(e));
+                        }
+                        assert_eq!(counter(&server, &mut admin, "denied"), denied_before, "{label}");
+                        assert_eq!(events_of(&mut admin, stream, "denied").len(), events_before, "{label}");
+                    }
+                    Deny(permission, name) => {
+                        denials += 1;
+                        let got = match &result {
+                            Ok(v) => panic!("{label}: should be refused, replied {v:?}"),
+                            Err(e) => err_text(e),
+                        };
+                        assert!(got.starts_with("NOPERM"), "{label}: {got}");
+                        assert_eq!(got, noperm(who, permission, name), "{label}");
+                        assert_eq!(snapshot(&mut admin), before, "{label}: a denied command changed data");
+                        assert_eq!(counter(&server, &mut admin, "denied"), denied_before + 1, "{label}");
+                        let events = events_of(&mut admin, stream, "denied");
+                        assert_eq!(events.len(), events_before + 1, "{label}: one audit entry");
+                        let last = events.last().unwrap();
+                        assert_eq!(field(last, "agent"), Some(who), "{label}: {last:?}");
+                        assert_eq!(field(last, "permission"), Some(*permission), "{label}: {last:?}");
+                        assert_eq!(field(last, "name"), Some(*name), "{label}: {last:?}");
+                        assert_eq!(field(last, "command"), Some(case.command), "{label}: {last:?}");
+                        assert_eq!(acl_check(&mut admin, who, permission, name), 0, "{label}: ACL CHECK");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(counter(&server, &mut admin, "denied"), denials);
+
+    // Ownership under the closed policy: alice reads `{t}alice` and `alice` without a grant.
+    assert_eq!(read_policy(&mut admin), "closed");
+    assert!(acl_list(&mut admin, Some("alice")).is_empty(), "alice holds no grant");
+    let own = read_one(&mut cons[0], "alice", &[]);
+    assert_eq!(own.payload(), "hello in the default namespace");
+    send(&mut admin, "{t}alice", "one more", &[]);
+    let got = read(&mut cons[0], "{t}alice", &["COUNT", "100"]).expect("alice reads {t}alice");
+    assert!(got.iter().any(|m| m.payload() == "one more"), "{got:?}");
+    // A stranger does not, and that refusal lands in the default namespace's stream.
+    assert_eq!(error_of(&mut cons[2], &["MAILBOX.READ", "alice"]), noperm("carol", "read", "alice"));
+    let last = audit_events(&mut admin, "mailbox:audit").pop().expect("an entry in mailbox:audit");
+    assert_eq!(field(&last, "event"), Some("denied"));
+    assert_eq!(field(&last, "name"), Some("alice"));
+    assert_eq!(field(&last, "agent"), Some("carol"));
+    assert_eq!(counter(&server, &mut admin, "denied"), denials + 1);
+}
+
+// ---- 2. AS -------------------------------------------------------------------
+
+fn check_as_count(admin: &mut Connection, stream: &str, expected: usize) {
+    assert_eq!(events_of(admin, stream, "as").len(), expected, "`as` events");
+}
+
+#[test]
+fn impersonation_needs_the_grant_and_is_audited() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut gw = agent(&server, &mut admin, "gw");
+    let mut bob = agent(&server, &mut admin, "bob");
+    let stream = "mailbox:audit:{t}";
+
+    // Without the grant: refused on `impersonate`, audited, nothing stored.
+    let before = snapshot(&mut admin);
+    assert_eq!(
+        error_of(&mut gw, &["MAILBOX.SEND", "{t}bob", "x", "AS", "alice"]),
+        noperm("gw", "impersonate", "{t}alice")
+    );
+    assert_eq!(snapshot(&mut admin), before);
+    let denied = events_of(&mut admin, stream, "denied");
+    let last = denied.last().expect("a denied event");
+    assert_eq!(field(last, "agent"), Some("gw"));
+    assert_eq!(field(last, "permission"), Some("impersonate"));
+    assert_eq!(field(last, "name"), Some("{t}alice"));
+    assert_eq!(field(last, "command"), Some("mailbox.send"));
+    assert!(events_of(&mut admin, stream, "as").is_empty(), "a refused AS is not an `as` event");
+    assert_eq!(stat(&mut admin, "denied"), 1);
+
+    assert_eq!(int_of(run(&mut admin, &["MAILBOX.ACL", "GRANT", "gw", "impersonate", "{t}*"])), 1);
+    let grants = events_of(&mut admin, stream, "grant");
+    assert_eq!(grants.len(), 1);
+    assert_eq!(field(&grants[0], "agent"), Some("gw"));
+    assert_eq!(field(&grants[0], "by"), Some("default"));
+
+    let mut expected_as = 0;
+    let mut check_as = |admin: &mut Connection, command: &str| {
+        expected_as += 1;
+        let events = events_of(admin, stream, "as");
+        assert_eq!(events.len(), expected_as, "one `as` event per AS: {events:?}");
+        let last = events.last().unwrap();
+        assert_eq!(field(last, "user"), Some("gw"), "{last:?}");
+        assert_eq!(field(last, "agent"), Some("alice"), "{last:?}");
+        assert_eq!(field(last, "command"), Some(command), "{last:?}");
+    };
+
+    let id = send(&mut gw, "{t}bob", "for bob", &["AS", "alice"]);
+    check_as(&mut admin, "mailbox.send");
+    let msg = read_one(&mut bob, "{t}bob", &[]);
+    assert_eq!(msg.id, id);
+    assert_eq!(msg.str("from"), "alice");
+    assert_eq!(msg.get("via").as_deref(), Some("gw"));
+
+    // READ, ACK and NACK for alice.
+    let first = send(&mut bob, "{t}alice", "one", &[]);
+    let second = send(&mut bob, "{t}alice", "two", &[]);
+    let got = read_one(&mut gw, "{t}alice", &["AS", "alice"]);
+    check_as(&mut admin, "mailbox.read");
+    assert_eq!((got.id.as_str(), got.payload().as_str()), (first.as_str(), "one"));
+    assert_eq!(got.str("from"), "bob");
+    assert_eq!(got.get("via"), None, "a message sent without AS has no via");
+    assert_eq!(int_of(run(&mut gw, &["MAILBOX.ACK", "{t}alice", &first, "AS", "alice"])), 1);
+    check_as(&mut admin, "mailbox.ack");
+    let got = read_one(&mut gw, "{t}alice", &["AS", "alice"]);
+    check_as(&mut admin, "mailbox.read");
+    assert_eq!(got.id, second);
+    assert_eq!(int_of(run(&mut gw, &["MAILBOX.NACK", "{t}alice", &second, "AS", "alice"])), 1);
+    check_as(&mut admin, "mailbox.nack");
+    let held = peek(&mut admin, "{t}alice", &[]);
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].id.as_str(), held[0].str("state").as_str()), (second.as_str(), "ready"));
+
+    // PUBLISH for alice.
+    run(&mut admin, &["MAILBOX.SUB", "{t}bob", "news.#"]);
+    let reply = run(&mut gw, &["MAILBOX.PUBLISH", "{t}news.x", "published", "AS", "alice"]);
+    check_as(&mut admin, "mailbox.publish");
+    let Value::Array(parts) = reply else { panic!("PUBLISH reply") };
+    assert_eq!(parts[1], Value::Int(1));
+    let published = read_one(&mut bob, "{t}bob", &[]);
+    assert_eq!(published.str("from"), "alice");
+    assert_eq!(published.get("via").as_deref(), Some("gw"));
+
+    // Impersonating does not give the gateway alice's rights as itself, nor alice bob's.
+    assert_eq!(error_of(&mut gw, &["MAILBOX.READ", "{t}alice"]), noperm("gw", "read", "{t}alice"));
+    assert_eq!(
+        error_of(&mut gw, &["MAILBOX.READ", "{t}bob", "AS", "alice"]),
+        noperm("alice", "read", "{t}bob")
+    );
+    check_as(&mut admin, "mailbox.read");
+    // The grant covers its namespace only.
+    assert_eq!(
+        error_of(&mut gw, &["MAILBOX.SEND", "{u}bob", "x", "AS", "alice"]),
+        noperm("gw", "impersonate", "{u}alice")
+    );
+    check_as_count(&mut admin, stream, expected_as);
+
+    // An agent name with a space (or empty) is an error, before anything else.
+    let before = snapshot(&mut admin);
+    for args in [
+        vec!["MAILBOX.SEND", "{t}bob", "x", "AS", "al ice"],
+        vec!["MAILBOX.SEND", "{t}bob", "x", "AS", ""],
+        vec!["MAILBOX.READ", "{t}alice", "AS", "al ice"],
+        vec!["MAILBOX.ACK", "{t}alice", &second, "AS", "al ice"],
+        vec!["MAILBOX.NACK", "{t}alice", &second, "AS", "al ice"],
+    ] {
+        assert_eq!(error_of(&mut gw, &args), BAD_AGENT, "{args:?}");
+    }
+    assert_eq!(snapshot(&mut admin), before);
+    check_as_count(&mut admin, stream, expected_as);
+}
+
+// ---- 3. the sender cannot be forged -------------------------------------------
+
+#[test]
+fn sender_is_always_the_acl_user() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut alice = agent(&server, &mut admin, "alice");
+    let mut bob = agent(&server, &mut admin, "bob");
+
+    let before = server.digest();
+    assert_eq!(
+        error_of(&mut alice, &["MAILBOX.SEND", "{t}bob", "x", "FROM", "mallory"]),
+        "ERR unknown option 'FROM'"
+    );
+    assert_eq!(
+        error_of(&mut alice, &["MAILBOX.SEND", "{t}bob", "x", "from", "mallory"]),
+        "ERR unknown option 'from'"
+    );
+    assert_eq!(
+        error_of(&mut alice, &["MAILBOX.SEND", "{t}bob", "x", "VIA", "mallory"]),
+        "ERR unknown option 'VIA'"
+    );
+    // MAILBOX.EFFECT, which carries the sender explicitly, is refused on client connections,
+    // the superuser's included.
+    for con in [&mut alice, &mut admin] {
+        assert_eq!(error_of(con, &["MAILBOX.EFFECT", "{t}bob", "put", "1-0"]), EFFECT_FORBIDDEN);
+        assert_eq!(
+            error_of(con, &["MAILBOX.EFFECT", "{t}bob", "INIT", "0", "0", "0", "0", "0"]),
+            EFFECT_FORBIDDEN
+        );
+    }
+    assert_eq!(server.digest(), before, "refused commands changed the dataset");
+
+    // A "from" inside META is just metadata.
+    let meta = r#"{"from":"mallory","via":"mallory"}"#;
+    send(&mut alice, "{t}bob", "with meta", &["META", meta]);
+    send(&mut alice, "{t}bob", "plain", &[]);
+    let got = read(&mut bob, "{t}bob", &["COUNT", "10"]).expect("two messages");
+    assert_eq!(got.len(), 2);
+    for m in &got {
+        assert_eq!(m.str("from"), "alice", "{m:?}");
+        assert_eq!(m.get("via"), None, "{m:?}");
+        assert_eq!(m.names().iter().filter(|n| **n == "from").count(), 1, "{m:?}");
+    }
+    let with_meta = got.iter().find(|m| m.payload() == "with meta").unwrap();
+    let stored = flat_json(&with_meta.str("meta"));
+    assert!(stored.contains(&("from".to_string(), "mallory".to_string())), "meta kept as given: {stored:?}");
+}
+
+/// The pairs of a flat JSON object with string values, enough for the `META` above.
+fn flat_json(text: &str) -> Vec<(String, String)> {
+    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
+    inner
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once(':').unwrap_or_else(|| panic!("not a JSON pair: {pair}"));
+            (k.trim().trim_matches('"').to_string(), v.trim().trim_matches('"').to_string())
+        })
+        .collect()
+}
+
+// ---- 4. Redis ACL key and channel rules -----------------------------------------
+
+fn dry_run(con: &mut Connection, args: &[&str]) -> String {
+    let mut full = vec!["ACL", "DRYRUN"];
+    full.extend_from_slice(args);
+    match try_run(con, &full) {
+        Ok(v) => text(&v),
+        Err(e) => err_text(&e),
+    }
+}
+
+#[test]
+fn redis_acl_key_and_channel_rules_apply() {
+    let server = Server::start();
+    let mut admin = server.client();
+    set_user(&mut admin, "w", &["resetkeys", "%W~{t}bob*", "&*", "+@all"]);
+    let mut w = login(&server, "w");
+
+    let id = send(&mut w, "{t}bob", "write-only", &[]);
+    let held = peek(&mut admin, "{t}bob", &[]);
+    assert_eq!((held[0].id.as_str(), held[0].str("from").as_str()), (id.as_str(), "w"));
+    // Even a module grant does not get past Redis's own key rules.
+    run(&mut admin, &["MAILBOX.ACL", "GRANT", "w", "read", "{t}bob"]);
+    let before = snapshot(&mut admin);
+    for args in [vec!["MAILBOX.READ", "{t}bob"], vec!["MAILBOX.PEEK", "{t}bob"]] {
+        let e = error_of(&mut w, &args);
+        assert!(e.starts_with("NOPERM"), "{args:?}: {e}");
+        assert!(!e.contains("agent 'w'"), "{args:?}: Redis refuses, not the module: {e}");
+    }
+    assert_eq!(snapshot(&mut admin), before);
+    assert_eq!(stat(&mut admin, "denied"), 0, "Redis refusals never reach the module");
+    assert!(events_of(&mut admin, "mailbox:audit:{t}", "denied").is_empty());
+
+    assert_eq!(dry_run(&mut admin, &["w", "MAILBOX.SEND", "{t}bob", "x"]), "OK");
+    for args in [["w", "MAILBOX.READ", "{t}bob"], ["w", "MAILBOX.PEEK", "{t}bob"]] {
+        let answer = dry_run(&mut admin, &args);
+        assert!(answer.contains("no permissions to access the '{t}bob' key"), "{args:?}: {answer}");
+    }
+    let other = dry_run(&mut admin, &["w", "MAILBOX.SEND", "{t}alice", "x"]);
+    assert!(other.contains("no permissions to access the '{t}alice' key"), "{other}");
+
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg("MAILBOX.SEND")
+        .arg("{t}bob")
+        .arg("x")
+        .query(&mut admin)
+        .unwrap_or_else(|e| panic!("COMMAND GETKEYS: {}", err_text(&e)));
+    assert_eq!(keys, vec!["{t}bob".to_string()]);
+
+    // Push channels follow channel rules.
+    set_user(&mut admin, "s", &["~*", "resetchannels", "&mailbox:{t}alice", "+@all"]);
+    let mut listener = login(&server, "s");
+    listener.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let Value::Array(parts) = run(&mut listener, &["SSUBSCRIBE", "mailbox:{t}alice"]) else {
+        panic!("SSUBSCRIBE reply is not an array");
+    };
+    assert_eq!(text(&parts[0]), "ssubscribe");
+    assert_eq!(text(&parts[1]), "mailbox:{t}alice");
+    let mut other = login(&server, "s");
+    let e = error_of(&mut other, &["SSUBSCRIBE", "mailbox:{t}bob"]);
+    assert!(e.starts_with("NOPERM"), "{e}");
+    let dry = dry_run(&mut admin, &["s", "SSUBSCRIBE", "mailbox:{t}bob"]);
+    assert!(dry.contains("'mailbox:{t}bob' channel"), "{dry}");
+    // The listener gets alice's deliveries.
+    send(&mut admin, "{t}alice", "pushed to alice", &[]);
+    let Value::Array(message) = listener.recv_response().expect("a pushed message") else {
+        panic!("pushed message is not an array");
+    };
+    assert_eq!(text(&message[0]), "smessage");
+    assert_eq!(text(&message[1]), "mailbox:{t}alice");
+    assert!(text(&message[2]).contains("pushed to alice"), "{:?}", text(&message[2]));
+}
+
+// ---- 5. send quota --------------------------------------------------------------
+
+#[test]
+fn send_quota_refuses_refills_and_can_be_overridden() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut alice = agent(&server, &mut admin, "alice");
+    let mut bob = agent(&server, &mut admin, "bob");
+    config_set(&mut admin, "mailbox.send-rate", "2");
+    config_set(&mut admin, "mailbox.send-burst", "3");
+
+    for i in 0..3 {
+        send(&mut alice, "{t}bob", &format!("m{i}"), &[]);
+    }
+    let before = snapshot(&mut admin);
+    assert_eq!(error_of(&mut alice, &["MAILBOX.SEND", "{t}bob", "m3"]), quota_error("alice", 2, 3));
+    assert_eq!(snapshot(&mut admin), before, "a refused send stored something");
+    assert_eq!(counter(&server, &mut admin, "quota_refused"), 1);
+    // Buckets are per agent and per namespace.
+    send(&mut bob, "{t}alice", "bob has his own bucket", &[]);
+    send(&mut alice, "{u}bob", "another namespace", &[]);
+
+    // Two tokens a second: one is back after about half a second.
+    wait_until("alice's bucket refills", 10_000, || {
+        try_run(&mut alice, &["MAILBOX.SEND", "{t}bob", "later"]).is_ok()
+    });
+    assert_eq!(peek(&mut admin, "{t}bob", &[]).len(), 4);
+
+    // Overrides need admin on the namespace.
+    assert_eq!(
+        error_of(&mut alice, &["MAILBOX.ACL", "QUOTA", "alice", "0", "{t}"]),
+        noperm("alice", "admin", "{t}")
+    );
+    assert_eq!(run(&mut admin, &["MAILBOX.ACL", "QUOTA", "alice", "0", "{t}"]), Value::Okay);
+    let refused = counter(&server, &mut admin, "quota_refused");
+    for i in 0..20 {
+        send(&mut alice, "{t}bob", &format!("unlimited {i}"), &[]);
+    }
+    assert_eq!(counter(&server, &mut admin, "quota_refused"), refused);
+    // The override is alice's only. Bob spent a token above: give his bucket time to
+    // fill up again (0.5 s at 2/s; generously more on a loaded machine).
+    sleep_ms(1_600);
+    for i in 0..3 {
+        send(&mut bob, "{t}alice", &format!("b{i}"), &[]);
+    }
+    assert_eq!(error_of(&mut bob, &["MAILBOX.SEND", "{t}alice", "b3"]), quota_error("bob", 2, 3));
+
+    // RESET: the configs apply again.
+    assert_eq!(run(&mut admin, &["MAILBOX.ACL", "QUOTA", "alice", "RESET", "{t}"]), Value::Okay);
+    let mut refusal = None;
+    for i in 0..10 {
+        if let Err(e) = try_run(&mut alice, &["MAILBOX.SEND", "{t}bob", &format!("after reset {i}")]) {
+            refusal = Some(err_text(&e));
+            break;
+        }
+    }
+    assert_eq!(refusal, Some(quota_error("alice", 2, 3)), "RESET should restore the config limits");
+
+    // An override with its own burst, in another namespace.
+    assert_eq!(run(&mut admin, &["MAILBOX.ACL", "QUOTA", "alice", "1", "{u}", "BURST", "1"]), Value::Okay);
+    send(&mut alice, "{u}bob", "one", &[]);
+    assert_eq!(error_of(&mut alice, &["MAILBOX.SEND", "{u}bob", "two"]), quota_error("alice", 1, 1));
+
+    config_set(&mut admin, "mailbox.send-rate", "0");
+    for i in 0..10 {
+        send(&mut bob, "{t}alice", &format!("free {i}"), &[]);
+    }
+}
+
+// ---- 6. the loop breaker ------------------------------------------------------------
+
+#[test]
+fn thread_limit_breaks_loops() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut alice = agent(&server, &mut admin, "alice");
+    let mut bob = agent(&server, &mut admin, "bob");
+    config_set(&mut admin, "mailbox.max-thread-messages", "3");
+
+    let q = send(&mut alice, "{t}bob", "question", &["THREAD", "t1"]);
+    assert_eq!(read_one(&mut bob, "{t}bob", &[]).id, q);
+    let answer = text(&run(&mut bob, &["MAILBOX.REPLY", "{t}bob", &q, "answer"]));
+    let got = read_one(&mut alice, "{t}alice", &[]);
+    assert_eq!((got.id.as_str(), got.str("thread").as_str()), (answer.as_str(), "t1"));
+    send(&mut alice, "{t}carol", "cc", &["THREAD", "t1"]);
+
+    let before = snapshot(&mut admin);
+    let refused = counter(&server, &mut admin, "thread_refused");
+    let limit = thread_error("t1", 3);
+    assert_eq!(error_of(&mut alice, &["MAILBOX.SEND", "{t}dave", "x", "THREAD", "t1"]), limit);
+    assert_eq!(error_of(&mut bob, &["MAILBOX.SEND", "{t}alice", "x", "THREAD", "t1"]), limit);
+    assert_eq!(error_of(&mut bob, &["MAILBOX.REPLY", "{t}bob", &q, "again"]), limit);
+    assert_eq!(error_of(&mut alice, &["MAILBOX.REPLY", "{t}alice", &answer, "and again"]), limit);
+    assert_eq!(snapshot(&mut admin), before, "a refused send stored something");
+    assert_eq!(counter(&server, &mut admin, "thread_refused"), refused + 4);
+
+    // Other threads, other namespaces and unthreaded messages go on.
+    send(&mut alice, "{t}bob", "new topic", &["THREAD", "t2"]);
+    send(&mut alice, "{u}bob", "same thread id elsewhere", &["THREAD", "t1"]);
+    send(&mut alice, "{t}bob", "no thread", &[]);
+    let thread = messages(&run(&mut bob, &["MAILBOX.THREAD", "{t}bob", "t1"])).unwrap();
+    assert_eq!(thread.len(), 1);
+    assert_eq!(thread[0].id, q);
+    assert_eq!(counter(&server, &mut admin, "thread_refused"), refused + 4);
+}
+
+// ---- 7. size and length limits -------------------------------------------------------
+
+#[test]
+fn size_and_length_limits() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut alice = agent(&server, &mut admin, "alice");
+
+    config_set(&mut admin, "mailbox.max-payload-bytes", "10");
+    send(&mut alice, "{t}bob", "0123456789", &[]);
+    let before = snapshot(&mut admin);
+    assert_eq!(
+        error_of(&mut alice, &["MAILBOX.SEND", "{t}bob", "0123456789X"]),
+        "ERR payload is 11 bytes, over the mailbox.max-payload-bytes limit of 10"
+    );
+    assert_eq!(snapshot(&mut admin), before);
+    assert_eq!(counter(&server, &mut admin, "size_refused"), 1);
+    config_set(&mut admin, "mailbox.max-payload-bytes", "1048576");
+
+    // OVERFLOW refuse (the default).
+    create(&mut admin, "{t}small", &["MAXLEN", "2"]);
+    send(&mut alice, "{t}small", "s1", &[]);
+    send(&mut alice, "{t}small", "s2", &[]);
+    let before = digest_value(&mut admin, "{t}small");
+    assert_eq!(error_of(&mut alice, &["MAILBOX.SEND", "{t}small", "s3"]), MAILBOX_FULL);
+    assert_eq!(digest_value(&mut admin, "{t}small"), before);
+    assert_eq!(counter(&server, &mut admin, "full_refused"), 1);
+    assert_eq!(counter(&server, &mut admin, "overflow_dropped"), 0);
+
+    // OVERFLOW drop-oldest: the oldest becomes a dead letter.
+    create(&mut admin, "{t}ring", &["MAXLEN", "2", "OVERFLOW", "drop-oldest"]);
+    let r1 = send(&mut alice, "{t}ring", "r1", &[]);
+    let r2 = send(&mut alice, "{t}ring", "r2", &[]);
+    let r3 = send(&mut alice, "{t}ring", "r3", &[]);
+    let dead = dead_list(&mut admin, "{t}ring", &[]);
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].id.as_str(), dead[0].payload().as_str()), (r1.as_str(), "r1"));
+    assert_eq!(dead[0].str("reason"), "overflow");
+    let held: Vec<String> = peek(&mut admin, "{t}ring", &[]).into_iter().map(|m| m.id).collect();
+    assert_eq!(held, vec![r2, r3]);
+    assert_eq!(counter(&server, &mut admin, "overflow_dropped"), 1);
+    assert_eq!(counter(&server, &mut admin, "full_refused"), 1);
+    assert_eq!(info_int(&mut admin, "{t}ring", "dead"), 1);
+
+    // UPDATE switches a mailbox's overflow policy.
+    create(&mut admin, "{t}small", &["OVERFLOW", "drop-oldest", "UPDATE"]);
+    send(&mut alice, "{t}small", "s3", &[]);
+    assert_eq!(dead_list(&mut admin, "{t}small", &[])[0].payload(), "s1");
+    assert_eq!(counter(&server, &mut admin, "overflow_dropped"), 2);
+
+    let before = server.digest();
+    assert_eq!(error_of(&mut admin, &["MAILBOX.CREATE", "{t}x", "OVERFLOW", "bogus"]), BAD_OVERFLOW);
+    assert_eq!(
+        error_of(&mut admin, &["MAILBOX.CREATE", "{t}small", "OVERFLOW", "bogus", "UPDATE"]),
+        BAD_OVERFLOW
+    );
+    assert_eq!(server.digest(), before);
+}
+
+// ---- 8. grants persist and replicate --------------------------------------------------
+
+#[test]
+fn grants_and_quotas_persist_and_replicate() {
+    let mut server = Server::start_with(ServerOptions {
+        config: vec![
+            ("appendonly".to_string(), "yes".to_string()),
+            ("appendfsync".to_string(), "always".to_string()),
+        ],
+        module_args: vec!["policy".to_string(), "closed".to_string()],
+    });
+    let mut admin = server.client();
+    assert_eq!(read_policy(&mut admin), "closed");
+    for (verb, who, permission, pattern) in [
+        ("GRANT", "bob", "read", "{t}alice"),
+        ("GRANT", "gw", "impersonate", "{t}*"),
+        ("GRANT", "alice", "send", "{t}*"),
+        ("GRANT", "*", "publish", "{u}news.*"),
+        ("GRANT", "alice", "admin", "{u}*"),
+        ("GRANT", "carol", "send", "{u}carol"),
+        ("GRANT", "carol", "read", "{u}x"),
+        ("REVOKE", "carol", "read", "{u}x"),
+    ] {
+        assert_eq!(int_of(run(&mut admin, &["MAILBOX.ACL", verb, who, permission, pattern])), 1);
+    }
+    for args in [
+        vec!["MAILBOX.ACL", "QUOTA", "alice", "1", "{t}", "BURST", "1"],
+        vec!["MAILBOX.ACL", "QUOTA", "bob", "5", "{u}"],
+        vec!["MAILBOX.ACL", "QUOTA", "carol", "7", "{u}"],
+        vec!["MAILBOX.ACL", "QUOTA", "carol", "RESET", "{u}"],
+    ] {
+        assert_eq!(run(&mut admin, &args), Value::Okay, "{args:?}");
+    }
+    send(&mut admin, "{t}alice", "hello", &[]);
+    send(&mut admin, "{u}bob", "hello", &[]);
+
+    // LIST sorts by agent, then by permission in the order send, read, subscribe, publish,
+    // admin, impersonate, then by pattern.
+    let expected = rows(&[
+        ["*", "publish", "{u}news.*"],
+        ["alice", "send", "{t}*"],
+        ["alice", "admin", "{u}*"],
+        ["bob", "read", "{t}alice"],
+        ["carol", "send", "{u}carol"],
+        ["gw", "impersonate", "{t}*"],
+    ]);
+    assert_eq!(acl_list(&mut admin, None), expected);
+    assert_eq!(
+        acl_list(&mut admin, Some("alice")),
+        rows(&[["alice", "send", "{t}*"], ["alice", "admin", "{u}*"]])
+    );
+    assert_eq!(acl_list(&mut admin, Some("carol")), rows(&[["carol", "send", "{u}carol"]]));
+    assert!(acl_list(&mut admin, Some("nobody")).is_empty());
+
+    let checks: Vec<(&str, &str, &str, i64)> = vec![
+        ("bob", "read", "{t}alice", 1),
+        ("carol", "read", "{t}alice", 0),
+        ("gw", "impersonate", "{t}bob", 1),
+        ("gw", "impersonate", "{u}bob", 0),
+        ("alice", "send", "{t}bob", 1),
+        ("alice", "send", "{u}bob", 0),
+        ("dave", "publish", "{u}news.x", 1),
+        ("dave", "publish", "{t}news.x", 0),
+        ("alice", "admin", "{u}anything", 1),
+        ("carol", "read", "{u}x", 0),
+        ("carol", "send", "{u}carol", 1),
+        ("alice", "read", "{u}alice", 1),
+    ];
+    let answers = |con: &mut Connection| -> Vec<i64> {
+        checks.iter().map(|(a, p, n, _)| acl_check(con, a, p, n)).collect()
+    };
+    let expected_answers: Vec<i64> = checks.iter().map(|c| c.3).collect();
+    assert_eq!(answers(&mut admin), expected_answers);
+
+    let digest = server.digest();
+    assert_ne!(digest, ZERO_DIGEST);
+    assert_eq!(run(&mut admin, &["DEBUG", "RELOAD"]), Value::Okay);
+    assert_eq!(server.digest(), digest, "DEBUG RELOAD changed the dataset");
+    assert_eq!(acl_list(&mut admin, None), expected);
+    assert_eq!(answers(&mut admin), expected_answers);
+
+    server.kill9();
+    server.restart();
+    let mut admin = server.client();
+    assert_eq!(server.digest(), digest, "an AOF restart changed the dataset");
+    assert_eq!(acl_list(&mut admin, None), expected);
+    assert_eq!(answers(&mut admin), expected_answers);
+
+    // The quota override came back with the grants (ACL users are not persisted: recreate).
+    let mut alice = agent(&server, &mut admin, "alice");
+    send(&mut alice, "{t}bob", "one", &[]);
+    assert_eq!(error_of(&mut alice, &["MAILBOX.SEND", "{t}bob", "two"]), quota_error("alice", 1, 1));
+
+    // A replica: the full sync, then a grant and a revoke streamed after it.
+    let replica = server.replica();
+    server.wait_for_replica(&replica);
+    assert_eq!(replica.digest(), server.digest());
+    assert_eq!(int_of(run(&mut admin, &["MAILBOX.ACL", "GRANT", "dave", "read", "{t}alice"])), 1);
+    assert_eq!(int_of(run(&mut admin, &["MAILBOX.ACL", "REVOKE", "bob", "read", "{t}alice"])), 1);
+    server.wait_for_replica(&replica);
+    assert_eq!(replica.digest(), server.digest());
+    let mut on_replica = replica.client();
+    let mut on_master = server.client();
+    for (a, p, n) in [("dave", "read", "{t}alice"), ("bob", "read", "{t}alice")]
+        .into_iter()
+        .chain(checks.iter().map(|(a, p, n, _)| (*a, *p, *n)))
+    {
+        let master = acl_check(&mut on_master, a, p, n);
+        assert_eq!(acl_check(&mut on_replica, a, p, n), master, "CHECK {a} {p} {n} on the replica");
+    }
+    assert_eq!(acl_list(&mut on_replica, None), acl_list(&mut on_master, None));
+}
+
+// ---- 9. TLS -----------------------------------------------------------------------
+
+fn temp_dir(prefix: &str) -> PathBuf {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("a UTF-8 temp path").to_string()
+}
+
+fn redis_cli_tls(port: u16, ca: &Path, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls", "--cacert"])
+        .arg(ca)
+        .args(args)
+        .output()
+        .expect("run redis-cli (is redis-tools installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn mailbox_over_tls() {
+    let dir = temp_dir("redis-mailbox-tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "1", "-subj", "/CN=localhost"])
+        .output()
+        .expect("run openssl (is it installed?)");
+    assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    let tls_port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let server = Server::start_with(ServerOptions {
+        config: vec![
+            ("tls-port".to_string(), tls_port.to_string()),
+            ("tls-cert-file".to_string(), path_str(&cert)),
+            ("tls-key-file".to_string(), path_str(&key)),
+            ("tls-ca-cert-file".to_string(), path_str(&cert)),
+            ("tls-auth-clients".to_string(), "no".to_string()),
+        ],
+        module_args: Vec::new(),
+    });
+
+    let id = redis_cli_tls(tls_port, &cert, &["MAILBOX.SEND", "bob", "over TLS"]).trim().to_string();
+    parse_id(&id);
+    let read = redis_cli_tls(tls_port, &cert, &["MAILBOX.READ", "bob"]);
+    let lines: Vec<&str> = read.lines().collect();
+    assert_eq!(lines.first().copied(), Some(id.as_str()), "{read}");
+    assert!(lines.contains(&"over TLS"), "the payload did not come back over TLS: {read}");
+
+    // The same message, seen on the plain port: leased by that read.
+    let mut con = server.client();
+    let held = peek(&mut con, "bob", &[]);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].id, id);
+    assert_eq!(held[0].payload(), "over TLS");
+    assert_eq!(held[0].str("from"), "default");
+    assert_eq!(held[0].str("state"), "leased");
+    drop(server);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn writing_subcommands_are_refused_on_a_replica() {
+    let master = Server::start();
+    let replica = master.replica();
+    let mut con = master.client();
+    let _: String = redis::cmd("MAILBOX.SEND").arg("{t}a").arg("x").query(&mut con).unwrap();
+    master.wait_for_replica(&replica);
+    let mut rcon = replica.client();
+    for args in [
+        &["MAILBOX.ACL", "GRANT", "x", "read", "{t}*"][..],
+        &["MAILBOX.ACL", "QUOTA", "x", "5", "{t}"],
+        &["MAILBOX.DEAD", "{t}a", "PURGE", "ALL"],
+        &["MAILBOX.DEAD", "{t}a", "REQUEUE", "ALL"],
+    ] {
+        let err = redis::cmd(args[0]).arg(&args[1..]).query::<redis::Value>(&mut rcon).unwrap_err();
+        assert!(format!("{err}").contains("read only replica"), "{args:?} on a replica: {err}");
+    }
+    let listed: redis::Value = redis::cmd("MAILBOX.DEAD").arg("{t}a").arg("LIST").query(&mut rcon).unwrap();
+    assert_eq!(listed, redis::Value::Array(vec![]));
+    assert_eq!(replica.digest(), master.digest());
+}
