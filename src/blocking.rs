@@ -35,22 +35,36 @@ pub fn block_on_key(ctx: &Context, key: &RedisString, timeout_ms: u64) {
     }
 }
 
+/// Runs a read for a blocked client and flushes the receipts it decided. Replies
+/// an error itself; `Ok(served)` otherwise (nothing replied when not served).
+fn run_read(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    read: fn(&Context, &[RedisString]) -> Result<bool, redis_module::RedisError>,
+) -> (Context, Option<bool>) {
+    let context = Context::new(ctx);
+    let args = decode_args(ctx, argv, argc);
+    let served = read(&context, &args);
+    crate::receipts::flush(&context);
+    match served {
+        Ok(served) => (context, Some(served)),
+        Err(e) => {
+            context.reply(Err(e));
+            (context, None)
+        }
+    }
+}
+
 extern "C" fn on_key_ready(
     ctx: *mut raw::RedisModuleCtx,
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let context = Context::new(ctx);
-    let args = decode_args(ctx, argv, argc);
-    let served = read::serve_blocked(&context, &args);
-    crate::receipts::flush(&context);
-    match served {
-        Ok(true) => raw::Status::Ok as c_int,
-        Ok(false) => raw::Status::Err as c_int,
-        Err(e) => {
-            context.reply(Err(e));
-            raw::Status::Ok as c_int
-        }
+    // Err keeps the client blocked: someone else took the messages first.
+    match run_read(ctx, argv, argc, read::serve_blocked) {
+        (_, Some(false)) => raw::Status::Err as c_int,
+        _ => raw::Status::Ok as c_int,
     }
 }
 
@@ -59,16 +73,8 @@ extern "C" fn on_timeout(
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
-    let context = Context::new(ctx);
-    let args = decode_args(ctx, argv, argc);
-    let served = read::serve_timed_out(&context, &args);
-    crate::receipts::flush(&context);
-    match served {
-        Ok(true) => {}
-        Ok(false) => commands::reply_null_array(&context),
-        Err(e) => {
-            context.reply(Err(e));
-        }
+    if let (context, Some(false)) = run_read(ctx, argv, argc, read::serve_timed_out) {
+        commands::reply_null_array(&context);
     }
     raw::Status::Ok as c_int
 }

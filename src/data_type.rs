@@ -184,18 +184,23 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     Some(mailbox)
 }
 
-/// Feeds the digest: every blob `save` would write, in the same order.
-pub fn digest_parts(mailbox: &Mailbox, mut add: impl FnMut(&[u8])) {
-    struct Digest<'a, F: FnMut(&[u8])>(&'a mut F);
-    impl<F: FnMut(&[u8])> RdbOut for Digest<'_, F> {
-        fn unsigned(&mut self, value: u64) {
-            (self.0)(&value.to_le_bytes());
-        }
-        fn buffer(&mut self, bytes: &[u8]) {
-            (self.0)(bytes);
-        }
+/// An `RdbOut` that hands every item to a digest (or any byte sink), so that a
+/// value's digest covers exactly what its RDB encoding holds.
+pub struct DigestOut<F: FnMut(&[u8])>(pub F);
+
+impl<F: FnMut(&[u8])> RdbOut for DigestOut<F> {
+    fn unsigned(&mut self, value: u64) {
+        (self.0)(&value.to_le_bytes());
     }
-    save(mailbox, &mut Digest(&mut add));
+
+    fn buffer(&mut self, bytes: &[u8]) {
+        (self.0)(bytes);
+    }
+}
+
+/// Feeds the digest: every blob `save` would write, in the same order.
+pub fn digest_parts(mailbox: &Mailbox, add: impl FnMut(&[u8])) {
+    save(mailbox, &mut DigestOut(add));
 }
 
 /// The effects the AOF rewrite writes for one mailbox.

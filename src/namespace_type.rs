@@ -7,7 +7,7 @@ use redis_module::{native_types::RedisType, raw};
 use crate::core::grants::{Grant, Permission};
 use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
-use crate::data_type::{RdbIn, RdbOut};
+use crate::data_type::{DigestOut, RdbIn, RdbOut};
 use crate::effects::NsEffect;
 use crate::type_callbacks::ns as callbacks;
 
@@ -150,17 +150,8 @@ pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
     Some(ns)
 }
 
-pub fn digest_parts(ns: &Namespace, mut add: impl FnMut(&[u8])) {
-    struct Digest<'a, F: FnMut(&[u8])>(&'a mut F);
-    impl<F: FnMut(&[u8])> RdbOut for Digest<'_, F> {
-        fn unsigned(&mut self, value: u64) {
-            (self.0)(&value.to_le_bytes());
-        }
-        fn buffer(&mut self, bytes: &[u8]) {
-            (self.0)(bytes);
-        }
-    }
-    save(ns, &mut Digest(&mut add));
+pub fn digest_parts(ns: &Namespace, add: impl FnMut(&[u8])) {
+    save(ns, &mut DigestOut(add));
 }
 
 /// The effects that rebuild a namespace from nothing (the AOF rewrite).
