@@ -2,7 +2,9 @@
 //! their namespace, storing one envelope in one or many mailboxes, waking readers,
 //! pushing on pub/sub, and the presence of the agent issuing the command.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use redis_module::key::RedisKeyWritable;
 use redis_module::{Context, ContextFlags, RedisError, RedisString};
@@ -17,6 +19,10 @@ use crate::errors;
 use crate::namespace_type::NAMESPACE_TYPE;
 use crate::push;
 use crate::stats;
+
+/// Set once any namespace holds a per-agent quota override (from `MAILBOX.ACL
+/// QUOTA`, a load or a replica's effect): until then `admit` has nothing to look up.
+pub static QUOTA_OVERRIDES: AtomicBool = AtomicBool::new(false);
 
 /// Presence is refreshed at most this often per agent, to keep replication light.
 const PRESENCE_RESOLUTION_MS: u64 = 1000;
@@ -88,9 +94,8 @@ pub fn register(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
 /// commands from a client on the master.
 pub fn touch(ctx: &Context, name: &[u8], agent: &[u8], now: u64) {
     let flags = ctx.get_flags();
-    if flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
-        || !flags.contains(ContextFlags::MASTER)
-    {
+    let replaying = flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
+    if replaying || !flags.contains(ContextFlags::MASTER) || !presence_due(name, agent, now) {
         return;
     }
     let _ = with_namespace(ctx, name, |ns, ns_key| {
@@ -99,6 +104,34 @@ pub fn touch(ctx: &Context, name: &[u8], agent: &[u8], now: u64) {
             ns_apply(ctx, ns, ns_key, NsEffect::Seen { agent: agent.to_vec(), at: now });
         }
     });
+}
+
+/// Per namespace tag and agent, when presence was last written: a cache that
+/// spares the namespace key a visit on every command. Losing it (a restart) only
+/// costs one write.
+type TouchCache = HashMap<Vec<u8>, HashMap<Vec<u8>, u64>>;
+static LAST_TOUCH: LazyLock<Mutex<TouchCache>> = LazyLock::new(Mutex::default);
+
+fn presence_due(name: &[u8], agent: &[u8], now: u64) -> bool {
+    let tag = namespace::hash_tag(name).unwrap_or_default();
+    let mut seen = match LAST_TOUCH.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(last) = seen.get(tag).and_then(|agents| agents.get(agent)) {
+        if now >= *last && now < last.saturating_add(PRESENCE_RESOLUTION_MS) {
+            return false;
+        }
+    }
+    match seen.get_mut(tag) {
+        Some(agents) => {
+            agents.insert(agent.to_vec(), now);
+        }
+        None => {
+            seen.insert(tag.to_vec(), HashMap::from([(agent.to_vec(), now)]));
+        }
+    }
+    true
 }
 
 /// The checks every sending command makes before it changes anything: the
@@ -111,6 +144,11 @@ pub fn admit(
     thread: Option<&[u8]>,
     now: u64,
 ) -> Result<(), RedisError> {
+    let max_thread = config::get(&config::MAX_THREAD_MESSAGES);
+    let rate = config::get(&config::SEND_RATE);
+    if max_thread <= 0 && rate <= 0 && !QUOTA_OVERRIDES.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let ns_key = namespace::namespace_key(name);
     let key = ctx.open_key(&ctx.create_string(ns_key.as_slice()));
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).ok().flatten();
@@ -118,7 +156,6 @@ pub fn admit(
         u64::try_from(config::get(&config::SEND_RATE)).unwrap_or(0),
         u64::try_from(config::get(&config::SEND_BURST)).unwrap_or(1),
     ));
-    let max_thread = config::get(&config::MAX_THREAD_MESSAGES);
     if let (Some(thread), true) = (thread, max_thread > 0) {
         if ns.map_or(0, |ns| ns.thread_count(thread)) >= max_thread as u64 {
             stats::THREAD_REFUSED.incr();

@@ -122,6 +122,7 @@ pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
             let agent = input.buffer()?;
             let quota = (input.unsigned()?, input.unsigned()?);
             ns.set_quota(&agent, Some(quota));
+            crate::delivery::QUOTA_OVERRIDES.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         for _ in 0..input.unsigned()? {
             let thread = input.buffer()?;

@@ -27,18 +27,23 @@ type Slot = (i32, Vec<u8>);
 #[derive(Default)]
 struct Schedule {
     by_time: BTreeSet<(u64, i32, Vec<u8>)>,
-    by_key: HashMap<Slot, u64>,
+    /// Per database: key -> its deadline in `by_time`.
+    by_key: HashMap<i32, HashMap<Vec<u8>, u64>>,
 }
 
 impl Schedule {
     fn set(&mut self, db: i32, key: &[u8], deadline: Option<u64>) {
-        let slot = (db, key.to_vec());
-        if let Some(old) = self.by_key.remove(&slot) {
-            self.by_time.remove(&(old, db, slot.1.clone()));
+        let keys = self.by_key.entry(db).or_default();
+        // The common case (a send to a mailbox with nothing timed) costs a lookup, no allocation.
+        if keys.get(key).copied() == deadline {
+            return;
+        }
+        if let Some(old) = keys.remove(key) {
+            self.by_time.remove(&(old, db, key.to_vec()));
         }
         if let Some(at) = deadline {
-            self.by_time.insert((at, db, slot.1.clone()));
-            self.by_key.insert(slot, at);
+            self.by_time.insert((at, db, key.to_vec()));
+            keys.insert(key.to_vec(), at);
         }
     }
 
@@ -50,9 +55,10 @@ impl Schedule {
                 break;
             }
             self.by_time.remove(&first);
-            let slot = (first.1, first.2);
-            self.by_key.remove(&slot);
-            due.push(slot);
+            if let Some(keys) = self.by_key.get_mut(&first.1) {
+                keys.remove(&first.2);
+            }
+            due.push((first.1, first.2));
         }
         due
     }

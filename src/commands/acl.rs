@@ -132,6 +132,9 @@ fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]])
     };
     let caller = ctx.get_current_user().as_slice().to_vec();
     acl::authorize(ctx, &caller, Permission::Admin, space, "mailbox.acl quota")?;
+    if value.is_some() {
+        crate::delivery::QUOTA_OVERRIDES.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     with_namespace(ctx, space, |ns, ns_key| {
         if ns.quota(agent) != value {
             ns_apply(ctx, ns, ns_key, NsEffect::Quota { agent: agent.to_vec(), quota: value });

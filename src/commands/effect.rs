@@ -55,6 +55,9 @@ fn apply_mailbox(ctx: &Context, key_name: &RedisString, effect: Effect) -> Resul
 }
 
 fn apply_namespace(ctx: &Context, key_name: &RedisString, effect: NsEffect) -> Result<(), RedisError> {
+    if matches!(effect, NsEffect::Quota { quota: Some(_), .. }) {
+        crate::delivery::QUOTA_OVERRIDES.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let key = ctx.open_key_writable(key_name);
     match namespace_of(&key)? {
         Some(ns) => effect.apply(ns),
