@@ -22,6 +22,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         (b"REVOKE", [agent, permission, pattern]) => change(ctx, agent, permission, pattern, false),
         (b"CHECK", [agent, permission, name]) => {
             args::check_agent(agent).map_err(err)?;
+            super::check_name(ctx, name)?;
             let permission = parse_permission(permission)?;
             Ok(RedisValue::Integer(i64::from(acl::allowed(ctx, agent, permission, name))))
         }
