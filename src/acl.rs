@@ -43,7 +43,7 @@ pub fn allowed(ctx: &Context, agent: &[u8], permission: Permission, name: &[u8])
     if config::is_superuser(agent) {
         return true;
     }
-    let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(name)));
+    let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(name)));
     match key.get_value::<Namespace>(&NAMESPACE_TYPE) {
         Ok(Some(ns)) => ns.allows(config::policy(), agent, permission, name),
         _ => Namespace::new().allows(config::policy(), agent, permission, name),

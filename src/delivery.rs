@@ -38,7 +38,7 @@ pub fn with_namespace<R>(
     f: impl FnOnce(&mut Namespace, &[u8]) -> R,
 ) -> Result<R, RedisError> {
     let ns_name = namespace::namespace_key(name);
-    let key_name = ctx.create_string(ns_name.as_slice());
+    let key_name = crate::commands::rstring(ctx, ns_name.as_slice());
     let key = ctx.open_key_writable(&key_name);
     if namespace_of(&key)?.is_none() {
         replicate_ns(ctx, &ns_name, &NsEffect::Init);
@@ -150,7 +150,7 @@ pub fn admit(
         return Ok(());
     }
     let ns_key = namespace::namespace_key(name);
-    let key = ctx.open_key(&ctx.create_string(ns_key.as_slice()));
+    let key = ctx.open_key(&crate::commands::rstring(ctx, ns_key.as_slice()));
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).ok().flatten();
     let (rate, burst) = ns.and_then(|ns| ns.quota(agent)).unwrap_or((
         u64::try_from(config::get(&config::SEND_RATE)).unwrap_or(0),
@@ -209,7 +209,7 @@ pub fn deliver_many(
 ) -> Result<Delivered, RedisError> {
     let mut delivered = Delivered { receivers: Vec::new(), full: 0 };
     for name in receivers {
-        let key_name = ctx.create_string(name.as_slice());
+        let key_name = crate::commands::rstring(ctx, name.as_slice());
         let key = ctx.open_key_writable(&key_name);
         let Ok((mailbox, created)) = open_or_create(ctx, &key, name) else { continue };
         if !created {
@@ -237,7 +237,7 @@ pub fn deliver_many(
 pub fn next_id(ctx: &Context, receivers: &[Vec<u8>], now: u64) -> MessageId {
     let mut last = MessageId::MIN;
     for name in receivers {
-        let key = ctx.open_key(&ctx.create_string(name.as_slice()));
+        let key = ctx.open_key(&crate::commands::rstring(ctx, name.as_slice()));
         if let Ok(Some(mb)) = key.get_value::<Mailbox>(&MAILBOX_TYPE) {
             last = last.max(mb.last_id);
         }

@@ -85,8 +85,8 @@ pub fn publish(ctx: &Context, mailbox: &[u8], env: &Envelope) {
 /// Publishes on the mailbox's channel whatever the config says (ephemeral
 /// messages have no other way); returns how many listeners Redis reports.
 pub fn push_now(ctx: &Context, mailbox: &[u8], env: &Envelope) -> usize {
-    let channel = ctx.create_string(channel(mailbox));
-    let message = ctx.create_string(encode(env, mailbox));
+    let channel = crate::commands::rstring(ctx, channel(mailbox));
+    let message = crate::commands::rstring(ctx, encode(env, mailbox));
     // Sharded pub/sub keeps a cluster from copying every push to every node.
     let publish = unsafe { raw::RedisModule_PublishMessageShard.or(raw::RedisModule_PublishMessage) };
     match publish {

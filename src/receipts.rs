@@ -164,7 +164,7 @@ fn send(ctx: &Context, p: &Pending) {
     };
     let body = payload(env, p.outcome, &p.mailbox, &by, p.at, p.reason);
     let caller = Caller { agent: by, via: None };
-    let key = ctx.create_string(target.as_slice());
+    let key = crate::commands::rstring(ctx, target.as_slice());
     SENDING.with(|s| s.set(true));
     let sent = send_one(ctx, &key, &body, opts, &caller, p.at);
     SENDING.with(|s| s.set(false));

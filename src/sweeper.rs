@@ -122,7 +122,7 @@ fn tick(ctx: &Context, _: ()) {
         if unsafe { raw::RedisModule_SelectDb.map_or(1, |f| f(ctx.ctx, db)) } != raw::Status::Ok as c_int {
             continue;
         }
-        let key_name = ctx.create_string(name.as_slice());
+        let key_name = crate::commands::rstring(ctx, name.as_slice());
         let key = ctx.open_key_writable(&key_name);
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
             commands::sweep(ctx, &key_name, mailbox, now);

@@ -74,7 +74,7 @@ fn apply_namespace(ctx: &Context, key_name: &RedisString, effect: NsEffect) -> R
 fn apply_delivery(ctx: &Context, delivery: Delivery) {
     let env = Arc::clone(&delivery.entry.env);
     for name in &delivery.receivers {
-        let key_name = ctx.create_string(name.as_slice());
+        let key_name = crate::commands::rstring(ctx, name.as_slice());
         let key = ctx.open_key_writable(&key_name);
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
             let dedup = dedup_for(mailbox, delivery.dedup.clone(), env.ts);

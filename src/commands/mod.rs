@@ -52,6 +52,12 @@ pub fn check_cluster_tag(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
     Ok(())
 }
 
+/// A Redis string of any bytes. (The crate's `Context::create_string` goes
+/// through a C string and panics on a NUL byte, which a client may well send.)
+pub fn rstring(ctx: &Context, bytes: impl AsRef<[u8]>) -> RedisString {
+    RedisString::create_from_slice(ctx.ctx, bytes.as_ref())
+}
+
 pub fn now_ms() -> u64 {
     let now = unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) };
     u64::try_from(now).unwrap_or(0)

@@ -19,14 +19,14 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     super::check_name(ctx, space)?;
     let agent = ctx.get_current_user();
     crate::acl::authorize(ctx, agent.as_slice(), Permission::Send, space, "mailbox.presence")?;
-    let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(space)));
+    let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(space)));
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
     let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };
     let now = now_ms();
     let rows = ns
         .presence()
         .map(|(agent, seen)| {
-            let own = ctx.open_key(&ctx.create_string(namespace::agent_mailbox(space, agent)));
+            let own = ctx.open_key(&crate::commands::rstring(ctx, namespace::agent_mailbox(space, agent)));
             let waiting = match own.get_value::<Mailbox>(&MAILBOX_TYPE) {
                 Ok(Some(mb)) => mb.counts().ready,
                 _ => 0,

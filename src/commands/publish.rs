@@ -33,7 +33,7 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     check_payload(all[1])?;
     let path = namespace::local_part(topic);
     let receivers: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(topic)));
+        let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(topic)));
         let ns =
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         let (from, priority, content_type) =
@@ -68,7 +68,7 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 /// forgetting) those whose key is gone or holds something else now.
 fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Vec<u8>>, RedisError> {
     let listed: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&ctx.create_string(namespace::namespace_key(space)));
+        let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(space)));
         let ns =
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         ns.map(|ns| ns.mailboxes().map(<[u8]>::to_vec).collect()).unwrap_or_default()
@@ -81,11 +81,11 @@ fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Vec<u8>>, RedisErro
 /// replicated, so a deleted mailbox is not brought back by a publish.
 fn live_only(ctx: &Context, space: &[u8], names: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, RedisError> {
     let (live, gone): (Vec<_>, Vec<_>) = names.into_iter().partition(|name| {
-        let key = ctx.open_key(&ctx.create_string(name.as_slice()));
+        let key = ctx.open_key(&crate::commands::rstring(ctx, name.as_slice()));
         matches!(key.get_value::<crate::core::Mailbox>(&crate::data_type::MAILBOX_TYPE), Ok(Some(_)))
     });
     if !gone.is_empty() {
-        let ns_key = ctx.create_string(namespace::namespace_key(space));
+        let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(space));
         let key = ctx.open_key_writable(&ns_key);
         if let Some(ns) = namespace_of(&key)? {
             for name in gone {

@@ -59,7 +59,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let now = now_ms();
     admit(ctx, all[0], &caller.agent, opts.thread.as_deref(), now)?;
     let thread = opts.thread.clone();
-    let target_key = ctx.create_string(target.as_slice());
+    let target_key = crate::commands::rstring(ctx, target.as_slice());
     let sent = send_one(ctx, &target_key, all[2], opts, &caller, now);
     crate::receipts::flush(ctx);
     let new_id = sent?;

@@ -148,7 +148,7 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     super::check_name(ctx, mailbox)?;
     let agent = ctx.get_current_user();
     acl::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
-    let ns_key = ctx.create_string(namespace::namespace_key(mailbox));
+    let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(mailbox));
     let key = ctx.open_key(&ns_key);
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
     let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };
