@@ -181,6 +181,7 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
         mailbox.restore_dedup(key, id, until);
     }
     mailbox.last_id = last_id;
+    crate::delivery::observe_id(last_id);
     Some(mailbox)
 }
 

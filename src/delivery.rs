@@ -20,6 +20,33 @@ use crate::namespace_type::NAMESPACE_TYPE;
 use crate::push;
 use crate::stats;
 
+/// The last id this server handed out or applied. New ids are later than it and
+/// than the receiving mailbox's last id, so ids are unique across the server's
+/// mailboxes too (not only within one), which keeps `correlation` unambiguous.
+static LAST_ID: Mutex<MessageId> = Mutex::new(MessageId::MIN);
+
+fn with_last_id<R>(f: impl FnOnce(&mut MessageId) -> R) -> R {
+    match LAST_ID.lock() {
+        Ok(mut g) => f(&mut g),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    }
+}
+
+/// A new id for a message to a mailbox whose last id is `last`.
+pub fn new_id(last: MessageId, now: u64) -> MessageId {
+    with_last_id(|g| {
+        let id = MessageId::next_after((*g).max(last), now);
+        *g = id;
+        id
+    })
+}
+
+/// Records an id that arrived from elsewhere (a replicated effect, a load), so
+/// that ids made here after a promotion or restart come later.
+pub fn observe_id(id: MessageId) {
+    with_last_id(|g| *g = (*g).max(id));
+}
+
 /// Set once any namespace holds a per-agent quota override (from `MAILBOX.ACL
 /// QUOTA`, a load or a replica's effect): until then `admit` has nothing to look up.
 pub static QUOTA_OVERRIDES: AtomicBool = AtomicBool::new(false);
@@ -242,5 +269,5 @@ pub fn next_id(ctx: &Context, receivers: &[Vec<u8>], now: u64) -> MessageId {
             last = last.max(mb.last_id);
         }
     }
-    MessageId::next_after(last, now)
+    new_id(last, now)
 }

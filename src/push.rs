@@ -4,50 +4,126 @@
 //! the mailbox until acked.
 
 use redis_module::{raw, Context};
-use serde_json::{Map, Value};
 
 use crate::config;
 use crate::core::Envelope;
 
 /// The push message: `id`, `mailbox`, `from`, `to`, `ts`, `priority`, then the
 /// optional `type`, `meta` (the object itself), `thread`, `correlation`,
-/// `reply_to`, `expires`; the payload as `payload` when it is UTF-8, else as
-/// `payload_base64`.
+/// `reply_to`, `via`, `expires`; the payload as `payload` when it is UTF-8, else as
+/// `payload_base64`. Written by hand: this runs on every delivery.
 pub fn encode(env: &Envelope, mailbox: &[u8]) -> Vec<u8> {
-    let text = |b: &[u8]| Value::String(String::from_utf8_lossy(b).into_owned());
-    let mut m = Map::new();
-    m.insert("id".into(), Value::String(env.id.to_string()));
-    m.insert("mailbox".into(), text(mailbox));
-    m.insert("from".into(), text(&env.from));
-    m.insert("to".into(), text(&env.to));
-    m.insert("ts".into(), env.ts.into());
-    m.insert("priority".into(), env.priority.into());
+    let mut out = Vec::with_capacity(env.payload.len() + 160);
+    out.extend_from_slice(b"{\"id\":\"");
+    push_decimal(&mut out, env.id.ms);
+    out.push(b'-');
+    push_decimal(&mut out, env.id.seq);
+    out.push(b'"');
+    field_text(&mut out, "mailbox", mailbox);
+    field_text(&mut out, "from", &env.from);
+    field_text(&mut out, "to", &env.to);
+    field_raw(&mut out, "ts", &[]);
+    push_decimal(&mut out, env.ts);
+    field_raw(&mut out, "priority", &[]);
+    push_decimal(&mut out, u64::from(env.priority));
     if let Some(t) = &env.content_type {
-        m.insert("type".into(), text(t));
+        field_text(&mut out, "type", t);
     }
     match std::str::from_utf8(&env.payload) {
-        Ok(s) => m.insert("payload".into(), Value::String(s.to_owned())),
-        Err(_) => m.insert("payload_base64".into(), Value::String(base64(&env.payload))),
-    };
-    if let Some(meta) = &env.meta {
-        // Validated as a JSON object at send; fall back to text if it somehow is not.
-        let value = serde_json::from_slice(meta).unwrap_or_else(|_| text(meta));
-        m.insert("meta".into(), value);
+        Ok(text) => {
+            field_raw(&mut out, "payload", b"\"");
+            escape_into(&mut out, text.as_bytes());
+            out.push(b'"');
+        }
+        Err(_) => field_text(&mut out, "payload_base64", base64(&env.payload).as_bytes()),
     }
-    for (name, field) in [
+    if let Some(meta) = &env.meta {
+        // Validated as a JSON object at send: embedded as it is.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(meta).is_ok() {
+            field_raw(&mut out, "meta", meta);
+        } else {
+            field_text(&mut out, "meta", meta);
+        }
+    }
+    for (name, value) in [
         ("thread", &env.thread),
         ("correlation", &env.correlation),
         ("reply_to", &env.reply_to),
         ("via", &env.via),
     ] {
-        if let Some(v) = field {
-            m.insert(name.into(), text(v));
+        if let Some(v) = value {
+            field_text(&mut out, name, v);
         }
     }
     if let Some(at) = env.expires_at {
-        m.insert("expires".into(), at.into());
+        field_raw(&mut out, "expires", &[]);
+        push_decimal(&mut out, at);
     }
-    serde_json::to_vec(&Value::Object(m)).unwrap_or_default()
+    out.push(b'}');
+    out
+}
+
+fn field_raw(out: &mut Vec<u8>, name: &str, raw: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(raw);
+}
+
+/// A JSON string of `bytes` (invalid UTF-8 replaced), escaped.
+fn field_text(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    match std::str::from_utf8(bytes) {
+        Ok(text) => escape_into(out, text.as_bytes()),
+        Err(_) => escape_into(out, String::from_utf8_lossy(bytes).as_bytes()),
+    }
+    out.push(b'"');
+}
+
+/// Appends UTF-8 `text` as the inside of a JSON string: runs that need no escape
+/// are copied whole (UTF-8 continuation bytes are >= 0x80 and need none).
+fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
+    let mut rest = text;
+    while let Some(i) = rest.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
+            }
+        }
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// Appends `n` in decimal without going through `fmt`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Standard base64 with padding (RFC 4648).
@@ -118,6 +194,42 @@ mod tests {
     }
 
     #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 1795832163057, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let env = Envelope {
+            id: MessageId::new(1, 0),
+            from: "a\"l\\ice\u{1}".into(),
+            to: "to\n\r\t".into(),
+            ts: 1,
+            priority: 0,
+            expires_at: None,
+            content_type: None,
+            payload: "héllo \"x\" \u{7f} 😀".into(),
+            meta: Some(b"not json".to_vec()),
+            thread: None,
+            correlation: None,
+            reply_to: None,
+            via: Some(b"gw".to_vec()),
+            confirm: false,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&encode(&env, b"m\xffx")).unwrap();
+        assert_eq!(v["from"], "a\"l\\ice\u{1}");
+        assert_eq!(v["to"], "to\n\r\t");
+        assert_eq!(v["payload"], "héllo \"x\" \u{7f} 😀");
+        assert_eq!(v["mailbox"], "m\u{fffd}x");
+        assert_eq!(v["meta"], "not json");
+        assert_eq!(v["via"], "gw");
+    }
+
+    #[test]
     fn push_message_is_parseable_json() {
         let env = Envelope {
             id: MessageId::new(5, 1),
@@ -135,7 +247,7 @@ mod tests {
             via: None,
             confirm: false,
         };
-        let v: Value = serde_json::from_slice(&encode(&env, b"{t}bob")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&encode(&env, b"{t}bob")).unwrap();
         assert_eq!(v["id"], "5-1");
         assert_eq!(v["mailbox"], "{t}bob");
         assert_eq!(v["payload_base64"], "/wA=");

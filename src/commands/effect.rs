@@ -23,7 +23,16 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::Str(errors::EFFECT_FORBIDDEN));
     }
     let all = super::arg_slices(&argv);
-    match parse_any(&all[1..]).map_err(|_| RedisError::Str(errors::CORRUPT_EFFECT))? {
+    let effect = parse_any(&all[1..]).map_err(|_| RedisError::Str(errors::CORRUPT_EFFECT))?;
+    match &effect {
+        AnyEffect::Mailbox(Effect::Put { entry, .. } | Effect::Restore(entry)) => {
+            crate::delivery::observe_id(entry.env.id)
+        }
+        AnyEffect::Mailbox(Effect::Init { last_id, .. }) => crate::delivery::observe_id(*last_id),
+        AnyEffect::Deliver(d) => crate::delivery::observe_id(d.entry.env.id),
+        _ => {}
+    }
+    match effect {
         AnyEffect::Mailbox(effect) => apply_mailbox(ctx, &argv[1], effect)?,
         AnyEffect::Namespace(effect) => apply_namespace(ctx, &argv[1], effect)?,
         AnyEffect::Deliver(delivery) => apply_delivery(ctx, delivery),

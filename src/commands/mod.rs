@@ -102,6 +102,36 @@ pub fn replicate(ctx: &Context, key: &[u8], effect: &Effect) {
     ctx.replicate("MAILBOX.EFFECT", all.as_slice());
 }
 
+/// Replicates a send (`Effect::Put`) without building the generic argument list:
+/// this runs for every message, so the entry is encoded once, straight into the
+/// replicated command.
+pub fn replicate_put(ctx: &Context, key: &RedisString, entry: &Entry, dedup: Option<&(Vec<u8>, u64)>) {
+    let Some(replicate) = (unsafe { raw::RedisModule_Replicate }) else { return };
+    let mut blob = Vec::with_capacity(entry.env.payload.len() + 64);
+    crate::core::codec::encode_entry(entry, &mut blob);
+    let (blob_ptr, blob_len) = (blob.as_ptr().cast::<std::os::raw::c_char>(), blob.len());
+    let command = c"MAILBOX.EFFECT".as_ptr();
+    unsafe {
+        match dedup {
+            None => {
+                replicate(ctx.ctx, command, c"scb".as_ptr(), key.inner, c"PUT".as_ptr(), blob_ptr, blob_len)
+            }
+            Some((dedup_key, until)) => replicate(
+                ctx.ctx,
+                command,
+                c"scbbl".as_ptr(),
+                key.inner,
+                c"PUT".as_ptr(),
+                blob_ptr,
+                blob_len,
+                dedup_key.as_ptr().cast::<std::os::raw::c_char>(),
+                dedup_key.len(),
+                i64::try_from(*until).unwrap_or(i64::MAX) as std::os::raw::c_longlong,
+            ),
+        };
+    }
+}
+
 /// Raises a module keyspace event (class `d`) named `mailbox.<what>` on `key`.
 pub fn notify(ctx: &Context, event: &str, key: &RedisString) {
     ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);

@@ -61,7 +61,7 @@ fn send_ephemeral(
             _ => MessageId::MIN,
         }
     };
-    let id = MessageId::next_after(last, now);
+    let id = crate::delivery::new_id(last, now);
     let env = envelope(id, key_name.as_slice(), payload, opts, caller, 0, now);
     let listeners = crate::push::push_now(ctx, key_name.as_slice(), &env);
     stats::EPHEMERAL.incr();
@@ -170,15 +170,12 @@ pub fn send_one(
         }
     }
     make_room(ctx, key_name, mailbox, now)?;
-    let id = MessageId::next_after(mailbox.last_id, now);
+    let id = crate::delivery::new_id(mailbox.last_id, now);
     let dedup = dedup_for(mailbox, opts.dedup.clone(), now);
     let env = Arc::new(envelope(id, name, payload, opts, caller, mailbox.settings.ttl_ms, now));
-    let effect = Effect::Put {
-        entry: Entry { env: Arc::clone(&env), deliveries: 0, state: State::Ready },
-        dedup: dedup.clone(),
-    };
-    tracked(mailbox, |mb| mb.push(Arc::clone(&env), dedup));
-    replicate(ctx, name, &effect);
+    let entry = Entry { env: Arc::clone(&env), deliveries: 0, state: State::Ready };
+    super::replicate_put(ctx, key_name, &entry, dedup.as_ref());
+    tracked(mailbox, |mb| mb.push(env.clone(), dedup));
     announce(ctx, key_name, mailbox, &env);
     Ok(id)
 }
