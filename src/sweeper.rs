@@ -63,9 +63,15 @@ impl Schedule {
         due
     }
 
+    /// Forgets every deadline but the visits asked for by keyspace events (deadline
+    /// 0): a key that arrived by RENAME just before a rebuild is still looked at.
     fn clear(&mut self) {
+        let visits: Vec<_> = self.by_time.iter().take_while(|(at, _, _)| *at == 0).cloned().collect();
         self.by_time.clear();
         self.by_key.clear();
+        for (_, db, key) in visits {
+            self.set(db, &key, Some(0));
+        }
     }
 }
 
@@ -127,6 +133,9 @@ fn tick(ctx: &Context, _: ()) {
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
             commands::sweep(ctx, &key_name, mailbox, now);
             schedule(ctx, &name, mailbox.next_deadline());
+            // A mailbox that arrived by RENAME, MOVE, COPY or RESTORE joins its namespace's
+            // list (for BROADCAST) here; for the others this is a lookup.
+            let _ = crate::delivery::register(ctx, &name);
         }
         crate::receipts::flush(ctx);
     }

@@ -1102,3 +1102,17 @@ fn deleting_a_mailbox_unsubscribes_it() {
     server.wait_for_replica(&replica_check);
     assert_eq!(replica_check.digest(), server.digest());
 }
+
+#[test]
+fn a_renamed_mailbox_joins_its_namespace() {
+    let server = Server::start();
+    let mut con = server.client();
+    let _: String = redis::cmd("MAILBOX.SEND").arg("{t}old").arg("x").query(&mut con).unwrap();
+    let _: String = redis::cmd("RENAME").arg("{t}old").arg("{t}new").query(&mut con).unwrap();
+    // The sweeper looks at keys that arrived under a new name at its next tick.
+    wait_until("the renamed mailbox is broadcast to", 5_000, || {
+        let (_, receivers) = broadcast(&mut con, "{t}", "probe", &[]);
+        peek_payloads(&mut con, "{t}new").contains(&"probe".to_string()) && receivers >= 1
+    });
+    assert!(!exists(&mut con, "{t}old"), "the old name is not brought back");
+}
