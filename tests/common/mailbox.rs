@@ -5,7 +5,11 @@
 //! Test files include it with `#[path = "common/mailbox.rs"] mod mailbox_helpers;`.
 #![allow(dead_code)]
 
+use std::time::Duration;
+
 use redis::{Connection, RedisError, RedisResult, Value};
+
+use crate::common::Server;
 
 /// One message as `MAILBOX.READ`, `MAILBOX.PEEK` and `MAILBOX.DEAD LIST` reply it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,3 +305,39 @@ pub fn client_id(con: &mut Connection) -> i64 {
 }
 
 pub const ZERO_DIGEST: &str = "0000000000000000000000000000000000000000";
+
+/// A connection listening on one sharded pub/sub channel (`SSUBSCRIBE`).
+pub struct Listener {
+    con: Connection,
+    channel: String,
+}
+
+impl Listener {
+    pub fn ssubscribe(server: &Server, channel: &str) -> Listener {
+        let mut con = server.client();
+        con.set_read_timeout(Some(Duration::from_secs(10))).expect("set read timeout");
+        con.send_packed_command(&redis::cmd("SSUBSCRIBE").arg(channel).get_packed_command())
+            .expect("send SSUBSCRIBE");
+        let ack = con.recv_response().expect("SSUBSCRIBE confirmation");
+        let Value::Array(items) = &ack else { panic!("SSUBSCRIBE replied {ack:?}") };
+        assert_eq!(text(&items[0]), "ssubscribe", "{ack:?}");
+        assert_eq!(text(&items[1]), channel, "{ack:?}");
+        Listener { con, channel: channel.to_string() }
+    }
+
+    /// The next pushed message, parsed as JSON (waits up to 10 s).
+    pub fn next(&mut self) -> serde_json::Value {
+        let push = self
+            .con
+            .recv_response()
+            .unwrap_or_else(|e| panic!("no push on {} within 10 s: {e}", self.channel));
+        let Value::Array(items) = &push else { panic!("push is not an array: {push:?}") };
+        assert_eq!(items.len(), 3, "[smessage, channel, message]: {push:?}");
+        assert_eq!(text(&items[0]), "smessage", "{push:?}");
+        assert_eq!(text(&items[1]), self.channel, "{push:?}");
+        let Value::BulkString(body) = &items[2] else { panic!("push body is not a string: {push:?}") };
+        serde_json::from_slice(body).unwrap_or_else(|e| {
+            panic!("push on {} is not JSON ({e}): {}", self.channel, String::from_utf8_lossy(body))
+        })
+    }
+}
