@@ -96,6 +96,16 @@ fn share(env: Envelope) -> Arc<Envelope> {
     })
 }
 
+/// A message sent to this very mailbox (`to` is the key's name) was never shared:
+/// only topic and broadcast messages go through the sharing table.
+fn share_unless_direct(env: Arc<Envelope>, key: Option<&[u8]>) -> Arc<Envelope> {
+    if key == Some(env.to.as_slice()) {
+        env
+    } else {
+        share(Arc::unwrap_or_clone(env))
+    }
+}
+
 /// Runs `change` on a mailbox and moves the gauges by what it changed.
 pub fn tracked<R>(mailbox: &mut Mailbox, change: impl FnOnce(&mut Mailbox) -> R) -> R {
     let (messages, bytes) = (stored_messages(mailbox) as i64, mailbox.content_bytes() as i64);
@@ -109,6 +119,10 @@ pub fn tracked<R>(mailbox: &mut Mailbox, change: impl FnOnce(&mut Mailbox) -> R)
 pub trait RdbIn {
     fn unsigned(&mut self) -> Option<u64>;
     fn buffer(&mut self) -> Option<Vec<u8>>;
+    /// The name of the key being loaded, where the server tells it.
+    fn key_name(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 pub trait RdbOut {
@@ -155,6 +169,7 @@ pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Mailbox> {
 }
 
 fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
+    let key = input.key_name();
     let settings = codec::decode_settings(&input.buffer()?).ok()?;
     let mut mailbox = Mailbox::new(settings);
     let last_id = MessageId::new(input.unsigned()?, input.unsigned()?);
@@ -162,14 +177,14 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     // that end at the first short read.
     for _ in 0..input.unsigned()? {
         let mut entry = codec::decode_entry(&input.buffer()?).ok()?;
-        entry.env = share(Arc::unwrap_or_clone(entry.env));
+        entry.env = share_unless_direct(entry.env, key.as_deref());
         if entry.env.id > last_id || !mailbox.restore_entry(entry) {
             return None;
         }
     }
     for _ in 0..input.unsigned()? {
         let mut dead = codec::decode_dead(&input.buffer()?).ok()?;
-        dead.env = share(Arc::unwrap_or_clone(dead.env));
+        dead.env = share_unless_direct(dead.env, key.as_deref());
         if dead.env.id > last_id || !mailbox.restore_dead(dead) {
             return None;
         }

@@ -19,6 +19,17 @@ impl RdbIn for RdbReader {
     fn buffer(&mut self) -> Option<Vec<u8>> {
         raw::load_string_buffer(self.0).ok().map(|b| b.as_ref().to_vec())
     }
+
+    fn key_name(&self) -> Option<Vec<u8>> {
+        let get = unsafe { raw::RedisModule_GetKeyNameFromIO }?;
+        let name = unsafe { get(self.0) };
+        if name.is_null() {
+            return None;
+        }
+        let mut len = 0;
+        let ptr = unsafe { raw::RedisModule_StringPtrLen?(name, &mut len) };
+        (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec())
+    }
 }
 
 pub(crate) struct RdbWriter(pub(crate) *mut raw::RedisModuleIO);
