@@ -116,8 +116,9 @@ fn tick(ctx: &Context, _: ()) {
     arm(ctx);
     let now = commands::now_ms();
     check_eviction_policy(ctx, now);
-    // Timers fire on replicas too; only the master decides what time did.
-    if !is_master(ctx) {
+    // Timers fire on replicas too, and while a dataset loads (Redis serves events
+    // between chunks of a load): only a master that is not loading decides what time did.
+    if !is_master(ctx) || ctx.get_flags().contains(redis_module::ContextFlags::LOADING) {
         return;
     }
     if REBUILD.swap(false, Ordering::Relaxed) {
