@@ -130,6 +130,50 @@ pub trait RdbOut {
     fn buffer(&mut self, bytes: &[u8]);
 }
 
+/// What `save` writes, kept in memory and read back item by item: an `RdbOut`
+/// and an `RdbIn` without Redis, for unit tests and fuzzing.
+#[derive(Clone, Debug, Default)]
+pub struct RdbItems {
+    pub items: Vec<RdbItem>,
+    pub pos: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RdbItem {
+    Unsigned(u64),
+    Buffer(Vec<u8>),
+}
+
+impl RdbOut for RdbItems {
+    fn unsigned(&mut self, value: u64) {
+        self.items.push(RdbItem::Unsigned(value));
+    }
+
+    fn buffer(&mut self, bytes: &[u8]) {
+        self.items.push(RdbItem::Buffer(bytes.to_vec()));
+    }
+}
+
+impl RdbIn for RdbItems {
+    fn unsigned(&mut self) -> Option<u64> {
+        let item = self.items.get(self.pos)?;
+        self.pos += 1;
+        match item {
+            RdbItem::Unsigned(v) => Some(*v),
+            RdbItem::Buffer(_) => None,
+        }
+    }
+
+    fn buffer(&mut self) -> Option<Vec<u8>> {
+        let item = self.items.get(self.pos)?;
+        self.pos += 1;
+        match item {
+            RdbItem::Buffer(v) => Some(v.clone()),
+            RdbItem::Unsigned(_) => None,
+        }
+    }
+}
+
 /// Version 1 layout: settings blob, last id (ms, seq), entry count and entry blobs,
 /// dead-letter count and blobs, dedup count and (key, id ms, id seq, until).
 pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
@@ -232,46 +276,6 @@ mod tests {
     use super::*;
     use crate::core::{Envelope, Settings};
 
-    #[derive(Default)]
-    struct Bytes {
-        items: Vec<Item>,
-        pos: usize,
-    }
-
-    #[derive(Clone)]
-    enum Item {
-        U(u64),
-        B(Vec<u8>),
-    }
-
-    impl RdbOut for Bytes {
-        fn unsigned(&mut self, value: u64) {
-            self.items.push(Item::U(value));
-        }
-        fn buffer(&mut self, bytes: &[u8]) {
-            self.items.push(Item::B(bytes.to_vec()));
-        }
-    }
-
-    impl RdbIn for Bytes {
-        fn unsigned(&mut self) -> Option<u64> {
-            let item = self.items.get(self.pos)?.clone();
-            self.pos += 1;
-            match item {
-                Item::U(v) => Some(v),
-                Item::B(_) => None,
-            }
-        }
-        fn buffer(&mut self) -> Option<Vec<u8>> {
-            let item = self.items.get(self.pos)?.clone();
-            self.pos += 1;
-            match item {
-                Item::B(v) => Some(v),
-                Item::U(_) => None,
-            }
-        }
-    }
-
     fn sample() -> Mailbox {
         let settings = Settings {
             maxlen: 0,
@@ -322,7 +326,7 @@ mod tests {
     #[test]
     fn save_then_load_is_identical() {
         let mb = sample();
-        let mut out = Bytes::default();
+        let mut out = RdbItems::default();
         save(&mb, &mut out);
         let loaded = load(&mut out, ENCODING_VERSION).unwrap();
         assert_eq!(digest(&loaded), digest(&mb));
@@ -332,11 +336,11 @@ mod tests {
     #[test]
     fn future_versions_and_truncations_are_refused() {
         let mb = sample();
-        let mut out = Bytes::default();
+        let mut out = RdbItems::default();
         save(&mb, &mut out);
-        assert!(load(&mut Bytes { items: out.items.clone(), pos: 0 }, ENCODING_VERSION + 1).is_none());
+        assert!(load(&mut RdbItems { items: out.items.clone(), pos: 0 }, ENCODING_VERSION + 1).is_none());
         for cut in 0..out.items.len() {
-            let mut short = Bytes { items: out.items[..cut].to_vec(), pos: 0 };
+            let mut short = RdbItems { items: out.items[..cut].to_vec(), pos: 0 };
             assert!(load(&mut short, ENCODING_VERSION).is_none(), "cut at {cut}");
         }
     }

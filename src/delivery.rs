@@ -82,10 +82,7 @@ pub fn ns_apply(ctx: &Context, ns: &mut Namespace, ns_key: &[u8], effect: NsEffe
 }
 
 pub fn replicate_ns(ctx: &Context, ns_key: &[u8], effect: &NsEffect) {
-    let args = effect.to_args();
-    let mut all: Vec<&[u8]> = vec![ns_key];
-    all.extend(args.iter().map(Vec::as_slice));
-    ctx.replicate("MAILBOX.EFFECT", all.as_slice());
+    crate::commands::replicate_args(ctx, ns_key, &effect.to_args());
 }
 
 /// Opens the mailbox `name`, creating it with the configured defaults if the key

@@ -126,13 +126,7 @@ impl Effect {
     pub fn parse(args: &[&[u8]]) -> Result<Effect, DecodeError> {
         let bad = DecodeError("malformed effect");
         let (op, rest) = args.split_first().ok_or(bad.clone())?;
-        let num = |a: &[u8]| -> Result<u64, DecodeError> {
-            std::str::from_utf8(a)
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse().ok())
-                .ok_or(DecodeError("malformed number in effect"))
-        };
+        let num = parse_num;
         let ids = |a: &[&[u8]]| -> Result<Vec<MessageId>, DecodeError> {
             a.iter().map(|s| MessageId::parse(s).ok_or(DecodeError("malformed id in effect"))).collect()
         };

@@ -17,7 +17,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use mailbox_helpers::*;
@@ -26,43 +26,6 @@ use redis::{Connection, Value};
 // ---------------------------------------------------------------------------------------------
 // Private helpers
 // ---------------------------------------------------------------------------------------------
-
-/// `MAILBOX_LONG=1` (or any value but `0` and empty) selects the long variants.
-fn long_run() -> bool {
-    std::env::var("MAILBOX_LONG").map(|v| !v.is_empty() && v != "0").unwrap_or(false)
-}
-
-/// A small xorshift generator: the tests need random timings, not good randomness.
-struct Rng(u64);
-
-impl Rng {
-    /// Seeded from `MAILBOX_SEED` or the clock; the seed is printed so a failure can be repeated.
-    fn new(test: &str) -> Rng {
-        let seed = std::env::var("MAILBOX_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-        });
-        eprintln!("{test}: seed {seed} (MAILBOX_SEED={seed} repeats the timings)");
-        Rng::from_seed(seed)
-    }
-
-    fn from_seed(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number from `lo` to `hi`, both included.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 /// (mailbox, id): ids are unique per mailbox only.
 type Key = (String, String);

@@ -35,33 +35,6 @@ const MAX_DELIVER: &str = "3";
 /// Where the receipts of every send land.
 const RECEIPTS: &str = "soak:receipts";
 
-fn long_run() -> bool {
-    std::env::var("MAILBOX_LONG").map(|v| !v.is_empty() && v != "0").unwrap_or(false)
-}
-
-/// A small xorshift generator for the random timings and choices.
-struct Rng(u64);
-
-impl Rng {
-    fn from_seed(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// From `lo` to `hi`, both included.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use redis_mailbox::core::codec;
 use redis_mailbox::core::namespace::Namespace;
 use redis_mailbox::core::{Mailbox, MessageId};
-use redis_mailbox::data_type::{self, RdbIn, RdbOut};
+use redis_mailbox::data_type::{self, RdbIn, RdbItems};
 use redis_mailbox::effects::{self, AnyEffect};
 use redis_mailbox::namespace_type;
 
@@ -71,47 +71,6 @@ impl RdbIn for FuzzIn<'_> {
     }
 }
 
-/// What `save` wrote, read back item by item.
-#[derive(Default)]
-struct Items {
-    items: Vec<Item>,
-    pos: usize,
-}
-
-#[derive(Clone)]
-enum Item {
-    U(u64),
-    B(Vec<u8>),
-}
-
-impl RdbOut for Items {
-    fn unsigned(&mut self, value: u64) {
-        self.items.push(Item::U(value));
-    }
-    fn buffer(&mut self, bytes: &[u8]) {
-        self.items.push(Item::B(bytes.to_vec()));
-    }
-}
-
-impl RdbIn for Items {
-    fn unsigned(&mut self) -> Option<u64> {
-        let item = self.items.get(self.pos)?.clone();
-        self.pos += 1;
-        match item {
-            Item::U(v) => Some(v),
-            Item::B(_) => None,
-        }
-    }
-    fn buffer(&mut self) -> Option<Vec<u8>> {
-        let item = self.items.get(self.pos)?.clone();
-        self.pos += 1;
-        match item {
-            Item::B(v) => Some(v),
-            Item::U(_) => None,
-        }
-    }
-}
-
 fn mailbox_digest(mb: &Mailbox) -> Vec<u8> {
     let mut all = Vec::new();
     data_type::digest_parts(mb, |b| {
@@ -138,7 +97,7 @@ fn check_mailbox(mb: &Mailbox) {
     let _ = (mb.mem_usage(), mb.free_effort(), mb.oldest_ts(), mb.next_deadline());
 
     // Saved, it loads back to the same digest.
-    let mut out = Items::default();
+    let mut out = RdbItems::default();
     data_type::save(mb, &mut out);
     let again = data_type::load(&mut out, data_type::ENCODING_VERSION).expect("a saved mailbox must load");
     assert_eq!(mailbox_digest(&again), mailbox_digest(mb), "save/load changed the mailbox");
@@ -193,7 +152,7 @@ fn exercise_mailbox(mb: &Mailbox, now: u64) {
 }
 
 fn check_namespace(ns: &Namespace) {
-    let mut out = Items::default();
+    let mut out = RdbItems::default();
     namespace_type::save(ns, &mut out);
     let again = namespace_type::load(&mut out, namespace_type::ENCODING_VERSION)
         .expect("a saved namespace must load");

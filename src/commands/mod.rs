@@ -95,7 +95,11 @@ pub fn require_master(ctx: &Context) -> Result<(), RedisError> {
 
 /// Replicates one effect on `key` to replicas and the AOF.
 pub fn replicate(ctx: &Context, key: &[u8], effect: &Effect) {
-    let args = effect.to_args();
+    replicate_args(ctx, key, &effect.to_args());
+}
+
+/// Replicates `MAILBOX.EFFECT <key> <args...>` to replicas and the AOF.
+pub fn replicate_args(ctx: &Context, key: &[u8], args: &[Vec<u8>]) {
     let mut all: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
     all.push(key);
     all.extend(args.iter().map(Vec::as_slice));

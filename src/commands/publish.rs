@@ -134,11 +134,7 @@ fn send_to_all(
             dedup,
             receivers: delivered.receivers.clone(),
         };
-        let ns_key = namespace::namespace_key(to);
-        let args = effect.to_args();
-        let mut all: Vec<&[u8]> = vec![&ns_key];
-        all.extend(args.iter().map(Vec::as_slice));
-        ctx.replicate("MAILBOX.EFFECT", all.as_slice());
+        super::replicate_args(ctx, &namespace::namespace_key(to), &effect.to_args());
         count_thread(ctx, to, thread.as_deref());
     }
     touch(ctx, to, &caller.agent, now);

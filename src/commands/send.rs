@@ -157,8 +157,7 @@ pub fn send_one(
 ) -> Result<MessageId, RedisError> {
     let name = key_name.as_slice();
     let key = ctx.open_key_writable(key_name);
-    // Check the type before creating anything, so a failing send changes nothing.
-    super::mailbox_mut(&key)?;
+    // Refuses another type (WRONGTYPE) before it creates anything.
     let (mailbox, created) = open_or_create(ctx, &key, name)?;
     if !created {
         sweep(ctx, key_name, mailbox, now);

@@ -5,7 +5,7 @@
 //! Test files include it with `#[path = "common/mailbox.rs"] mod mailbox_helpers;`.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Connection, RedisError, RedisResult, Value};
 
@@ -339,5 +339,42 @@ impl Listener {
         serde_json::from_slice(body).unwrap_or_else(|e| {
             panic!("push on {} is not JSON ({e}): {}", self.channel, String::from_utf8_lossy(body))
         })
+    }
+}
+
+/// `MAILBOX_LONG=1` (or any value but `0` and empty) selects the long variants.
+pub fn long_run() -> bool {
+    std::env::var("MAILBOX_LONG").map(|v| !v.is_empty() && v != "0").unwrap_or(false)
+}
+
+/// A small xorshift generator: the tests need random timings, not good randomness.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `MAILBOX_SEED` or the clock; the seed is printed so a failure can be repeated.
+    pub fn new(test: &str) -> Rng {
+        let seed = std::env::var("MAILBOX_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        });
+        eprintln!("{test}: seed {seed} (MAILBOX_SEED={seed} repeats the timings)");
+        Rng::from_seed(seed)
+    }
+
+    pub fn from_seed(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number from `lo` to `hi`, both included.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
     }
 }
