@@ -99,7 +99,7 @@ fn share(env: Envelope) -> Arc<Envelope> {
 /// A message sent to this very mailbox (`to` is the key's name) was never shared:
 /// only topic and broadcast messages go through the sharing table.
 fn share_unless_direct(env: Arc<Envelope>, key: Option<&[u8]>) -> Arc<Envelope> {
-    if key == Some(env.to.as_slice()) {
+    if key == Some(env.to()) {
         env
     } else {
         share(Arc::unwrap_or_clone(env))
@@ -274,6 +274,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::core::Parts;
     use crate::core::{Envelope, Settings};
 
     fn sample() -> Mailbox {
@@ -287,22 +288,22 @@ mod tests {
         };
         let mut mb = Mailbox::new(settings);
         for i in 1..=5u64 {
-            let env = Envelope {
+            let env = Envelope::new(Parts {
                 id: MessageId::new(100 + i, 0),
-                from: b"alice".to_vec(),
-                to: b"bob".to_vec(),
+                from: b"alice",
+                to: b"bob",
                 ts: 100 + i,
                 priority: (i % 3) as u8,
                 expires_at: if i == 5 { Some(10_000) } else { None },
                 content_type: None,
-                payload: vec![i as u8; 10],
+                payload: &[i as u8; 10],
                 meta: None,
                 thread: None,
                 correlation: None,
                 reply_to: None,
                 via: None,
                 confirm: false,
-            };
+            });
             let dedup = (i == 2).then(|| (b"d".to_vec(), 600));
             assert!(mb.push(Arc::new(env), dedup));
         }

@@ -132,29 +132,42 @@ pub fn touch(ctx: &Context, name: &[u8], agent: &[u8], now: u64) {
 
 /// Per namespace tag and agent, when presence was last written: a cache that
 /// spares the namespace key a visit on every command. Losing it (a restart) only
-/// costs one write.
-type TouchCache = HashMap<Vec<u8>, HashMap<Vec<u8>, u64>>;
+/// costs one write. `last` repeats the most recent entry, which a busy agent
+/// hits on every command without hashing.
+#[derive(Default)]
+struct TouchCache {
+    by_tag: HashMap<Vec<u8>, HashMap<Vec<u8>, u64>>,
+    last: Option<(Vec<u8>, Vec<u8>, u64)>,
+}
 static LAST_TOUCH: LazyLock<Mutex<TouchCache>> = LazyLock::new(Mutex::default);
 
 fn presence_due(name: &[u8], agent: &[u8], now: u64) -> bool {
     let tag = namespace::hash_tag(name).unwrap_or_default();
-    let mut seen = match LAST_TOUCH.lock() {
+    let mut cache = match LAST_TOUCH.lock() {
         Ok(s) => s,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if let Some(last) = seen.get(tag).and_then(|agents| agents.get(agent)) {
-        if now >= *last && now < last.saturating_add(PRESENCE_RESOLUTION_MS) {
+    let fresh = |last: u64| now >= last && now < last.saturating_add(PRESENCE_RESOLUTION_MS);
+    if let Some((last_tag, last_agent, at)) = &cache.last {
+        if last_tag == tag && last_agent == agent && fresh(*at) {
             return false;
         }
     }
-    match seen.get_mut(tag) {
+    if let Some(&at) = cache.by_tag.get(tag).and_then(|agents| agents.get(agent)) {
+        if fresh(at) {
+            cache.last = Some((tag.to_vec(), agent.to_vec(), at));
+            return false;
+        }
+    }
+    match cache.by_tag.get_mut(tag) {
         Some(agents) => {
             agents.insert(agent.to_vec(), now);
         }
         None => {
-            seen.insert(tag.to_vec(), HashMap::from([(agent.to_vec(), now)]));
+            cache.by_tag.insert(tag.to_vec(), HashMap::from([(agent.to_vec(), now)]));
         }
     }
+    cache.last = Some((tag.to_vec(), agent.to_vec(), now));
     true
 }
 
@@ -208,9 +221,9 @@ pub fn count_thread(ctx: &Context, name: &[u8], thread: Option<&[u8]>) {
 /// After a message landed in mailbox `key_name`: event, wake readers, push, schedule.
 pub fn announce(ctx: &Context, key_name: &RedisString, mailbox: &Mailbox, env: &Envelope) {
     stats::SENT.incr();
-    notify(ctx, "mailbox.send", key_name);
+    notify(ctx, c"mailbox.send", key_name);
     signal_ready(ctx, key_name);
-    push::publish(ctx, key_name.as_slice(), env);
+    push::publish(ctx, key_name.as_slice(), &mailbox.push_hint, env);
     reschedule(ctx, key_name, mailbox);
 }
 

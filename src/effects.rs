@@ -470,26 +470,27 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::core::Parts;
     use crate::core::{Envelope, State};
 
     fn entry(ms: u64) -> Entry {
         Entry {
-            env: Arc::new(Envelope {
+            env: Arc::new(Envelope::new(Parts {
                 id: MessageId::new(ms, 0),
-                from: b"alice".to_vec(),
-                to: b"bob".to_vec(),
+                from: b"alice",
+                to: b"bob",
                 ts: ms,
                 priority: 3,
                 expires_at: None,
-                content_type: Some(b"text/plain".to_vec()),
-                payload: b"hi".to_vec(),
+                content_type: Some(&b"text/plain"[..]),
+                payload: b"hi",
                 meta: None,
-                thread: Some(b"t".to_vec()),
+                thread: Some(&b"t"[..]),
                 correlation: None,
                 reply_to: None,
                 via: None,
                 confirm: false,
-            }),
+            })),
             deliveries: 0,
             state: State::Ready,
         }

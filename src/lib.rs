@@ -38,7 +38,20 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     info::subscribe_server_events(ctx);
     sweeper::check_eviction_policy(ctx, u64::MAX);
     sweeper::start(ctx);
-    Status::Ok
+    watch_subscribes(ctx)
+}
+
+/// A command filter tells `push` when a client may have begun to listen.
+fn watch_subscribes(ctx: &Context) -> Status {
+    let Some(register) = (unsafe { redis_module::raw::RedisModule_RegisterCommandFilter }) else {
+        return Status::Err;
+    };
+    let filter = unsafe { register(ctx.ctx, Some(push::watch_subscribes), 0) };
+    if filter.is_null() {
+        Status::Err
+    } else {
+        Status::Ok
+    }
 }
 
 /// A panic inside Redis ends the server; make sure its reason reaches the Redis log.
@@ -94,7 +107,7 @@ redis_module! {
             ["sweep-interval-ms", &SWEEP_INTERVAL_MS, DEFAULT_SWEEP_INTERVAL_MS, 1, 60_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [
-            ["push-prefix", &PUSH_PREFIX, DEFAULT_PUSH_PREFIX, ConfigurationFlags::DEFAULT, None],
+            ["push-prefix", &PUSH_PREFIX, DEFAULT_PUSH_PREFIX, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| push::listeners_may_have_changed()))],
             ["superusers", &SUPERUSERS, DEFAULT_SUPERUSERS, ConfigurationFlags::DEFAULT, None],
             ["audit-stream", &AUDIT_STREAM, DEFAULT_AUDIT_STREAM, ConfigurationFlags::DEFAULT, None],
         ],

@@ -3,16 +3,58 @@
 //! pub/sub where the server has it. Pushing settles nothing: the message stays in
 //! the mailbox until acked.
 
-use redis_module::{raw, Context};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redis_module::{raw, Context, ContextFlags};
 
 use crate::config;
+use crate::core::mailbox::PushHint;
 use crate::core::Envelope;
+use crate::stats;
+
+/// Moves whenever a client may have begun to listen on some channel (a command
+/// filter sees every SUBSCRIBE, PSUBSCRIBE and SSUBSCRIBE) or channel names may
+/// have changed (`mailbox.push-prefix`, a renamed key). A mailbox whose last push
+/// found no listener at the current epoch is not encoded and pushed again until
+/// the epoch moves: nobody could receive it.
+static LISTEN_EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// Forgets every "nobody listens" that `publish` learnt.
+pub fn listeners_may_have_changed() {
+    LISTEN_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The command filter: runs before every command any client sends.
+///
+/// # Safety
+/// Called by Redis only, with the filter context of the command about to run.
+pub unsafe extern "C" fn watch_subscribes(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    let (Some(arg_get), Some(ptr_len)) =
+        (raw::RedisModule_CommandFilterArgGet, raw::RedisModule_StringPtrLen)
+    else {
+        return;
+    };
+    let name = arg_get(fctx, 0);
+    if name.is_null() {
+        return;
+    }
+    let mut len = 0;
+    let ptr = ptr_len(name, &mut len);
+    if ptr.is_null() || !(9..=10).contains(&len) {
+        return;
+    }
+    let name = std::slice::from_raw_parts(ptr.cast::<u8>(), len);
+    if [&b"subscribe"[..], b"psubscribe", b"ssubscribe"].iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        listeners_may_have_changed();
+    }
+}
 
 /// The push message: `id`, `mailbox`, `from`, `to`, `ts`, `priority`, then the
 /// optional `type`, `meta` (the object itself), `thread`, `correlation`,
 /// `reply_to`, `via`, `expires`; the payload as `payload` when it is UTF-8, else as
 /// `payload_base64`. Written by hand: this runs on every delivery.
 pub fn encode(env: &Envelope, mailbox: &[u8]) -> Vec<u8> {
+    let env = env.parts();
     let mut out = Vec::with_capacity(env.payload.len() + 160);
     out.extend_from_slice(b"{\"id\":\"");
     push_decimal(&mut out, env.id.ms);
@@ -20,24 +62,24 @@ pub fn encode(env: &Envelope, mailbox: &[u8]) -> Vec<u8> {
     push_decimal(&mut out, env.id.seq);
     out.push(b'"');
     field_text(&mut out, "mailbox", mailbox);
-    field_text(&mut out, "from", &env.from);
-    field_text(&mut out, "to", &env.to);
+    field_text(&mut out, "from", env.from);
+    field_text(&mut out, "to", env.to);
     field_raw(&mut out, "ts", &[]);
     push_decimal(&mut out, env.ts);
     field_raw(&mut out, "priority", &[]);
     push_decimal(&mut out, u64::from(env.priority));
-    if let Some(t) = &env.content_type {
+    if let Some(t) = env.content_type {
         field_text(&mut out, "type", t);
     }
-    match std::str::from_utf8(&env.payload) {
+    match std::str::from_utf8(env.payload) {
         Ok(text) => {
             field_raw(&mut out, "payload", b"\"");
             escape_into(&mut out, text.as_bytes());
             out.push(b'"');
         }
-        Err(_) => field_text(&mut out, "payload_base64", base64(&env.payload).as_bytes()),
+        Err(_) => field_text(&mut out, "payload_base64", base64(env.payload).as_bytes()),
     }
-    if let Some(meta) = &env.meta {
+    if let Some(meta) = env.meta {
         // Validated as a JSON object at send: embedded as it is.
         if serde_json::from_slice::<serde::de::IgnoredAny>(meta).is_ok() {
             field_raw(&mut out, "meta", meta);
@@ -46,10 +88,10 @@ pub fn encode(env: &Envelope, mailbox: &[u8]) -> Vec<u8> {
         }
     }
     for (name, value) in [
-        ("thread", &env.thread),
-        ("correlation", &env.correlation),
-        ("reply_to", &env.reply_to),
-        ("via", &env.via),
+        ("thread", env.thread),
+        ("correlation", env.correlation),
+        ("reply_to", env.reply_to),
+        ("via", env.via),
     ] {
         if let Some(v) = value {
             field_text(&mut out, name, v);
@@ -82,11 +124,36 @@ fn field_text(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
     out.push(b'"');
 }
 
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Where the first byte that needs an escape is, if any: eight bytes at a time
+/// while none does (a payload is mostly plain text).
+fn first_escape(text: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = text.get(at..at + 8) {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let (quote, backslash) = (w ^ (ONES * u64::from(b'"')), w ^ (ONES * u64::from(b'\\')));
+        // Non-zero when some byte is < 0x20, or zero after the xor (exact as a whole).
+        let found = (w.wrapping_sub(ONES * 0x20) & !w)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash);
+        if found & HIGH != 0 {
+            break;
+        }
+        at += 8;
+    }
+    text[at..].iter().position(|&b| needs_escape(b)).map(|i| at + i)
+}
+
 /// Appends UTF-8 `text` as the inside of a JSON string: runs that need no escape
 /// are copied whole (UTF-8 continuation bytes are >= 0x80 and need none).
 fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
     let mut rest = text;
-    while let Some(i) = rest.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    while let Some(i) = first_escape(rest) {
         out.extend_from_slice(&rest[..i]);
         match rest[i] {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -151,11 +218,28 @@ pub fn channel(mailbox: &[u8]) -> Vec<u8> {
     name
 }
 
-/// Publishes a delivery on the mailbox's channel, unless pushing is off.
-pub fn publish(ctx: &Context, mailbox: &[u8], env: &Envelope) {
-    if config::push_enabled() {
-        push_now(ctx, mailbox, env);
+/// Publishes a delivery on the mailbox's channel, unless pushing is off or the
+/// mailbox's `hint` says nobody listened at the current epoch.
+pub fn publish(ctx: &Context, mailbox: &[u8], hint: &PushHint, env: &Envelope) {
+    if !config::push_enabled() {
+        return;
     }
+    let epoch = LISTEN_EPOCH.load(Ordering::Relaxed);
+    if hint.0.get() == epoch {
+        stats::PUSHES_SKIPPED.incr();
+        return;
+    }
+    if push_now(ctx, mailbox, env) == 0 && may_remember_quiet(ctx) {
+        hint.0.set(epoch);
+    }
+}
+
+/// Whether "nobody listened" can be trusted until the epoch moves: not in a
+/// cluster, where the push also reaches the shard's replicas, whose subscribers
+/// this server never sees. (The filter sees a SUBSCRIBE before it runs; that is
+/// enough because Redis refuses one inside MULTI, and scripts cannot subscribe.)
+fn may_remember_quiet(ctx: &Context) -> bool {
+    !ctx.get_flags().contains(ContextFlags::CLUSTER)
 }
 
 /// Publishes on the mailbox's channel whatever the config says (ephemeral
@@ -165,6 +249,7 @@ pub fn push_now(ctx: &Context, mailbox: &[u8], env: &Envelope) -> usize {
     let message = crate::commands::rstring(ctx, encode(env, mailbox));
     // Sharded pub/sub keeps a cluster from copying every push to every node.
     let publish = unsafe { raw::RedisModule_PublishMessageShard.or(raw::RedisModule_PublishMessage) };
+    stats::PUSHES.incr();
     match publish {
         Some(publish) => {
             usize::try_from(unsafe { publish(ctx.ctx, channel.inner, message.inner) }).unwrap_or(0)
@@ -177,6 +262,7 @@ pub fn push_now(ctx: &Context, mailbox: &[u8], env: &Envelope) -> usize {
 mod tests {
     use super::*;
     use crate::core::MessageId;
+    use crate::core::Parts;
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
@@ -194,6 +280,32 @@ mod tests {
     }
 
     #[test]
+    fn the_word_scan_finds_what_the_byte_scan_finds() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..80 {
+            for _ in 0..50 {
+                let text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        // Mostly plain bytes, sometimes one that needs an escape.
+                        [b'a', b' ', 0xc3, b'~', 0x7f, b'"', b'\\', 0x1f, 0x00, 0x20][(rng % 10) as usize]
+                    })
+                    .collect();
+                let plain = rng
+                    .is_multiple_of(3)
+                    .then(|| text.iter().map(|&b| if needs_escape(b) { b'x' } else { b }));
+                let text: Vec<u8> = match plain {
+                    Some(p) => p.collect(),
+                    None => text,
+                };
+                assert_eq!(first_escape(&text), text.iter().position(|&b| needs_escape(b)), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
     fn decimals() {
         for n in [0u64, 7, 10, 1795832163057, u64::MAX] {
             let mut out = Vec::new();
@@ -204,22 +316,22 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        let env = Envelope {
+        let env = Envelope::new(Parts {
             id: MessageId::new(1, 0),
-            from: "a\"l\\ice\u{1}".into(),
-            to: "to\n\r\t".into(),
+            from: "a\"l\\ice\u{1}".as_bytes(),
+            to: "to\n\r\t".as_bytes(),
             ts: 1,
             priority: 0,
             expires_at: None,
             content_type: None,
-            payload: "héllo \"x\" \u{7f} 😀".into(),
-            meta: Some(b"not json".to_vec()),
+            payload: "héllo \"x\" \u{7f} 😀".as_bytes(),
+            meta: Some(&b"not json"[..]),
             thread: None,
             correlation: None,
             reply_to: None,
-            via: Some(b"gw".to_vec()),
+            via: Some(&b"gw"[..]),
             confirm: false,
-        };
+        });
         let v: serde_json::Value = serde_json::from_slice(&encode(&env, b"m\xffx")).unwrap();
         assert_eq!(v["from"], "a\"l\\ice\u{1}");
         assert_eq!(v["to"], "to\n\r\t");
@@ -231,22 +343,22 @@ mod tests {
 
     #[test]
     fn push_message_is_parseable_json() {
-        let env = Envelope {
+        let env = Envelope::new(Parts {
             id: MessageId::new(5, 1),
-            from: b"alice".to_vec(),
-            to: b"{t}research.nlp".to_vec(),
+            from: b"alice",
+            to: b"{t}research.nlp",
             ts: 5,
             priority: 2,
             expires_at: Some(99),
-            content_type: Some(b"text/plain".to_vec()),
-            payload: vec![0xff, 0x00],
-            meta: Some(br#"{"k":[1,2]}"#.to_vec()),
-            thread: Some(b"t1".to_vec()),
+            content_type: Some(&b"text/plain"[..]),
+            payload: &[0xff, 0x00],
+            meta: Some(&br#"{"k":[1,2]}"#[..]),
+            thread: Some(&b"t1"[..]),
             correlation: None,
             reply_to: None,
             via: None,
             confirm: false,
-        };
+        });
         let v: serde_json::Value = serde_json::from_slice(&encode(&env, b"{t}bob")).unwrap();
         assert_eq!(v["id"], "5-1");
         assert_eq!(v["mailbox"], "{t}bob");

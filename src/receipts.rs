@@ -147,7 +147,9 @@ fn send(ctx: &Context, p: &Pending) {
         stats::RECEIPTS_DROPPED.incr();
         return;
     }
-    let target = env.reply_to.clone().unwrap_or_else(|| namespace::agent_mailbox(&p.mailbox, &env.from));
+    let parts = env.parts();
+    let target =
+        parts.reply_to.map_or_else(|| namespace::agent_mailbox(&p.mailbox, parts.from), <[u8]>::to_vec);
     // A receipt stays in the slot of the mailbox it reports on.
     if ctx.get_flags().contains(ContextFlags::CLUSTER)
         && namespace::hash_tag(&target) != namespace::hash_tag(&p.mailbox)
@@ -159,7 +161,7 @@ fn send(ctx: &Context, p: &Pending) {
     let opts = SendOptions {
         content_type: Some(CONTENT_TYPE.as_bytes().to_vec()),
         correlation: Some(env.id.to_string().into_bytes()),
-        thread: env.thread.clone(),
+        thread: parts.thread.map(<[u8]>::to_vec),
         ..SendOptions::default()
     };
     let body = payload(env, p.outcome, &p.mailbox, &by, p.at, p.reason);
@@ -178,25 +180,26 @@ fn send(ctx: &Context, p: &Pending) {
 mod tests {
     use super::*;
     use crate::core::MessageId;
+    use crate::core::Parts;
 
     #[test]
     fn receipt_payload_is_json_with_the_outcome() {
-        let env = Envelope {
+        let env = Envelope::new(Parts {
             id: MessageId::new(7, 1),
-            from: b"alice".to_vec(),
-            to: b"bob".to_vec(),
+            from: b"alice",
+            to: b"bob",
             ts: 7,
             priority: 0,
             expires_at: None,
             content_type: None,
-            payload: Vec::new(),
+            payload: b"",
             meta: None,
             thread: None,
             correlation: None,
             reply_to: None,
             via: None,
             confirm: true,
-        };
+        });
         let v: serde_json::Value =
             serde_json::from_slice(&payload(&env, Outcome::Dead, b"bob", b"bob", 99, Some("maxdeliveries")))
                 .unwrap();

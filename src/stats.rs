@@ -50,6 +50,8 @@ pub static FULL_REFUSED: Counter = Counter::new();
 pub static OVERFLOW_DROPPED: Counter = Counter::new();
 pub static THREAD_REFUSED: Counter = Counter::new();
 pub static RECEIPTS: Counter = Counter::new();
+pub static PUSHES: Counter = Counter::new();
+pub static PUSHES_SKIPPED: Counter = Counter::new();
 pub static RECEIPTS_DROPPED: Counter = Counter::new();
 pub static BLOCKED_READERS: Counter = Counter::new();
 /// Gauges kept by the data type's life cycle (create, load, copy, free).
@@ -83,6 +85,8 @@ pub fn figures() -> Vec<(&'static str, i64)> {
         ("thread_refused", THREAD_REFUSED.get()),
         ("receipts", RECEIPTS.get()),
         ("receipts_dropped", RECEIPTS_DROPPED.get()),
+        ("pushes", PUSHES.get()),
+        ("pushes_skipped", PUSHES_SKIPPED.get()),
         ("blocked_readers", BLOCKED_READERS.get()),
         ("mailboxes", MAILBOXES.get()),
         ("messages", MESSAGES.get()),

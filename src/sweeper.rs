@@ -219,4 +219,8 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
     if matches!(event, "rename_to" | "move_to" | "copy_to" | "restore") {
         schedule(ctx, key, Some(0));
     }
+    if event == "rename_to" {
+        // The mailbox's push channel is named after its key.
+        crate::push::listeners_may_have_changed();
+    }
 }

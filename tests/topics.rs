@@ -666,6 +666,64 @@ fn deliveries_are_pushed_as_json_on_the_sharded_channel() {
     assert_eq!(push["payload"], "loud");
 }
 
+/// A push that found no listener is not encoded again until someone may listen:
+/// a new subscription, a renamed key or a new `mailbox.push-prefix` each bring
+/// the pushes back.
+#[test]
+fn pushes_resume_as_soon_as_someone_may_listen() {
+    let server = Server::start();
+    let mut admin = server.client();
+
+    // Nobody listens: the first send finds nobody, the next ones are not pushed.
+    for n in 0..3 {
+        send(&mut admin, "{t}quiet", &format!("q{n}"), &[]);
+    }
+    assert_eq!(stat(&mut admin, "pushes"), 1);
+    assert_eq!(stat(&mut admin, "pushes_skipped"), 2);
+
+    // A subscriber arrives: the very next send reaches it.
+    let mut listener = Listener::ssubscribe(&server, "mailbox:{t}quiet");
+    let id = send(&mut admin, "{t}quiet", "heard", &[]);
+    assert_eq!(listener.next()["id"], id.as_str());
+
+    // A renamed mailbox pushes on its new name's channel, where someone already listens.
+    let mut renamed = Listener::ssubscribe(&server, "mailbox:{t}new-name");
+    send(&mut admin, "{t}old-name", "o1", &[]);
+    send(&mut admin, "{t}old-name", "o2", &[]);
+    let skipped = stat(&mut admin, "pushes_skipped");
+    run(&mut admin, &["RENAME", "{t}old-name", "{t}new-name"]);
+    let id = send(&mut admin, "{t}new-name", "after rename", &[]);
+    assert_eq!(renamed.next()["id"], id.as_str());
+    assert_eq!(stat(&mut admin, "pushes_skipped"), skipped);
+
+    // A new prefix names new channels.
+    let mut prefixed = Listener::ssubscribe(&server, "agents:{t}pre");
+    send(&mut admin, "{t}pre", "p1", &[]);
+    send(&mut admin, "{t}pre", "p2", &[]);
+    config_set(&mut admin, "mailbox.push-prefix", "agents:");
+    let id = send(&mut admin, "{t}pre", "after prefix", &[]);
+    assert_eq!(prefixed.next()["id"], id.as_str());
+    config_set(&mut admin, "mailbox.push-prefix", "mailbox:");
+
+    // The filter sees a subscription before it runs, which is only safe because no
+    // subscription can run later, inside a transaction: Redis refuses it there.
+    let mut tx = server.client();
+    let queued = redis::pipe()
+        .cmd("MULTI")
+        .cmd("MAILBOX.SEND")
+        .arg("{t}multi")
+        .arg("in tx")
+        .cmd("SSUBSCRIBE")
+        .arg("mailbox:{t}multi")
+        .cmd("EXEC")
+        .get_packed_pipeline();
+    tx.send_packed_command(&queued).expect("send the transaction");
+    let replies: Vec<Value> = (0..4).map(|_| tx.recv_response().expect("transaction reply")).collect();
+    let Value::Array(results) = &replies[3] else { panic!("EXEC replied {replies:?}") };
+    let Value::ServerError(refused) = &results[1] else { panic!("SSUBSCRIBE ran in EXEC: {results:?}") };
+    assert!(format!("{refused:?}").contains("isn't allowed"), "{refused:?}");
+}
+
 // ---- 6. replies and threads ------------------------------------------------------
 
 #[test]

@@ -42,7 +42,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if n > 0 {
         stats::ACKED.add(n);
         replicate(ctx, name, &Effect::Remove { ids: acked });
-        notify(ctx, "mailbox.ack", &argv[1]);
+        notify(ctx, c"mailbox.ack", &argv[1]);
         reschedule(ctx, &argv[1], mailbox);
     }
     touch(ctx, name, &caller.agent, now);

@@ -29,7 +29,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             let effect = Effect::Init { settings, last_id: mailbox.last_id };
             replicate(ctx, all[0], &effect);
             effect.apply(mailbox);
-            notify(ctx, "mailbox.create", &argv[1]);
+            notify(ctx, c"mailbox.create", &argv[1]);
             Ok(RedisValue::SimpleStringStatic("OK"))
         }
         None => {
@@ -39,7 +39,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             key.set_value(&MAILBOX_TYPE, mailbox).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
             crate::delivery::register(ctx, all[0])?;
             crate::delivery::touch(ctx, all[0], agent.as_slice(), super::now_ms());
-            notify(ctx, "mailbox.create", &argv[1]);
+            notify(ctx, c"mailbox.create", &argv[1]);
             Ok(RedisValue::SimpleStringStatic("OK"))
         }
     }

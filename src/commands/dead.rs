@@ -57,7 +57,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                     ],
                 );
                 replicate(ctx, name, &Effect::Revive { ids: revived });
-                notify(ctx, "mailbox.dead-requeue", &argv[1]);
+                notify(ctx, c"mailbox.dead-requeue", &argv[1]);
                 signal_ready(ctx, &argv[1]);
                 reschedule(ctx, &argv[1], mb);
             }
@@ -83,7 +83,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                     ],
                 );
                 replicate(ctx, name, &Effect::Bury { ids: purged });
-                notify(ctx, "mailbox.dead-purge", &argv[1]);
+                notify(ctx, c"mailbox.dead-purge", &argv[1]);
             }
             Ok(RedisValue::Integer(n as i64))
         }

@@ -111,7 +111,7 @@ pub fn replicate_args(ctx: &Context, key: &[u8], args: &[Vec<u8>]) {
 /// replicated command.
 pub fn replicate_put(ctx: &Context, key: &RedisString, entry: &Entry, dedup: Option<&(Vec<u8>, u64)>) {
     let Some(replicate) = (unsafe { raw::RedisModule_Replicate }) else { return };
-    let mut blob = Vec::with_capacity(entry.env.payload.len() + 64);
+    let mut blob = Vec::with_capacity(entry.env.payload().len() + 64);
     crate::core::codec::encode_entry(entry, &mut blob);
     let (blob_ptr, blob_len) = (blob.as_ptr().cast::<std::os::raw::c_char>(), blob.len());
     let command = c"MAILBOX.EFFECT".as_ptr();
@@ -137,8 +137,11 @@ pub fn replicate_put(ctx: &Context, key: &RedisString, entry: &Entry, dedup: Opt
 }
 
 /// Raises a module keyspace event (class `d`) named `mailbox.<what>` on `key`.
-pub fn notify(ctx: &Context, event: &str, key: &RedisString) {
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, event, key);
+pub fn notify(ctx: &Context, event: &std::ffi::CStr, key: &RedisString) {
+    // Not `Context::notify_keyspace_event`, which copies the name into a new C string.
+    if let Some(notify) = unsafe { raw::RedisModule_NotifyKeyspaceEvent } {
+        unsafe { notify(ctx.ctx, NotifyEvent::MODULE.bits(), event.as_ptr(), key.inner) };
+    }
 }
 
 /// Wakes clients blocked in `MAILBOX.READ ... BLOCK` on `key`.
@@ -169,11 +172,11 @@ pub fn sweep(ctx: &Context, key: &RedisString, mailbox: &mut Mailbox, now: u64) 
     if !expired.is_empty() {
         crate::stats::EXPIRED.add(expired.len());
         replicate(ctx, name, &Effect::Remove { ids: expired });
-        notify(ctx, "mailbox.expired", key);
+        notify(ctx, c"mailbox.expired", key);
     }
     if !requeued.is_empty() {
         replicate(ctx, name, &Effect::Requeue { ids: requeued });
-        notify(ctx, "mailbox.requeued", key);
+        notify(ctx, c"mailbox.requeued", key);
         signal_ready(ctx, key);
     }
     if !dead.is_empty() {
@@ -183,7 +186,7 @@ pub fn sweep(ctx: &Context, key: &RedisString, mailbox: &mut Mailbox, now: u64) 
             name,
             &Effect::Kill { at: now, reason: crate::core::DeadReason::MaxDeliveries, ids: dead },
         );
-        notify(ctx, "mailbox.deadlettered", key);
+        notify(ctx, c"mailbox.deadlettered", key);
     }
     if dedup_forgotten {
         replicate(ctx, name, &Effect::ForgetDedup { now });
@@ -219,25 +222,26 @@ pub fn reply_null_array(ctx: &Context) {
 /// followed by `extra` fields.
 pub fn reply_message(ctx: &Context, env: &Envelope, deliveries: u32, extra: &[(&str, Vec<u8>)]) {
     let num = |n: u64| n.to_string().into_bytes();
+    let env = env.parts();
     let mut fields: Vec<(&str, std::borrow::Cow<[u8]>)> = vec![
-        ("from", env.from.as_slice().into()),
-        ("to", env.to.as_slice().into()),
+        ("from", env.from.into()),
+        ("to", env.to.into()),
         ("ts", num(env.ts).into()),
         ("priority", num(u64::from(env.priority)).into()),
     ];
-    if let Some(t) = &env.content_type {
-        fields.push(("type", t.as_slice().into()));
+    if let Some(t) = env.content_type {
+        fields.push(("type", t.into()));
     }
-    fields.push(("payload", env.payload.as_slice().into()));
+    fields.push(("payload", env.payload.into()));
     for (name, value) in [
-        ("meta", &env.meta),
-        ("thread", &env.thread),
-        ("correlation", &env.correlation),
-        ("reply_to", &env.reply_to),
-        ("via", &env.via),
+        ("meta", env.meta),
+        ("thread", env.thread),
+        ("correlation", env.correlation),
+        ("reply_to", env.reply_to),
+        ("via", env.via),
     ] {
         if let Some(v) = value {
-            fields.push((name, v.as_slice().into()));
+            fields.push((name, v.into()));
         }
     }
     if let Some(at) = env.expires_at {

@@ -46,10 +46,10 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         receipts::queue(ctx, name, envs, Outcome::Dead, Some(&caller.agent), Some("maxdeliveries"), now);
         stats::DEAD_LETTERED.add(dead.len());
         replicate(ctx, name, &Effect::Kill { at: now, reason: DeadReason::MaxDeliveries, ids: dead });
-        notify(ctx, "mailbox.deadlettered", &argv[1]);
+        notify(ctx, c"mailbox.deadlettered", &argv[1]);
     }
     if total > 0 {
-        notify(ctx, "mailbox.nack", &argv[1]);
+        notify(ctx, c"mailbox.nack", &argv[1]);
         reschedule(ctx, &argv[1], mailbox);
     }
     touch(ctx, name, &caller.agent, now);

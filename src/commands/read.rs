@@ -99,7 +99,7 @@ fn serve(
         count_deliveries(entries.iter().map(|e| e.deliveries));
         reply_entries(ctx, &entries, |_| Vec::new());
     }
-    notify(ctx, "mailbox.read", key_name);
+    notify(ctx, c"mailbox.read", key_name);
     reschedule(ctx, key_name, mailbox);
     match &opts.as_agent {
         Some(agent) => crate::delivery::touch(ctx, name, agent, now),

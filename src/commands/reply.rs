@@ -40,8 +40,10 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                 .map(|d| d.env.clone())
                 .ok_or(RedisError::Str(errors::NO_SUCH_MESSAGE))?,
         };
-        let target = env.reply_to.clone().unwrap_or_else(|| namespace::agent_mailbox(all[0], &env.from));
-        (target, env.thread.clone().unwrap_or_else(|| id.to_string().into_bytes()))
+        let parts = env.parts();
+        let target =
+            parts.reply_to.map_or_else(|| namespace::agent_mailbox(all[0], parts.from), <[u8]>::to_vec);
+        (target, parts.thread.map_or_else(|| id.to_string().into_bytes(), <[u8]>::to_vec))
     };
     super::check_name(ctx, &target)?;
     // In a cluster every key of one command lies in one slot: the answer must stay

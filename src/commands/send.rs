@@ -9,7 +9,7 @@ use crate::acl::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::config;
 use crate::core::grants::Permission;
-use crate::core::{DeadReason, Entry, Envelope, Mailbox, MessageId, Overflow, State};
+use crate::core::{DeadReason, Entry, Envelope, Mailbox, MessageId, Overflow, Parts, State};
 use crate::data_type::tracked;
 use crate::delivery::{admit, announce, count_thread, open_or_create, touch};
 use crate::effects::{dedup_for, Effect};
@@ -89,22 +89,22 @@ pub fn envelope(
     now: u64,
 ) -> Envelope {
     let ttl = opts.ttl_ms.or((default_ttl_ms > 0).then_some(default_ttl_ms));
-    Envelope {
+    Envelope::new(Parts {
         id,
-        from: caller.agent.clone(),
-        to: to.to_vec(),
+        from: &caller.agent,
+        to,
         ts: now,
         priority: opts.priority.unwrap_or(0),
         expires_at: ttl.map(|t| now.saturating_add(t)),
-        content_type: opts.content_type,
-        payload: payload.to_vec(),
-        meta: opts.meta,
-        thread: opts.thread,
-        correlation: opts.correlation,
-        reply_to: opts.reply_to,
-        via: caller.via.clone(),
+        content_type: opts.content_type.as_deref(),
+        payload,
+        meta: opts.meta.as_deref(),
+        thread: opts.thread.as_deref(),
+        correlation: opts.correlation.as_deref(),
+        reply_to: opts.reply_to.as_deref(),
+        via: caller.via.as_deref(),
         confirm: opts.confirm,
-    }
+    })
 }
 
 /// Makes room in a full mailbox by its overflow policy: `Err` for `refuse`; for
@@ -135,7 +135,7 @@ fn make_room(
             replicate(ctx, key_name.as_slice(), &Effect::Kill { at: now, reason: DeadReason::Overflow, ids });
             stats::OVERFLOW_DROPPED.incr();
             stats::DEAD_LETTERED.incr();
-            super::notify(ctx, "mailbox.deadlettered", key_name);
+            super::notify(ctx, c"mailbox.deadlettered", key_name);
             Ok(())
         }
         _ => {

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Overflow, Settings, State};
+use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Overflow, Parts, Settings, State};
 
 /// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
 /// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`).
@@ -133,10 +133,11 @@ pub fn decode_settings(bytes: &[u8]) -> Result<Settings, DecodeError> {
 // ---- writing -----------------------------------------------------------
 
 fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
+    let env = env.parts();
     put_varint(out, env.id.ms);
     put_varint(out, env.id.seq);
-    put_bytes(out, &env.from);
-    put_bytes(out, &env.to);
+    put_bytes(out, env.from);
+    put_bytes(out, env.to);
     put_varint(out, env.ts);
     out.push(env.priority);
     match env.expires_at {
@@ -146,13 +147,13 @@ fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
             put_varint(out, at);
         }
     }
-    put_opt_bytes(out, env.content_type.as_deref());
-    put_bytes(out, &env.payload);
-    put_opt_bytes(out, env.meta.as_deref());
-    put_opt_bytes(out, env.thread.as_deref());
-    put_opt_bytes(out, env.correlation.as_deref());
-    put_opt_bytes(out, env.reply_to.as_deref());
-    put_opt_bytes(out, env.via.as_deref());
+    put_opt_bytes(out, env.content_type);
+    put_bytes(out, env.payload);
+    put_opt_bytes(out, env.meta);
+    put_opt_bytes(out, env.thread);
+    put_opt_bytes(out, env.correlation);
+    put_opt_bytes(out, env.reply_to);
+    put_opt_bytes(out, env.via);
     out.push(if env.confirm { FLAG_CONFIRM } else { 0 });
 }
 
@@ -243,7 +244,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn bytes(&mut self) -> Result<Vec<u8>, DecodeError> {
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.varint()?;
         // Check the claimed length against what is there before allocating.
         if len > self.remaining() as u64 {
@@ -252,10 +253,10 @@ impl<'a> Reader<'a> {
         let end = self.pos.checked_add(len as usize).ok_or(DecodeError("length past the end"))?;
         let slice = self.bytes.get(self.pos..end).ok_or(DecodeError("length past the end"))?;
         self.pos = end;
-        Ok(slice.to_vec())
+        Ok(slice)
     }
 
-    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+    fn opt_bytes(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
         if self.flag()? {
             self.bytes().map(Some)
         } else {
@@ -297,7 +298,7 @@ impl<'a> Reader<'a> {
         } else {
             false
         };
-        Ok(Envelope {
+        Ok(Envelope::new(Parts {
             id,
             from,
             to,
@@ -312,7 +313,7 @@ impl<'a> Reader<'a> {
             reply_to,
             via,
             confirm,
-        })
+        }))
     }
 
     fn finish(&self) -> Result<(), DecodeError> {
@@ -329,52 +330,37 @@ mod tests {
     use super::*;
 
     fn full_envelope() -> Envelope {
-        Envelope {
+        Envelope::new(Parts {
             id: MessageId::new(1_700_000_000_123, 42),
-            from: b"alice".to_vec(),
-            to: b"bob".to_vec(),
+            from: b"alice",
+            to: b"bob",
             ts: 1_700_000_000_123,
             priority: 9,
             expires_at: Some(1_700_000_060_000),
-            content_type: Some(b"application/json".to_vec()),
-            payload: vec![0xAB; 300],
-            meta: Some(b"{\"k\":1}".to_vec()),
-            thread: Some(b"t-1".to_vec()),
-            correlation: Some(b"c-9".to_vec()),
-            reply_to: Some(b"alice".to_vec()),
+            content_type: Some(&b"application/json"[..]),
+            payload: &vec![0xAB; 300],
+            meta: Some(&b"{\"k\":1}"[..]),
+            thread: Some(&b"t-1"[..]),
+            correlation: Some(&b"c-9"[..]),
+            reply_to: Some(&b"alice"[..]),
             via: None,
             confirm: false,
-        }
+        })
     }
 
     fn bare_envelope() -> Envelope {
-        Envelope {
-            id: MessageId::new(0, 0),
-            from: Vec::new(),
-            to: Vec::new(),
-            ts: 0,
-            priority: 0,
-            expires_at: None,
-            content_type: None,
-            payload: Vec::new(),
-            meta: None,
-            thread: None,
-            correlation: None,
-            reply_to: None,
-            via: None,
-            confirm: false,
-        }
+        Envelope::new(Parts::default())
     }
 
     fn extreme_envelope() -> Envelope {
-        Envelope {
+        Envelope::new(Parts {
             id: MessageId::MAX,
             ts: u64::MAX,
             expires_at: Some(u64::MAX),
-            content_type: Some(Vec::new()),
-            meta: Some(Vec::new()),
-            ..bare_envelope()
-        }
+            content_type: Some(b""),
+            meta: Some(b""),
+            ..Parts::default()
+        })
     }
 
     fn envelopes() -> Vec<Envelope> {
@@ -551,10 +537,11 @@ mod tests {
             rng
         };
         for _ in 0..500 {
-            let bytes = |n: u64| -> Vec<u8> { (0..n).map(|i| (i as u8).wrapping_mul(31)).collect() };
+            let pool: Vec<u8> = (0..200u32).map(|i| (i as u8).wrapping_mul(31)).collect();
+            let bytes = |n: u64| &pool[..n as usize];
             let r = next();
-            let opt = |bit: u64, v: Vec<u8>| if r >> bit & 1 == 1 { Some(v) } else { None };
-            let env = Envelope {
+            let opt = |bit: u64, v| if r >> bit & 1 == 1 { Some(v) } else { None };
+            let env = Envelope::new(Parts {
                 id: MessageId::new(r >> 3, r % 17),
                 from: bytes(r % 7),
                 to: bytes(r % 11),
@@ -569,7 +556,7 @@ mod tests {
                 reply_to: opt(5, bytes(1)),
                 via: opt(6, bytes(r % 9)),
                 confirm: r & 128 == 128,
-            };
+            });
             let state = match r % 3 {
                 0 => State::Ready,
                 1 => State::Leased { until: r >> 5 },
@@ -589,8 +576,8 @@ mod tests {
         }
         entry.extend_from_slice(&[1, b'a', 1, b'b', 9, 3, 0, 0, 2, b'h', b'i', 0, 0, 0, 0, 2, 0]);
         let decoded = decode_entry(&entry).unwrap();
-        assert_eq!(decoded.env.payload, b"hi");
-        assert_eq!(decoded.env.via, None);
+        assert_eq!(decoded.env.payload(), b"hi");
+        assert_eq!(decoded.env.parts().via, None);
         assert_eq!(decoded.deliveries, 2);
         let settings = decode_settings(&[1, 0, 0, 5, 3, 7]).unwrap();
         assert_eq!(settings.lease_ms, 5);

@@ -60,8 +60,26 @@ fn parse_u64(s: &str) -> Option<u64> {
 }
 
 impl fmt::Display for MessageId {
+    /// Written by hand into a stack buffer: every send replies with an id.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.ms, self.seq)
+        let mut buf = [0u8; 41];
+        let mut at = buf.len();
+        for (i, mut n) in [self.seq, self.ms].into_iter().enumerate() {
+            loop {
+                at -= 1;
+                buf[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            if i == 0 {
+                at -= 1;
+                buf[at] = b'-';
+            }
+        }
+        // Only ASCII digits and '-' were written.
+        f.write_str(std::str::from_utf8(&buf[at..]).unwrap_or_default())
     }
 }
 
@@ -74,6 +92,9 @@ mod tests {
         let id = MessageId::parse(b"1700000000000-7").unwrap();
         assert_eq!(id, MessageId::new(1_700_000_000_000, 7));
         assert_eq!(id.to_string(), "1700000000000-7");
+        for (ms, seq) in [(0, 0), (9, 10), (u64::MAX, u64::MAX), (1, 0)] {
+            assert_eq!(MessageId::new(ms, seq).to_string(), format!("{ms}-{seq}"));
+        }
         for bad in [
             &b""[..],
             b"-",

@@ -122,6 +122,20 @@ pub struct Mailbox {
     dedup_key_bytes: u64,
     /// Held messages by thread id, for `MAILBOX.THREAD`.
     threads: HashMap<Vec<u8>, BTreeSet<MessageId>>,
+    /// Not data: see `PushHint`.
+    pub push_hint: PushHint,
+}
+
+/// What the server last learnt about listeners on this mailbox's push channel:
+/// the listen epoch (see `push.rs`) at which a push found nobody, or 0. Runtime
+/// only: never saved, digested nor copied (a copy starts from 0, "unknown").
+#[derive(Debug, Default)]
+pub struct PushHint(pub std::cell::Cell<u64>);
+
+impl Clone for PushHint {
+    fn clone(&self) -> Self {
+        PushHint::default()
+    }
 }
 
 /// Estimated heap bytes per held message beyond its content: the `Envelope` and
@@ -152,6 +166,7 @@ impl Mailbox {
             leased: 0,
             dedup_key_bytes: 0,
             threads: HashMap::new(),
+            push_hint: PushHint::default(),
         }
     }
 
@@ -603,8 +618,8 @@ impl Mailbox {
         if let Some(at) = entry.env.expires_at {
             self.expiries.insert((at, id));
         }
-        if let Some(thread) = &entry.env.thread {
-            self.threads.entry(thread.clone()).or_default().insert(id);
+        if let Some(thread) = entry.env.thread() {
+            self.threads.entry(thread.to_vec()).or_default().insert(id);
         }
         self.index_state(id, entry.env.priority, entry.state);
         self.entries.insert(id, entry);
@@ -616,7 +631,7 @@ impl Mailbox {
         if let Some(at) = entry.env.expires_at {
             self.expiries.remove(&(at, *id));
         }
-        if let Some(thread) = &entry.env.thread {
+        if let Some(thread) = entry.env.thread() {
             if let Some(ids) = self.threads.get_mut(thread) {
                 ids.remove(id);
                 if ids.is_empty() {
@@ -744,6 +759,7 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Parts;
 
     fn settings(max_deliveries: u32) -> Settings {
         Settings {
@@ -761,22 +777,22 @@ mod tests {
     }
 
     fn env(ms: u64, priority: u8, expires_at: Option<u64>) -> Arc<Envelope> {
-        Arc::new(Envelope {
+        Arc::new(Envelope::new(Parts {
             id: id(ms),
-            from: b"alice".to_vec(),
-            to: b"bob".to_vec(),
+            from: b"alice",
+            to: b"bob",
             ts: ms,
             priority,
             expires_at,
             content_type: None,
-            payload: format!("payload {ms}").into_bytes(),
-            meta: Some(b"{}".to_vec()),
+            payload: format!("payload {ms}").as_bytes(),
+            meta: Some(&b"{}"[..]),
             thread: None,
             correlation: None,
             reply_to: None,
             via: None,
             confirm: false,
-        })
+        }))
     }
 
     fn mailbox_with(max_deliveries: u32, msgs: &[(u64, u8, Option<u64>)]) -> Mailbox {
@@ -1098,8 +1114,8 @@ mod tests {
     fn thread_index_follows_held_messages() {
         let mut mb = Mailbox::new(settings(0));
         for ms in 1..=4u64 {
-            let mut e = (*env(ms, 0, None)).clone();
-            e.thread = (ms != 3).then(|| b"t".to_vec());
+            let e = env(ms, 0, None);
+            let e = Envelope::new(Parts { thread: (ms != 3).then_some(&b"t"[..]), ..e.parts() });
             assert!(mb.push(Arc::new(e), None));
         }
         let ids = |mb: &Mailbox| mb.thread(b"t", 0, 0).iter().map(|e| e.env.id.ms).collect::<Vec<_>>();
@@ -1256,10 +1272,9 @@ mod tests {
                     0..=2 => {
                         let new_id = MessageId::next_after(mb.last_id, now);
                         let ttl = if rng.below(3) == 0 { Some(now + rng.below(60)) } else { None };
-                        let mut e = (*env(0, rng.below(10) as u8, ttl)).clone();
-                        e.id = new_id;
-                        e.ts = now;
-                        e.payload = vec![b'x'; rng.below(50) as usize];
+                        let e = env(0, rng.below(10) as u8, ttl);
+                        let payload = vec![b'x'; rng.below(50) as usize];
+                        let e = Envelope::new(Parts { id: new_id, ts: now, payload: &payload, ..e.parts() });
                         let dedup = if rng.below(3) == 0 {
                             let key = format!("k{}", rng.below(6)).into_bytes();
                             if mb.dedup_hit(&key, now).is_some() {

@@ -13,4 +13,4 @@ pub mod topics;
 
 pub use id::MessageId;
 pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Overflow, Settings, SweepOutcome};
-pub use message::{DeadLetter, DeadReason, Entry, Envelope, State};
+pub use message::{DeadLetter, DeadReason, Entry, Envelope, Parts, State};

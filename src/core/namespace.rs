@@ -74,7 +74,8 @@ impl Filter {
     }
 
     pub fn admits(&self, env: &Envelope) -> bool {
-        self.admits_parts(&env.from, env.priority, env.content_type.as_deref())
+        let parts = env.parts();
+        self.admits_parts(parts.from, env.priority, parts.content_type)
     }
 
     pub fn admits_parts(&self, from: &[u8], priority: u8, content_type: Option<&[u8]>) -> bool {
@@ -320,6 +321,7 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Parts;
 
     fn p(s: &str) -> TopicPattern {
         TopicPattern::parse(s.as_bytes()).unwrap()
@@ -361,21 +363,23 @@ mod tests {
 
     #[test]
     fn filters_admit_and_reject() {
-        let env = |from: &str, priority: u8, ct: Option<&str>| Envelope {
-            id: crate::core::MessageId::new(1, 0),
-            from: from.into(),
-            to: b"x.y".to_vec(),
-            ts: 1,
-            priority,
-            expires_at: None,
-            content_type: ct.map(|c| c.as_bytes().to_vec()),
-            payload: Vec::new(),
-            meta: None,
-            thread: None,
-            correlation: None,
-            reply_to: None,
-            via: None,
-            confirm: false,
+        let env = |from: &str, priority: u8, ct: Option<&str>| {
+            Envelope::new(Parts {
+                id: crate::core::MessageId::new(1, 0),
+                from: from.as_bytes(),
+                to: b"x.y",
+                ts: 1,
+                priority,
+                expires_at: None,
+                content_type: ct.map(str::as_bytes),
+                payload: b"",
+                meta: None,
+                thread: None,
+                correlation: None,
+                reply_to: None,
+                via: None,
+                confirm: false,
+            })
         };
         let mut ns = Namespace::new();
         ns.subscribe(b"all", p("x.*"));
