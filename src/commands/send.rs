@@ -40,7 +40,8 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     count_thread(ctx, name, thread.as_deref());
     touch(ctx, name, &caller.agent, now);
     crate::receipts::flush(ctx);
-    Ok(RedisValue::BulkString(id.to_string()))
+    super::reply_bulk(ctx, id.text(&mut [0; 41]));
+    Ok(RedisValue::NoReply)
 }
 
 /// `EPHEMERAL`: pushed on the mailbox's channel, never stored nor replicated as

@@ -59,10 +59,10 @@ fn parse_u64(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-impl fmt::Display for MessageId {
-    /// Written by hand into a stack buffer: every send replies with an id.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 41];
+impl MessageId {
+    /// The id as text (`<ms>-<seq>`), written by hand into `buf`: every send
+    /// replies with an id.
+    pub fn text(self, buf: &mut [u8; 41]) -> &[u8] {
         let mut at = buf.len();
         for (i, mut n) in [self.seq, self.ms].into_iter().enumerate() {
             loop {
@@ -78,8 +78,14 @@ impl fmt::Display for MessageId {
                 buf[at] = b'-';
             }
         }
-        // Only ASCII digits and '-' were written.
-        f.write_str(std::str::from_utf8(&buf[at..]).unwrap_or_default())
+        &buf[at..]
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Only ASCII digits and '-' are written.
+        f.write_str(std::str::from_utf8(self.text(&mut [0; 41])).unwrap_or_default())
     }
 }
 

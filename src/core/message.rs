@@ -157,16 +157,21 @@ impl Envelope {
     }
 
     pub fn thread(&self) -> Option<&[u8]> {
-        self.parts().thread
+        // Bit 2: see `Parts::optional`. Most messages have no thread: no walk.
+        if self.bytes.first().is_some_and(|present| present & (1 << 2) != 0) {
+            self.parts().thread
+        } else {
+            None
+        }
     }
 
     /// Bytes of variable-size content, for stats and `MEMORY USAGE`.
     pub fn content_bytes(&self) -> usize {
-        let p = self.parts();
-        p.from.len()
-            + p.to.len()
-            + p.payload.len()
-            + p.optional().iter().flatten().map(|f| f.len()).sum::<usize>()
+        let (mut at, mut sum) = (1, 0);
+        while at < self.bytes.len() {
+            sum += take_field(&self.bytes, &mut at).len();
+        }
+        sum
     }
 
     pub fn is_expired(&self, now: u64) -> bool {
