@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::chunked::ChunkedMap;
 use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, State};
 
 /// Per-mailbox settings. Always explicit values (resolved from the module's
@@ -103,9 +104,9 @@ pub struct Mailbox {
     pub settings: Settings,
     /// The highest id ever stored here; new ids are strictly greater.
     pub last_id: MessageId,
-    entries: BTreeMap<MessageId, Entry>,
+    entries: ChunkedMap<MessageId, Entry>,
     /// Ready messages: highest priority first, then oldest first.
-    ready: BTreeSet<(Reverse<u8>, MessageId)>,
+    ready: ChunkedMap<(Reverse<u8>, MessageId), ()>,
     /// Deadlines of leased and delayed messages.
     timed: BTreeSet<(u64, MessageId)>,
     /// TTL deadlines of held messages.
@@ -138,9 +139,10 @@ impl Clone for PushHint {
     }
 }
 
-/// Estimated heap bytes per held message beyond its content: the `Envelope` and
-/// `Entry` structs and its nodes in `entries`, `ready`/`timed` and `expiries`.
-const HELD_OVERHEAD: usize = 200;
+/// Estimated heap bytes per held message beyond its content: the `Envelope`
+/// (struct and buffer), its pairs in `entries` and `ready`/`timed`, and a share
+/// of `expiries` and of the chunks' unused room.
+const HELD_OVERHEAD: usize = 160;
 /// The same for a dead letter: the structs and its node in `dead`.
 const DEAD_OVERHEAD: usize = 150;
 /// The same for a dedup key, on top of the key's length (stored twice).
@@ -155,8 +157,8 @@ impl Mailbox {
         Mailbox {
             settings,
             last_id: MessageId::MIN,
-            entries: BTreeMap::new(),
-            ready: BTreeSet::new(),
+            entries: ChunkedMap::new(),
+            ready: ChunkedMap::new(),
             timed: BTreeSet::new(),
             expiries: BTreeSet::new(),
             dead: BTreeMap::new(),
@@ -331,7 +333,7 @@ impl Mailbox {
     /// skipping any whose TTL passed at `now`. Does not change anything.
     pub fn next_ready(&self, count: usize, now: u64) -> Vec<MessageId> {
         self.ready
-            .iter()
+            .keys()
             .filter(|(_, id)| self.entries.get(id).is_some_and(|e| !e.env.is_expired(now)))
             .take(count)
             .map(|(_, id)| *id)
@@ -373,12 +375,9 @@ impl Mailbox {
     /// Held messages with `start <= id <= end`, oldest first, at most `count`
     /// (0 = no limit), skipping those whose TTL passed at `now`.
     pub fn range(&self, start: MessageId, end: MessageId, count: usize, now: u64) -> Vec<&Entry> {
-        // `BTreeMap::range` panics on an inverted range.
-        if start > end {
-            return Vec::new();
-        }
         self.entries
-            .range(start..=end)
+            .iter_from(&start)
+            .take_while(|(id, _)| **id <= end)
             .map(|(_, e)| e)
             .filter(|e| !e.env.is_expired(now))
             .take(if count == 0 { usize::MAX } else { count })
@@ -663,7 +662,7 @@ impl Mailbox {
     fn index_state(&mut self, id: MessageId, priority: u8, state: State) {
         match state {
             State::Ready => {
-                self.ready.insert((Reverse(priority), id));
+                self.ready.insert((Reverse(priority), id), ());
             }
             State::Leased { until } => {
                 self.timed.insert((until, id));
@@ -711,17 +710,17 @@ impl Mailbox {
         let mut leased = 0;
         let mut with_ttl = 0;
         let mut content = 0u64;
-        for (id, e) in &self.entries {
+        for (id, e) in self.entries.iter() {
             assert_eq!(*id, e.env.id);
             assert!(*id <= self.last_id, "{id} above last_id");
             assert!(!self.dead.contains_key(id), "{id} both held and dead");
             let key = (Reverse(e.env.priority), *id);
             match e.state {
                 State::Ready => {
-                    assert!(self.ready.contains(&key), "{id} ready but not indexed");
+                    assert!(self.ready.contains_key(&key), "{id} ready but not indexed");
                 }
                 State::Leased { until } | State::Delayed { until } => {
-                    assert!(!self.ready.contains(&key), "{id} in ready while {:?}", e.state);
+                    assert!(!self.ready.contains_key(&key), "{id} in ready while {:?}", e.state);
                     assert!(self.timed.contains(&(until, *id)), "{id} not in timed");
                     if matches!(e.state, State::Leased { .. }) {
                         leased += 1;
@@ -1187,7 +1186,7 @@ mod tests {
         let base = mb.mem_usage();
         mb.push(env(1, 0, None), Some((b"key".to_vec(), 100)));
         let one = mb.mem_usage();
-        assert!(one >= base + env(1, 0, None).content_bytes() + 200 + 100);
+        assert!(one >= base + env(1, 0, None).content_bytes() + HELD_OVERHEAD + 100);
         mb.kill(&[id(1)], DeadReason::MaxDeliveries, 0);
         assert!(mb.mem_usage() < one);
         mb.purge_dead(&[id(1)]);

@@ -2,6 +2,7 @@
 //! depends on time takes `now` (milliseconds since the epoch) as an argument, so
 //! the master and a replica replaying its effects compute the same state.
 
+pub mod chunked;
 pub mod codec;
 pub mod grants;
 pub mod id;
