@@ -14,7 +14,10 @@ use crate::stats;
 use crate::type_callbacks;
 
 /// Bumped whenever the RDB layout changes; `rdb_load` keeps a branch per old version.
-pub const ENCODING_VERSION: i32 = 1;
+pub const ENCODING_VERSION: i32 = 2;
+
+/// A batch of entries or dead letters closes once it holds this many bytes.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Exactly 9 characters, and never to be renamed: saved files name it.
 pub static MAILBOX_TYPE: RedisType = RedisType::new(
@@ -83,14 +86,13 @@ pub fn loading_ended() {
 }
 
 /// The envelope equal to `env` loaded earlier in this load, or `env` itself.
-fn share(env: Envelope) -> Arc<Envelope> {
+fn share(env: Arc<Envelope>) -> Arc<Envelope> {
     with_sharing(|sharing| {
-        let Some(map) = sharing else { return Arc::new(env) };
-        let same_id = map.entry(env.id).or_default();
-        if let Some(existing) = same_id.iter().filter_map(Weak::upgrade).find(|e| **e == env) {
+        let Some(map) = sharing else { return env };
+        let same_id = map.entry(env.id()).or_default();
+        if let Some(existing) = same_id.iter().filter_map(Weak::upgrade).find(|e| *e == env) {
             return existing;
         }
-        let env = Arc::new(env);
         same_id.push(Arc::downgrade(&env));
         env
     })
@@ -102,7 +104,7 @@ fn share_unless_direct(env: Arc<Envelope>, key: Option<&[u8]>) -> Arc<Envelope> 
     if key == Some(env.to()) {
         env
     } else {
-        share(Arc::unwrap_or_clone(env))
+        share(env)
     }
 }
 
@@ -174,8 +176,12 @@ impl RdbIn for RdbItems {
     }
 }
 
-/// Version 1 layout: settings blob, last id (ms, seq), entry count and entry blobs,
-/// dead-letter count and blobs, dedup count and (key, id ms, id seq, until).
+/// Version 2 layout: settings blob, last id (ms, seq); the entry count, then the
+/// entries in batches (each a buffer of entry blobs, every blob preceded by its
+/// length as a LEB128 varint, closed once it passes `BATCH_BYTES`); the dead-letter
+/// count and batches the same way; the dedup count and (key, id ms, id seq, until).
+/// One buffer per batch rather than per message: Redis compresses and frames
+/// each buffer, and a message is a few hundred bytes.
 pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
     let mut blob = Vec::new();
     codec::encode_settings(&mailbox.settings, &mut blob);
@@ -183,17 +189,9 @@ pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
     out.unsigned(mailbox.last_id.ms);
     out.unsigned(mailbox.last_id.seq);
     out.unsigned(mailbox.len() as u64);
-    for entry in mailbox.entries() {
-        blob.clear();
-        codec::encode_entry(entry, &mut blob);
-        out.buffer(&blob);
-    }
+    save_batches(out, mailbox.entries(), codec::encode_entry);
     out.unsigned(mailbox.counts().dead);
-    for dead in mailbox.dead_letters() {
-        blob.clear();
-        codec::encode_dead(dead, &mut blob);
-        out.buffer(&blob);
-    }
+    save_batches(out, mailbox.dead_letters(), codec::encode_dead);
     out.unsigned(mailbox.counts().dedup_keys);
     for (key, id, until) in mailbox.dedup_entries() {
         out.buffer(key);
@@ -203,15 +201,93 @@ pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
     }
 }
 
+fn save_batches<'a, T: 'a>(
+    out: &mut impl RdbOut,
+    items: impl Iterator<Item = &'a T>,
+    encode: fn(&T, &mut Vec<u8>),
+) {
+    let (mut batch, mut blob) = (Vec::new(), Vec::new());
+    for item in items {
+        blob.clear();
+        encode(item, &mut blob);
+        codec::put_varint(&mut batch, blob.len() as u64);
+        batch.extend_from_slice(&blob);
+        if batch.len() >= BATCH_BYTES {
+            out.buffer(&batch);
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        out.buffer(&batch);
+    }
+}
+
+/// Reads `count` blobs saved by `save_batches`, handing each to `take`; `None` on
+/// a short read, an empty batch, a blob cut by its batch's end, more blobs than
+/// `count`, or when `take` refuses one.
+fn load_batches(input: &mut impl RdbIn, count: u64, mut take: impl FnMut(&[u8]) -> Option<()>) -> Option<()> {
+    let mut left = count;
+    while left > 0 {
+        let batch = input.buffer()?;
+        if batch.is_empty() {
+            return None;
+        }
+        let mut at = 0;
+        while at < batch.len() {
+            let len = codec::take_varint(&batch, &mut at)?;
+            let end = at.checked_add(usize::try_from(len).ok()?).filter(|&end| end <= batch.len())?;
+            left = left.checked_sub(1)?;
+            take(&batch[at..end])?;
+            at = end;
+        }
+    }
+    Some(())
+}
+
 /// Reads what `save` wrote. `None` on any short read, bad blob, duplicate or a
 /// version from the future: Redis then refuses the file or the `RESTORE`.
 pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Mailbox> {
     match encver {
         1 => load_v1(input),
+        2 => load_v2(input),
         _ => None,
     }
 }
 
+fn load_v2(input: &mut impl RdbIn) -> Option<Mailbox> {
+    let key = input.key_name();
+    let settings = codec::decode_settings(&input.buffer()?).ok()?;
+    let mut mailbox = Mailbox::new(settings);
+    let last_id = MessageId::new(input.unsigned()?, input.unsigned()?);
+    let entries = input.unsigned()?;
+    load_batches(input, entries, |blob| {
+        let mut entry = codec::decode_entry(blob).ok()?;
+        entry.env = share_unless_direct(entry.env, key.as_deref());
+        (entry.env.id() <= last_id && mailbox.restore_entry(entry)).then_some(())
+    })?;
+    let dead = input.unsigned()?;
+    load_batches(input, dead, |blob| {
+        let mut dead = codec::decode_dead(blob).ok()?;
+        dead.env = share_unless_direct(dead.env, key.as_deref());
+        (dead.env.id() <= last_id && mailbox.restore_dead(dead)).then_some(())
+    })?;
+    load_dedup(input, &mut mailbox)?;
+    mailbox.last_id = last_id;
+    crate::delivery::observe_id(last_id);
+    Some(mailbox)
+}
+
+fn load_dedup(input: &mut impl RdbIn, mailbox: &mut Mailbox) -> Option<()> {
+    for _ in 0..input.unsigned()? {
+        let key = input.buffer()?;
+        let id = MessageId::new(input.unsigned()?, input.unsigned()?);
+        let until = input.unsigned()?;
+        mailbox.restore_dedup(key, id, until);
+    }
+    Some(())
+}
+
+/// Version 1 (one buffer per entry and per dead letter), still read.
 fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     let key = input.key_name();
     let settings = codec::decode_settings(&input.buffer()?).ok()?;
@@ -222,23 +298,18 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     for _ in 0..input.unsigned()? {
         let mut entry = codec::decode_entry(&input.buffer()?).ok()?;
         entry.env = share_unless_direct(entry.env, key.as_deref());
-        if entry.env.id > last_id || !mailbox.restore_entry(entry) {
+        if entry.env.id() > last_id || !mailbox.restore_entry(entry) {
             return None;
         }
     }
     for _ in 0..input.unsigned()? {
         let mut dead = codec::decode_dead(&input.buffer()?).ok()?;
         dead.env = share_unless_direct(dead.env, key.as_deref());
-        if dead.env.id > last_id || !mailbox.restore_dead(dead) {
+        if dead.env.id() > last_id || !mailbox.restore_dead(dead) {
             return None;
         }
     }
-    for _ in 0..input.unsigned()? {
-        let key = input.buffer()?;
-        let id = MessageId::new(input.unsigned()?, input.unsigned()?);
-        let until = input.unsigned()?;
-        mailbox.restore_dedup(key, id, until);
-    }
+    load_dedup(input, &mut mailbox)?;
     mailbox.last_id = last_id;
     crate::delivery::observe_id(last_id);
     Some(mailbox)
@@ -271,7 +342,6 @@ pub fn rewrite(mailbox: &Mailbox) -> impl Iterator<Item = effects::Effect> + '_ 
 #[cfg(test)]
 mod tests {
     use crate::core::Overflow;
-    use std::sync::Arc;
 
     use super::*;
     use crate::core::Parts;
@@ -305,7 +375,7 @@ mod tests {
                 confirm: false,
             });
             let dedup = (i == 2).then(|| (b"d".to_vec(), 600));
-            assert!(mb.push(Arc::new(env), dedup));
+            assert!(mb.push(env, dedup));
         }
         let ids = mb.next_ready(2, 200);
         mb.lease(&ids, 1200);
@@ -344,6 +414,40 @@ mod tests {
             let mut short = RdbItems { items: out.items[..cut].to_vec(), pos: 0 };
             assert!(load(&mut short, ENCODING_VERSION).is_none(), "cut at {cut}");
         }
+    }
+
+    /// Enough messages for several batches: they come back whole, and a batch
+    /// that is empty, cut inside a blob, or holds more blobs than counted is refused.
+    #[test]
+    fn batches_round_trip_and_are_checked() {
+        let mut mb = sample();
+        let payload = vec![7u8; 1000];
+        for i in 0..200u64 {
+            let id = MessageId::new(10_000 + i, 0);
+            let parts = Parts { id, from: b"a", to: b"b", ts: id.ms, payload: &payload, ..Parts::default() };
+            assert!(mb.push(Envelope::new(parts), None));
+        }
+        let mut out = RdbItems::default();
+        save(&mb, &mut out);
+        let batches =
+            out.items.iter().filter(|i| matches!(i, RdbItem::Buffer(b) if b.len() >= BATCH_BYTES)).count();
+        assert!(batches >= 2, "{batches} full batches");
+        let loaded = load(&mut out.clone(), ENCODING_VERSION).expect("loads");
+        assert_eq!(digest(&loaded), digest(&mb));
+        assert_eq!(loaded.len(), mb.len());
+
+        // The entry count is item 3: one less, and the last batch has a blob too many.
+        let mut fewer = out.clone();
+        fewer.items[3] = RdbItem::Unsigned(mb.len() as u64 - 1);
+        assert!(load(&mut fewer, ENCODING_VERSION).is_none());
+        let mut empty = out.clone();
+        empty.items[4] = RdbItem::Buffer(Vec::new());
+        assert!(load(&mut empty, ENCODING_VERSION).is_none());
+        let mut cut = out.clone();
+        if let RdbItem::Buffer(b) = &mut cut.items[4] {
+            b.truncate(b.len() - 1);
+        }
+        assert!(load(&mut cut, ENCODING_VERSION).is_none());
     }
 
     #[test]

@@ -262,7 +262,7 @@ pub fn deliver_many(
             delivered.full += 1;
             continue;
         }
-        let entry_dedup = dedup_for(mailbox, dedup.clone(), env.ts);
+        let entry_dedup = dedup_for(mailbox, dedup.clone(), env.ts());
         tracked(mailbox, |mb| mb.push(Arc::clone(env), entry_dedup));
         announce(ctx, &key_name, mailbox, env);
         delivered.receivers.push(name.clone());

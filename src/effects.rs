@@ -467,7 +467,6 @@ pub fn rebuild(mailbox: &Mailbox) -> impl Iterator<Item = Effect> + '_ {
 #[cfg(test)]
 mod tests {
     use crate::core::Overflow;
-    use std::sync::Arc;
 
     use super::*;
     use crate::core::Parts;
@@ -475,7 +474,7 @@ mod tests {
 
     fn entry(ms: u64) -> Entry {
         Entry {
-            env: Arc::new(Envelope::new(Parts {
+            env: Envelope::new(Parts {
                 id: MessageId::new(ms, 0),
                 from: b"alice",
                 to: b"bob",
@@ -490,7 +489,7 @@ mod tests {
                 reply_to: None,
                 via: None,
                 confirm: false,
-            })),
+            }),
             deliveries: 0,
             state: State::Ready,
         }

@@ -52,7 +52,7 @@ pub fn payload(
 ) -> Vec<u8> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut v = json!({
-        "id": env.id.to_string(),
+        "id": env.id().to_string(),
         "outcome": outcome.as_str(),
         "mailbox": text(mailbox),
         "by": text(by),
@@ -95,7 +95,7 @@ pub fn queue(
     let db = selected_db(ctx);
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        for env in envs.into_iter().filter(|e| e.confirm) {
+        for env in envs.into_iter().filter(|e| e.confirm()) {
             p.push(Pending {
                 db,
                 mailbox: mailbox.to_vec(),
@@ -160,7 +160,7 @@ fn send(ctx: &Context, p: &Pending) {
     let by = p.by.clone().unwrap_or_else(|| namespace::local_part(&p.mailbox));
     let opts = SendOptions {
         content_type: Some(CONTENT_TYPE.as_bytes().to_vec()),
-        correlation: Some(env.id.to_string().into_bytes()),
+        correlation: Some(env.id().to_string().into_bytes()),
         thread: parts.thread.map(<[u8]>::to_vec),
         ..SendOptions::default()
     };

@@ -32,11 +32,11 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         .ids
         .iter()
         .filter_map(|id| mailbox.get(id))
-        .filter(|e| e.env.confirm)
+        .filter(|e| e.env.confirm())
         .map(|e| e.env.clone())
         .collect();
     let acked = tracked(mailbox, |mb| mb.ack(&opts.ids));
-    let settled = confirmed.into_iter().filter(|env| acked.contains(&env.id));
+    let settled = confirmed.into_iter().filter(|env| acked.contains(&env.id()));
     receipts::queue(ctx, name, settled, Outcome::Acked, Some(&caller.agent), None, now);
     let n = acked.len();
     if n > 0 {

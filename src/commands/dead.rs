@@ -92,7 +92,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 
 fn select(mailbox: &Mailbox, selection: Selection) -> Vec<MessageId> {
     match selection {
-        Selection::All => mailbox.dead_letters().map(|d| d.env.id).collect(),
+        Selection::All => mailbox.dead_letters().map(|d| d.env.id()).collect(),
         Selection::Ids(ids) => ids,
     }
 }

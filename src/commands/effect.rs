@@ -26,10 +26,10 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let effect = parse_any(&all[1..]).map_err(|_| RedisError::Str(errors::CORRUPT_EFFECT))?;
     match &effect {
         AnyEffect::Mailbox(Effect::Put { entry, .. } | Effect::Restore(entry)) => {
-            crate::delivery::observe_id(entry.env.id)
+            crate::delivery::observe_id(entry.env.id())
         }
         AnyEffect::Mailbox(Effect::Init { last_id, .. }) => crate::delivery::observe_id(*last_id),
-        AnyEffect::Deliver(d) => crate::delivery::observe_id(d.entry.env.id),
+        AnyEffect::Deliver(d) => crate::delivery::observe_id(d.entry.env.id()),
         _ => {}
     }
     match effect {
@@ -86,7 +86,7 @@ fn apply_delivery(ctx: &Context, delivery: Delivery) {
         let key_name = crate::commands::rstring(ctx, name.as_slice());
         let key = ctx.open_key_writable(&key_name);
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
-            let dedup = dedup_for(mailbox, delivery.dedup.clone(), env.ts);
+            let dedup = dedup_for(mailbox, delivery.dedup.clone(), env.ts());
             tracked(mailbox, |mb| mb.push(Arc::clone(&env), dedup));
             signal_ready(ctx, &key_name);
         }

@@ -124,7 +124,7 @@ fn send_to_all(
     let thread = opts.thread.clone();
     // A topic message is one envelope for every receiver: the mailboxes' own
     // default TTLs do not apply to it.
-    let env = Arc::new(envelope(id, to, payload, opts, caller, 0, now));
+    let env = envelope(id, to, payload, opts, caller, 0, now);
     let delivered = deliver_many(ctx, receivers, &env, &dedup, now);
     crate::receipts::flush(ctx);
     let delivered = delivered?;

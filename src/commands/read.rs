@@ -86,7 +86,7 @@ fn serve(
         let reader = opts.as_agent.clone().unwrap_or_else(|| ctx.get_current_user().as_slice().to_vec());
         let envs: Vec<_> = taken.iter().map(|e| e.env.clone()).collect();
         crate::receipts::queue(ctx, name, envs, crate::receipts::Outcome::Acked, Some(&reader), None, now);
-        replicate(ctx, name, &Effect::Remove { ids: taken.iter().map(|e| e.env.id).collect() });
+        replicate(ctx, name, &Effect::Remove { ids: taken.iter().map(|e| e.env.id()).collect() });
         count_deliveries(taken.iter().map(|e| e.deliveries));
         let refs: Vec<_> = taken.iter().collect();
         reply_entries(ctx, &refs, |_| Vec::new());

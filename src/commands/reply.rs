@@ -36,7 +36,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             Some(entry) => entry.env.clone(),
             None => mailbox
                 .dead_letters()
-                .find(|d| d.env.id == id)
+                .find(|d| d.env.id() == id)
                 .map(|d| d.env.clone())
                 .ok_or(RedisError::Str(errors::NO_SUCH_MESSAGE))?,
         };

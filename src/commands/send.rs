@@ -88,7 +88,7 @@ pub fn envelope(
     caller: &Caller,
     default_ttl_ms: u64,
     now: u64,
-) -> Envelope {
+) -> Arc<Envelope> {
     let ttl = opts.ttl_ms.or((default_ttl_ms > 0).then_some(default_ttl_ms));
     Envelope::new(Parts {
         id,
@@ -172,7 +172,7 @@ pub fn send_one(
     make_room(ctx, key_name, mailbox, now)?;
     let id = crate::delivery::new_id(mailbox.last_id, now);
     let dedup = dedup_for(mailbox, opts.dedup.clone(), now);
-    let env = Arc::new(envelope(id, name, payload, opts, caller, mailbox.settings.ttl_ms, now));
+    let env = envelope(id, name, payload, opts, caller, mailbox.settings.ttl_ms, now);
     let entry = Entry { env: Arc::clone(&env), deliveries: 0, state: State::Ready };
     super::replicate_put(ctx, key_name, &entry, dedup.as_ref());
     tracked(mailbox, |mb| mb.push(env.clone(), dedup));

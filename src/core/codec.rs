@@ -40,7 +40,7 @@ pub fn encode_envelope(env: &Envelope, out: &mut Vec<u8>) {
     put_envelope_fields(env, out);
 }
 
-pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+pub fn decode_envelope(bytes: &[u8]) -> Result<Arc<Envelope>, DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
     let env = r.envelope_fields()?;
@@ -78,7 +78,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
         _ => return Err(DecodeError("unknown entry state")),
     };
     r.finish()?;
-    Ok(Entry { env: Arc::new(env), deliveries, state })
+    Ok(Entry { env, deliveries, state })
 }
 
 pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
@@ -97,7 +97,7 @@ pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, DecodeError> {
     let reason = DeadReason::from_code(r.byte()?).ok_or(DecodeError("unknown dead reason"))?;
     let at = r.varint()?;
     r.finish()?;
-    Ok(DeadLetter { env: Arc::new(env), deliveries, reason, at })
+    Ok(DeadLetter { env, deliveries, reason, at })
 }
 
 pub fn encode_settings(settings: &Settings, out: &mut Vec<u8>) {
@@ -157,12 +157,39 @@ fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
     out.push(if env.confirm { FLAG_CONFIRM } else { 0 });
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as a LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8 & 0x7f) | 0x80);
         value >>= 7;
     }
     out.push(value as u8);
+}
+
+/// The varint at `*at` (as `put_varint` writes it), moving `*at` past it;
+/// `None` when it is cut short or overflows.
+#[inline]
+pub fn take_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    varint_at(bytes, at).ok()
+}
+
+#[inline]
+fn varint_at(bytes: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let b = *bytes.get(*at).ok_or(DecodeError("truncated"))?;
+        *at += 1;
+        let low = u64::from(b & 0x7f);
+        // The tenth byte carries only bit 63.
+        if i == 9 && low > 1 {
+            return Err(DecodeError("varint overflows u64"));
+        }
+        value |= low << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(DecodeError("varint longer than 10 bytes"))
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -216,20 +243,7 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let b = self.byte()?;
-            let low = u64::from(b & 0x7f);
-            // The tenth byte carries only bit 63.
-            if i == 9 && low > 1 {
-                return Err(DecodeError("varint overflows u64"));
-            }
-            value |= low << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(DecodeError("varint longer than 10 bytes"))
+        varint_at(self.bytes, &mut self.pos)
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
@@ -272,7 +286,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn envelope_fields(&mut self) -> Result<Envelope, DecodeError> {
+    fn envelope_fields(&mut self) -> Result<Arc<Envelope>, DecodeError> {
         let id = MessageId { ms: self.varint()?, seq: self.varint()? };
         let from = self.bytes()?;
         let to = self.bytes()?;
@@ -329,7 +343,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn full_envelope() -> Envelope {
+    fn full_envelope() -> Arc<Envelope> {
         Envelope::new(Parts {
             id: MessageId::new(1_700_000_000_123, 42),
             from: b"alice",
@@ -348,11 +362,11 @@ mod tests {
         })
     }
 
-    fn bare_envelope() -> Envelope {
+    fn bare_envelope() -> Arc<Envelope> {
         Envelope::new(Parts::default())
     }
 
-    fn extreme_envelope() -> Envelope {
+    fn extreme_envelope() -> Arc<Envelope> {
         Envelope::new(Parts {
             id: MessageId::MAX,
             ts: u64::MAX,
@@ -363,7 +377,7 @@ mod tests {
         })
     }
 
-    fn envelopes() -> Vec<Envelope> {
+    fn envelopes() -> Vec<Arc<Envelope>> {
         vec![full_envelope(), bare_envelope(), extreme_envelope()]
     }
 
@@ -405,7 +419,7 @@ mod tests {
         ]
     }
 
-    fn enc<T>(value: &T, f: fn(&T, &mut Vec<u8>)) -> Vec<u8> {
+    fn enc<T: ?Sized>(value: &T, f: fn(&T, &mut Vec<u8>)) -> Vec<u8> {
         let mut out = Vec::new();
         f(value, &mut out);
         out
@@ -418,12 +432,10 @@ mod tests {
     fn sample_blobs() -> Vec<(Vec<u8>, Decodes)> {
         let mut blobs: Vec<(Vec<u8>, Decodes)> = Vec::new();
         for env in envelopes() {
-            blobs.push((enc(&env, encode_envelope), |b| decode_envelope(b).is_ok()));
-            let entry =
-                Entry { env: Arc::new(env.clone()), deliveries: 3, state: State::Leased { until: 99 } };
+            blobs.push((enc(&*env, encode_envelope), |b| decode_envelope(b).is_ok()));
+            let entry = Entry { env: env.clone(), deliveries: 3, state: State::Leased { until: 99 } };
             blobs.push((enc(&entry, encode_entry), |b| decode_entry(b).is_ok()));
-            let dead =
-                DeadLetter { env: Arc::new(env), deliveries: 7, reason: DeadReason::MaxDeliveries, at: 1234 };
+            let dead = DeadLetter { env, deliveries: 7, reason: DeadReason::MaxDeliveries, at: 1234 };
             blobs.push((enc(&dead, encode_dead), |b| decode_dead(b).is_ok()));
         }
         for s in settings_samples() {
@@ -483,7 +495,7 @@ mod tests {
     #[test]
     fn envelopes_round_trip() {
         for env in envelopes() {
-            let blob = enc(&env, encode_envelope);
+            let blob = enc(&*env, encode_envelope);
             assert_eq!(blob.first(), Some(&FORMAT));
             assert_eq!(decode_envelope(&blob), Ok(env));
         }
@@ -494,7 +506,7 @@ mod tests {
         for env in envelopes() {
             for state in states() {
                 for deliveries in [0, 1, u32::MAX] {
-                    let entry = Entry { env: Arc::new(env.clone()), deliveries, state };
+                    let entry = Entry { env: env.clone(), deliveries, state };
                     let blob = enc(&entry, encode_entry);
                     assert_eq!(blob.first(), Some(&FORMAT));
                     assert_eq!(decode_entry(&blob), Ok(entry));
@@ -507,12 +519,7 @@ mod tests {
     fn dead_letters_round_trip() {
         for env in envelopes() {
             for (deliveries, at) in [(0, 0), (5, 1_700_000_000_000), (u32::MAX, u64::MAX)] {
-                let dead = DeadLetter {
-                    env: Arc::new(env.clone()),
-                    deliveries,
-                    reason: DeadReason::MaxDeliveries,
-                    at,
-                };
+                let dead = DeadLetter { env: env.clone(), deliveries, reason: DeadReason::MaxDeliveries, at };
                 let blob = enc(&dead, encode_dead);
                 assert_eq!(decode_dead(&blob), Ok(dead));
             }
@@ -562,7 +569,7 @@ mod tests {
                 1 => State::Leased { until: r >> 5 },
                 _ => State::Delayed { until: r >> 9 },
             };
-            let entry = Entry { env: Arc::new(env), deliveries: (r >> 32) as u32, state };
+            let entry = Entry { env, deliveries: (r >> 32) as u32, state };
             assert_eq!(decode_entry(&enc(&entry, encode_entry)), Ok(entry));
         }
     }
@@ -659,7 +666,7 @@ mod tests {
     #[test]
     fn hand_made_blobs() {
         assert_eq!(decode_envelope(&hand_envelope(0)), Ok(bare_envelope()));
-        assert_eq!(decode_envelope(&hand_envelope(9)).map(|e| e.priority), Ok(9));
+        assert_eq!(decode_envelope(&hand_envelope(9)).map(|e| e.priority()), Ok(9));
         assert_eq!(decode_envelope(&hand_envelope(10)), Err(DecodeError("priority out of range")));
         assert!(decode_envelope(&hand_envelope(255)).is_err());
 
@@ -680,7 +687,7 @@ mod tests {
 
     #[test]
     fn entry_fields_are_checked() {
-        let env = enc(&bare_envelope(), encode_envelope);
+        let env = enc(&*bare_envelope(), encode_envelope);
         let entry = |tail: &[u8]| {
             let mut b = env.clone();
             b.extend_from_slice(tail);
@@ -702,7 +709,7 @@ mod tests {
 
     #[test]
     fn dead_fields_are_checked() {
-        let env = enc(&bare_envelope(), encode_envelope);
+        let env = enc(&*bare_envelope(), encode_envelope);
         let dead = |tail: &[u8]| {
             let mut b = env.clone();
             b.extend_from_slice(tail);
@@ -745,9 +752,9 @@ mod tests {
         // The entry decoder wants more after the envelope; the envelope decoder
         // refuses the entry's extra bytes.
         let env = full_envelope();
-        let blob = enc(&env, encode_envelope);
+        let blob = enc(&*env, encode_envelope);
         assert!(decode_entry(&blob).is_err());
-        let entry = Entry { env: Arc::new(env), deliveries: 0, state: State::Ready };
+        let entry = Entry { env, deliveries: 0, state: State::Ready };
         assert!(decode_envelope(&enc(&entry, encode_entry)).is_err());
     }
 }

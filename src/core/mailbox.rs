@@ -1,7 +1,6 @@
 //! One mailbox: held messages in priority/age order, leases, dead letters and the
 //! dedup window. Every operation is O(log n) per message touched.
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -106,7 +105,7 @@ pub struct Mailbox {
     pub last_id: MessageId,
     entries: ChunkedMap<MessageId, Entry>,
     /// Ready messages: highest priority first, then oldest first.
-    ready: ChunkedMap<(Reverse<u8>, MessageId), ()>,
+    ready: ReadySet,
     /// Deadlines of leased and delayed messages.
     timed: BTreeSet<(u64, MessageId)>,
     /// TTL deadlines of held messages.
@@ -139,6 +138,54 @@ impl Clone for PushHint {
     }
 }
 
+/// Ready messages: one id map per priority that has any, highest priority
+/// first, each oldest first. (One map keyed by (priority, id) would spend 8
+/// more bytes per message on the priority and its padding.)
+#[derive(Clone, Debug, Default)]
+struct ReadySet {
+    levels: Vec<(u8, ChunkedMap<MessageId, ()>)>,
+}
+
+impl ReadySet {
+    fn level(&self, priority: u8) -> Result<usize, usize> {
+        self.levels.binary_search_by(|(p, _)| priority.cmp(p))
+    }
+
+    fn insert(&mut self, priority: u8, id: MessageId) {
+        let at = match self.level(priority) {
+            Ok(at) => at,
+            Err(at) => {
+                self.levels.insert(at, (priority, ChunkedMap::new()));
+                at
+            }
+        };
+        self.levels[at].1.insert(id, ());
+    }
+
+    fn remove(&mut self, priority: u8, id: &MessageId) {
+        if let Ok(at) = self.level(priority) {
+            self.levels[at].1.remove(id);
+            if self.levels[at].1.is_empty() {
+                self.levels.remove(at);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn contains(&self, priority: u8, id: &MessageId) -> bool {
+        self.level(priority).is_ok_and(|at| self.levels[at].1.contains_key(id))
+    }
+
+    fn len(&self) -> usize {
+        self.levels.iter().map(|(_, ids)| ids.len()).sum()
+    }
+
+    /// In delivery order: highest priority first, then oldest first.
+    fn iter(&self) -> impl Iterator<Item = &MessageId> + '_ {
+        self.levels.iter().flat_map(|(_, ids)| ids.keys())
+    }
+}
+
 /// Estimated heap bytes per held message beyond its content: the `Envelope`
 /// (struct and buffer), its pairs in `entries` and `ready`/`timed`, and a share
 /// of `expiries` and of the chunks' unused room.
@@ -158,7 +205,7 @@ impl Mailbox {
             settings,
             last_id: MessageId::MIN,
             entries: ChunkedMap::new(),
-            ready: ChunkedMap::new(),
+            ready: ReadySet::default(),
             timed: BTreeSet::new(),
             expiries: BTreeSet::new(),
             dead: BTreeMap::new(),
@@ -188,17 +235,17 @@ impl Mailbox {
     }
 
     /// Stores a ready message with 0 deliveries. Dedup entries whose window ended at
-    /// or before `env.ts` are dropped first (deterministic: depends on `env.ts` only);
+    /// or before `env.ts()` are dropped first (deterministic: depends on `env.ts()` only);
     /// then `dedup`, if given, is remembered as `(key, until)` for this id.
-    /// Raises `last_id` to `env.id` if greater. Returns false (and changes nothing)
+    /// Raises `last_id` to `env.id()` if greater. Returns false (and changes nothing)
     /// if a message with this id is already held or dead.
     pub fn push(&mut self, env: Arc<Envelope>, dedup: Option<(Vec<u8>, u64)>) -> bool {
-        if self.knows(&env.id) {
+        if self.knows(&env.id()) {
             return false;
         }
-        self.expire_dedup(env.ts);
+        self.expire_dedup(env.ts());
         if let Some((key, until)) = dedup {
-            self.remember(key, env.id, until);
+            self.remember(key, env.id(), until);
         }
         self.add_held(Entry { env, deliveries: 0, state: State::Ready });
         true
@@ -206,7 +253,7 @@ impl Mailbox {
 
     /// Stores a message in any state (RDB load, AOF rewrite replay); keeps every index right.
     pub fn restore_entry(&mut self, entry: Entry) -> bool {
-        if self.knows(&entry.env.id) {
+        if self.knows(&entry.env.id()) {
             return false;
         }
         self.add_held(entry);
@@ -214,7 +261,7 @@ impl Mailbox {
     }
 
     pub fn restore_dead(&mut self, dead: DeadLetter) -> bool {
-        let id = dead.env.id;
+        let id = dead.env.id();
         if self.knows(&id) {
             return false;
         }
@@ -333,10 +380,10 @@ impl Mailbox {
     /// skipping any whose TTL passed at `now`. Does not change anything.
     pub fn next_ready(&self, count: usize, now: u64) -> Vec<MessageId> {
         self.ready
-            .keys()
-            .filter(|(_, id)| self.entries.get(id).is_some_and(|e| !e.env.is_expired(now)))
+            .iter()
+            .filter(|id| self.entries.get(id).is_some_and(|e| !e.env.is_expired(now)))
             .take(count)
-            .map(|(_, id)| *id)
+            .copied()
             .collect()
     }
 
@@ -548,7 +595,7 @@ impl Mailbox {
 
     /// Timestamp of the oldest held message.
     pub fn oldest_ts(&self) -> Option<u64> {
-        self.entries.first_key_value().map(|(_, e)| e.env.ts)
+        self.entries.first_key_value().map(|(_, e)| e.env.ts())
     }
 
     /// Sum of `Envelope::content_bytes` over held and dead messages.
@@ -606,28 +653,28 @@ impl Mailbox {
 
     /// Stores a new held message (not known here): counts its content and indexes it.
     fn add_held(&mut self, entry: Entry) {
-        self.raise_last_id(entry.env.id);
+        self.raise_last_id(entry.env.id());
         self.content_bytes += size_of_content(&entry.env);
         self.index_held(entry);
     }
 
     /// Puts a message in `entries` and every index; content is not counted here.
     fn index_held(&mut self, entry: Entry) {
-        let id = entry.env.id;
-        if let Some(at) = entry.env.expires_at {
+        let id = entry.env.id();
+        if let Some(at) = entry.env.expires_at() {
             self.expiries.insert((at, id));
         }
         if let Some(thread) = entry.env.thread() {
             self.threads.entry(thread.to_vec()).or_default().insert(id);
         }
-        self.index_state(id, entry.env.priority, entry.state);
+        self.index_state(id, entry.env.priority(), entry.state);
         self.entries.insert(id, entry);
     }
 
     /// Takes a held message out of `entries` and every index; content is not uncounted.
     fn unindex_held(&mut self, id: &MessageId) -> Option<Entry> {
         let entry = self.entries.remove(id)?;
-        if let Some(at) = entry.env.expires_at {
+        if let Some(at) = entry.env.expires_at() {
             self.expiries.remove(&(at, *id));
         }
         if let Some(thread) = entry.env.thread() {
@@ -638,7 +685,7 @@ impl Mailbox {
                 }
             }
         }
-        self.unindex_state(*id, entry.env.priority, entry.state);
+        self.unindex_state(*id, entry.env.priority(), entry.state);
         Some(entry)
     }
 
@@ -662,7 +709,7 @@ impl Mailbox {
     fn index_state(&mut self, id: MessageId, priority: u8, state: State) {
         match state {
             State::Ready => {
-                self.ready.insert((Reverse(priority), id), ());
+                self.ready.insert(priority, id);
             }
             State::Leased { until } => {
                 self.timed.insert((until, id));
@@ -677,7 +724,7 @@ impl Mailbox {
     fn unindex_state(&mut self, id: MessageId, priority: u8, state: State) {
         match state {
             State::Ready => {
-                self.ready.remove(&(Reverse(priority), id));
+                self.ready.remove(priority, &id);
             }
             State::Leased { until } => {
                 self.timed.remove(&(until, id));
@@ -694,7 +741,7 @@ impl Mailbox {
         let Some(entry) = self.entries.get_mut(id) else {
             return false;
         };
-        let (priority, old) = (entry.env.priority, entry.state);
+        let (priority, old) = (entry.env.priority(), entry.state);
         entry.state = state;
         if deliver {
             entry.deliveries = entry.deliveries.saturating_add(1);
@@ -711,23 +758,22 @@ impl Mailbox {
         let mut with_ttl = 0;
         let mut content = 0u64;
         for (id, e) in self.entries.iter() {
-            assert_eq!(*id, e.env.id);
+            assert_eq!(*id, e.env.id());
             assert!(*id <= self.last_id, "{id} above last_id");
             assert!(!self.dead.contains_key(id), "{id} both held and dead");
-            let key = (Reverse(e.env.priority), *id);
             match e.state {
                 State::Ready => {
-                    assert!(self.ready.contains_key(&key), "{id} ready but not indexed");
+                    assert!(self.ready.contains(e.env.priority(), id), "{id} ready but not indexed");
                 }
                 State::Leased { until } | State::Delayed { until } => {
-                    assert!(!self.ready.contains_key(&key), "{id} in ready while {:?}", e.state);
+                    assert!(!self.ready.contains(e.env.priority(), id), "{id} in ready while {:?}", e.state);
                     assert!(self.timed.contains(&(until, *id)), "{id} not in timed");
                     if matches!(e.state, State::Leased { .. }) {
                         leased += 1;
                     }
                 }
             }
-            if let Some(at) = e.env.expires_at {
+            if let Some(at) = e.env.expires_at() {
                 assert!(self.expiries.contains(&(at, *id)), "{id} not in expiries");
                 with_ttl += 1;
             }
@@ -740,7 +786,7 @@ impl Mailbox {
         assert_eq!(self.expiries.len(), with_ttl);
         assert_eq!(self.leased, leased);
         for (id, d) in &self.dead {
-            assert_eq!(*id, d.env.id);
+            assert_eq!(*id, d.env.id());
             assert!(*id <= self.last_id, "dead {id} above last_id");
             content += size_of_content(&d.env);
         }
@@ -776,7 +822,7 @@ mod tests {
     }
 
     fn env(ms: u64, priority: u8, expires_at: Option<u64>) -> Arc<Envelope> {
-        Arc::new(Envelope::new(Parts {
+        Envelope::new(Parts {
             id: id(ms),
             from: b"alice",
             to: b"bob",
@@ -791,7 +837,7 @@ mod tests {
             reply_to: None,
             via: None,
             confirm: false,
-        }))
+        })
     }
 
     fn mailbox_with(max_deliveries: u32, msgs: &[(u64, u8, Option<u64>)]) -> Mailbox {
@@ -911,7 +957,7 @@ mod tests {
         mb.lease(&[id(2)], 100);
         let taken = mb.take(&[id(1), id(2), id(1), id(7)]);
         assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0].env.id, id(1));
+        assert_eq!(taken[0].env.id(), id(1));
         assert_eq!(taken[0].deliveries, 1);
         assert_eq!(mb.len(), 2);
         assert_eq!(mb.next_deadline(), Some(100));
@@ -1034,7 +1080,7 @@ mod tests {
         assert!(!out.is_empty());
         assert_eq!(state_of(&mb, 7), Some((State::Ready, 1)));
         assert_eq!(
-            mb.dead_letters().map(|d| (d.env.id, d.at)).collect::<Vec<_>>(),
+            mb.dead_letters().map(|d| (d.env.id(), d.at)).collect::<Vec<_>>(),
             vec![(id(3), 50), (id(5), 50)]
         );
         assert_eq!(mb.next_deadline(), Some(90));
@@ -1115,9 +1161,9 @@ mod tests {
         for ms in 1..=4u64 {
             let e = env(ms, 0, None);
             let e = Envelope::new(Parts { thread: (ms != 3).then_some(&b"t"[..]), ..e.parts() });
-            assert!(mb.push(Arc::new(e), None));
+            assert!(mb.push(e, None));
         }
-        let ids = |mb: &Mailbox| mb.thread(b"t", 0, 0).iter().map(|e| e.env.id.ms).collect::<Vec<_>>();
+        let ids = |mb: &Mailbox| mb.thread(b"t", 0, 0).iter().map(|e| e.env.id().ms).collect::<Vec<_>>();
         assert_eq!(ids(&mb), vec![1, 2, 4]);
         assert_eq!(mb.thread(b"t", 2, 0).len(), 2);
         let leased = mb.lease(&[id(2)], 100);
@@ -1133,7 +1179,7 @@ mod tests {
     #[test]
     fn ranges() {
         let mut mb = mailbox_with(0, &[(1, 0, None), (2, 0, Some(5)), (3, 0, None), (4, 0, None)]);
-        let ids = |v: Vec<&Entry>| v.iter().map(|e| e.env.id).collect::<Vec<_>>();
+        let ids = |v: Vec<&Entry>| v.iter().map(|e| e.env.id()).collect::<Vec<_>>();
         assert_eq!(ids(mb.range(MessageId::MIN, MessageId::MAX, 0, 0)), vec![id(1), id(2), id(3), id(4)]);
         assert_eq!(ids(mb.range(MessageId::MIN, MessageId::MAX, 0, 5)), vec![id(1), id(3), id(4)]);
         assert_eq!(ids(mb.range(id(2), id(3), 0, 0)), vec![id(2), id(3)]);
@@ -1141,7 +1187,7 @@ mod tests {
         assert!(mb.range(id(3), id(2), 0, 0).is_empty());
         assert!(mb.range(MessageId::MAX, MessageId::MIN, 1, 0).is_empty());
         mb.kill(&[id(1), id(3), id(4)], DeadReason::MaxDeliveries, 0);
-        let dead = |v: Vec<&DeadLetter>| v.iter().map(|d| d.env.id).collect::<Vec<_>>();
+        let dead = |v: Vec<&DeadLetter>| v.iter().map(|d| d.env.id()).collect::<Vec<_>>();
         assert_eq!(dead(mb.dead_range(MessageId::MIN, MessageId::MAX, 0)), vec![id(1), id(3), id(4)]);
         assert_eq!(dead(mb.dead_range(id(2), MessageId::MAX, 1)), vec![id(3)]);
         assert!(mb.dead_range(id(4), id(1), 0).is_empty());
@@ -1214,7 +1260,7 @@ mod tests {
     /// Some ids: mostly known ones, some unknown, some repeated.
     fn pick_ids(rng: &mut XorShift, mb: &Mailbox) -> Vec<MessageId> {
         let known: Vec<MessageId> =
-            mb.entries().map(|e| e.env.id).chain(mb.dead_letters().map(|d| d.env.id)).collect();
+            mb.entries().map(|e| e.env.id()).chain(mb.dead_letters().map(|d| d.env.id())).collect();
         (0..rng.below(5))
             .map(|_| {
                 if known.is_empty() || rng.below(8) == 0 {
@@ -1230,8 +1276,8 @@ mod tests {
     fn expected_ready(mb: &Mailbox, now: u64) -> Vec<MessageId> {
         let mut ready: Vec<&Entry> =
             mb.entries().filter(|e| e.state == State::Ready && !e.env.is_expired(now)).collect();
-        ready.sort_by_key(|e| (Reverse(e.env.priority), e.env.id));
-        ready.iter().map(|e| e.env.id).collect()
+        ready.sort_by_key(|e| (std::cmp::Reverse(e.env.priority()), e.env.id()));
+        ready.iter().map(|e| e.env.id()).collect()
     }
 
     /// Loading what an RDB save writes gives the same mailbox.
@@ -1284,7 +1330,7 @@ mod tests {
                         } else {
                             None
                         };
-                        assert!(mb.push(Arc::new(e), dedup));
+                        assert!(mb.push(e, dedup));
                     }
                     3 => {
                         let want = expected_ready(&mb, now);
@@ -1297,7 +1343,7 @@ mod tests {
                     4 => {
                         let ids = mb.next_ready(rng.below(3) as usize, now);
                         let taken = mb.take(&ids);
-                        assert_eq!(taken.iter().map(|e| e.env.id).collect::<Vec<_>>(), ids);
+                        assert_eq!(taken.iter().map(|e| e.env.id()).collect::<Vec<_>>(), ids);
                     }
                     5 => {
                         let before: Vec<Option<u32>> =

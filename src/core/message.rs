@@ -8,22 +8,14 @@ use super::MessageId;
 /// What the sender sent plus what the server stamped. Never changes once stored;
 /// shared through `Arc` so one payload can serve many receivers of one key space.
 ///
-/// The variable-size fields live in one buffer (a flag byte for the optional
-/// fields present, then each field as a LEB128 length and its bytes): a message
-/// costs two allocations, this struct and the buffer, whatever it carries.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Envelope {
-    pub id: MessageId,
-    /// Master clock at send, in milliseconds.
-    pub ts: u64,
-    /// Absolute expiry in milliseconds, if the message has a TTL.
-    pub expires_at: Option<u64>,
-    /// 0 (lowest) to 9 (highest).
-    pub priority: u8,
-    /// The sender asked for a receipt (`CONFIRM`) when it is acked, dead-lettered or expires.
-    pub confirm: bool,
-    bytes: Box<[u8]>,
-}
+/// One allocation holds it all, `Arc`'s counters included: a flag byte, the
+/// priority, a byte saying which optional fields are present, the id's
+/// millisecond part (8 bytes, little-endian), then LEB128 varints for the id's
+/// sequence, `ts` and (if flagged) `expires_at`, then every field present as a
+/// LEB128 length and its bytes (`from`, `to`, `payload`, then the optional ones
+/// in `Parts::optional` order). Only `Envelope::new` writes it.
+#[repr(transparent)]
+pub struct Envelope([u8]);
 
 /// Everything an envelope holds, its variable-size fields borrowed: what
 /// `Envelope::new` takes and `Envelope::parts` gives back.
@@ -34,8 +26,11 @@ pub struct Parts<'a> {
     pub from: &'a [u8],
     /// The address it was sent to (a mailbox name for a direct message).
     pub to: &'a [u8],
+    /// Master clock at send, in milliseconds.
     pub ts: u64,
+    /// 0 (lowest) to 9 (highest).
     pub priority: u8,
+    /// Absolute expiry in milliseconds, if the message has a TTL.
     pub expires_at: Option<u64>,
     pub content_type: Option<&'a [u8]>,
     pub payload: &'a [u8],
@@ -46,6 +41,7 @@ pub struct Parts<'a> {
     pub reply_to: Option<&'a [u8]>,
     /// The trusted gateway that sent it on behalf of `from` (`AS`), if any.
     pub via: Option<&'a [u8]>,
+    /// The sender asked for a receipt (`CONFIRM`) when it is acked, dead-lettered or expires.
     pub confirm: bool,
 }
 
@@ -55,79 +51,156 @@ impl<'a> Parts<'a> {
     }
 }
 
-fn put_field(out: &mut Vec<u8>, field: &[u8]) {
-    let mut n = field.len() as u64;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(field);
+const FLAG_CONFIRM: u8 = 1;
+const FLAG_EXPIRES: u8 = 2;
+/// Bit of `thread` in the present byte (see `Parts::optional`).
+const PRESENT_THREAD: u8 = 1 << 2;
+/// Where the id's sequence starts: flags, priority, present, ms.
+const SEQ_AT: usize = 11;
+
+fn varint_len(n: u64) -> usize {
+    (u64::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
-/// The field at `*at` (written by `put_field`), moving `*at` past it.
-fn take_field<'a>(bytes: &'a [u8], at: &mut usize) -> &'a [u8] {
-    let mut len = 0usize;
-    let mut shift = 0;
-    while let Some(&b) = bytes.get(*at).filter(|_| shift < usize::BITS) {
-        *at += 1;
-        len |= usize::from(b & 0x7f) << shift;
-        shift += 7;
-        if b & 0x80 == 0 {
-            break;
+/// The varint at `*at`, moving `*at` past it (0 past the end: only `new` writes).
+#[inline]
+fn take_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    match bytes.get(*at) {
+        Some(&b) if b < 0x80 => {
+            *at += 1;
+            u64::from(b)
         }
+        _ => super::codec::take_varint(bytes, at).unwrap_or_default(),
     }
+}
+
+/// Fills a buffer of the exact size `Envelope::new` computed.
+struct Writer<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    fn varint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.bytes(&[(n as u8) | 0x80]);
+            n >>= 7;
+        }
+        self.bytes(&[n as u8]);
+    }
+}
+
+/// The field at `*at` (a varint length and its bytes), moving `*at` past it.
+fn take_field<'a>(bytes: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let len = usize::try_from(take_varint(bytes, at)).unwrap_or(usize::MAX);
     let start = (*at).min(bytes.len());
     *at = start.saturating_add(len).min(bytes.len());
     &bytes[start..*at]
 }
 
 impl Envelope {
-    pub fn new(parts: Parts<'_>) -> Envelope {
+    pub fn new(parts: Parts<'_>) -> Arc<Envelope> {
         let optional = parts.optional();
-        let fields =
-            || [parts.from, parts.to, parts.payload].into_iter().chain(optional.into_iter().flatten());
-        // Exactly the size written, so that the boxed slice keeps this allocation.
-        let stored = |f: &[u8]| f.len() + (usize::BITS - (f.len() | 1).leading_zeros()).div_ceil(7) as usize;
-        let mut bytes = Vec::with_capacity(1 + fields().map(stored).sum::<usize>());
-        let present =
-            optional.iter().enumerate().fold(0u8, |bits, (i, f)| bits | (u8::from(f.is_some()) << i));
-        bytes.push(present);
-        for field in fields() {
-            put_field(&mut bytes, field);
+        let fields = [parts.from, parts.to, parts.payload].into_iter().chain(optional.into_iter().flatten());
+        let size = 3
+            + 8
+            + varint_len(parts.id.seq)
+            + varint_len(parts.ts)
+            + parts.expires_at.map_or(0, varint_len)
+            + fields.clone().map(|f| f.len() + varint_len(f.len() as u64)).sum::<usize>();
+        // Written in place: the one allocation, no copy. (A new `Arc` is unique.)
+        // SAFETY: all zeros is a valid `[u8]`.
+        let mut shared: Arc<[u8]> = unsafe { Arc::<[u8]>::new_zeroed_slice(size).assume_init() };
+        if let Some(out) = Arc::get_mut(&mut shared) {
+            let mut w = Writer { out, at: 0 };
+            let flags = (u8::from(parts.confirm) * FLAG_CONFIRM)
+                | (u8::from(parts.expires_at.is_some()) * FLAG_EXPIRES);
+            let present =
+                optional.iter().enumerate().fold(0u8, |bits, (i, f)| bits | (u8::from(f.is_some()) << i));
+            w.bytes(&[flags, parts.priority, present]);
+            w.bytes(&parts.id.ms.to_le_bytes());
+            w.varint(parts.id.seq);
+            w.varint(parts.ts);
+            if let Some(at) = parts.expires_at {
+                w.varint(at);
+            }
+            for field in fields {
+                w.varint(field.len() as u64);
+                w.bytes(field);
+            }
+            debug_assert_eq!(w.at, size);
         }
-        debug_assert_eq!(bytes.len(), bytes.capacity());
-        Envelope {
-            id: parts.id,
-            ts: parts.ts,
-            expires_at: parts.expires_at,
-            priority: parts.priority,
-            confirm: parts.confirm,
-            bytes: bytes.into_boxed_slice(),
+        // SAFETY: `Envelope` is `repr(transparent)` over `[u8]`, so `ArcInner<[u8]>`
+        // and `ArcInner<Envelope>` have one layout and the pointer's length carries over.
+        unsafe { Arc::from_raw(Arc::into_raw(shared) as *const Envelope) }
+    }
+
+    fn byte(&self, i: usize) -> u8 {
+        self.0.get(i).copied().unwrap_or(0)
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.byte(1)
+    }
+
+    pub fn confirm(&self) -> bool {
+        self.byte(0) & FLAG_CONFIRM != 0
+    }
+
+    pub fn id(&self) -> MessageId {
+        let ms = self.0.get(3..SEQ_AT).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+        let mut at = SEQ_AT;
+        MessageId { ms, seq: take_varint(&self.0, &mut at) }
+    }
+
+    /// `(ts, expires_at, where the fields start)`.
+    fn tail(&self) -> (u64, Option<u64>, usize) {
+        let mut at = SEQ_AT;
+        take_varint(&self.0, &mut at);
+        let ts = take_varint(&self.0, &mut at);
+        let expires_at = (self.byte(0) & FLAG_EXPIRES != 0).then(|| take_varint(&self.0, &mut at));
+        (ts, expires_at, at)
+    }
+
+    /// Master clock at send, in milliseconds.
+    pub fn ts(&self) -> u64 {
+        self.tail().0
+    }
+
+    /// Absolute expiry in milliseconds, if the message has a TTL.
+    pub fn expires_at(&self) -> Option<u64> {
+        if self.byte(0) & FLAG_EXPIRES == 0 {
+            return None;
         }
+        self.tail().1
     }
 
     /// Every field, borrowed.
     pub fn parts(&self) -> Parts<'_> {
-        let mut at = 1;
-        let from = take_field(&self.bytes, &mut at);
-        let to = take_field(&self.bytes, &mut at);
-        let payload = take_field(&self.bytes, &mut at);
-        let present = self.bytes.first().copied().unwrap_or(0);
+        let (ts, expires_at, mut at) = self.tail();
+        let from = take_field(&self.0, &mut at);
+        let to = take_field(&self.0, &mut at);
+        let payload = take_field(&self.0, &mut at);
+        let present = self.byte(2);
         let mut optional = [None; 6];
         for (i, slot) in optional.iter_mut().enumerate() {
             if present & (1 << i) != 0 {
-                *slot = Some(take_field(&self.bytes, &mut at));
+                *slot = Some(take_field(&self.0, &mut at));
             }
         }
         let [content_type, meta, thread, correlation, reply_to, via] = optional;
         Parts {
-            id: self.id,
+            id: self.id(),
             from,
             to,
-            ts: self.ts,
-            priority: self.priority,
-            expires_at: self.expires_at,
+            ts,
+            priority: self.priority(),
+            expires_at,
             content_type,
             payload,
             meta,
@@ -135,30 +208,34 @@ impl Envelope {
             correlation,
             reply_to,
             via,
-            confirm: self.confirm,
+            confirm: self.confirm(),
         }
     }
 
+    /// The n-th of `from`, `to`, `payload`.
+    fn field(&self, n: usize) -> &[u8] {
+        let mut at = self.tail().2;
+        for _ in 0..n {
+            take_field(&self.0, &mut at);
+        }
+        take_field(&self.0, &mut at)
+    }
+
     pub fn from(&self) -> &[u8] {
-        take_field(&self.bytes, &mut 1)
+        self.field(0)
     }
 
     pub fn to(&self) -> &[u8] {
-        let mut at = 1;
-        take_field(&self.bytes, &mut at);
-        take_field(&self.bytes, &mut at)
+        self.field(1)
     }
 
     pub fn payload(&self) -> &[u8] {
-        let mut at = 1;
-        take_field(&self.bytes, &mut at);
-        take_field(&self.bytes, &mut at);
-        take_field(&self.bytes, &mut at)
+        self.field(2)
     }
 
     pub fn thread(&self) -> Option<&[u8]> {
-        // Bit 2: see `Parts::optional`. Most messages have no thread: no walk.
-        if self.bytes.first().is_some_and(|present| present & (1 << 2) != 0) {
+        // Most messages have no thread: no walk.
+        if self.byte(2) & PRESENT_THREAD != 0 {
             self.parts().thread
         } else {
             None
@@ -167,17 +244,25 @@ impl Envelope {
 
     /// Bytes of variable-size content, for stats and `MEMORY USAGE`.
     pub fn content_bytes(&self) -> usize {
-        let (mut at, mut sum) = (1, 0);
-        while at < self.bytes.len() {
-            sum += take_field(&self.bytes, &mut at).len();
+        let (mut at, mut sum) = (self.tail().2, 0);
+        while at < self.0.len() {
+            sum += take_field(&self.0, &mut at).len();
         }
         sum
     }
 
     pub fn is_expired(&self, now: u64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+        self.expires_at().is_some_and(|at| at <= now)
     }
 }
+
+impl PartialEq for Envelope {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Envelope {}
 
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

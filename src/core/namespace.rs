@@ -75,7 +75,7 @@ impl Filter {
 
     pub fn admits(&self, env: &Envelope) -> bool {
         let parts = env.parts();
-        self.admits_parts(parts.from, env.priority, parts.content_type)
+        self.admits_parts(parts.from, env.priority(), parts.content_type)
     }
 
     pub fn admits_parts(&self, from: &[u8], priority: u8, content_type: Option<&[u8]>) -> bool {
