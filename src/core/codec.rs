@@ -6,12 +6,16 @@
 //! varints (LEB128, at most 10 bytes); byte strings are a varint length then the
 //! bytes; an optional field is a 0/1 byte then the value.
 //!
-//! - envelope: id.ms, id.seq, from, to, ts, priority (one byte, 0..=9),
-//!   expires_at (optional integer), content_type (optional), payload, meta,
-//!   thread, correlation, reply_to (all three optional).
-//! - entry: FORMAT, the envelope's fields, deliveries, state (one byte: 0 ready,
+//! - envelope, format 4: its stored bytes as one byte string, exactly as
+//!   `Envelope::as_bytes` gives them (see `message.rs`), checked whole by
+//!   `Envelope::from_bytes`: saving and loading copy it, nothing more.
+//! - envelope, formats 1 to 3 (still read): id.ms, id.seq, from, to, ts, priority
+//!   (one byte, 0..=9), expires_at (optional integer), content_type (optional),
+//!   payload, meta, thread, correlation, reply_to (all three optional), then from
+//!   format 2 `via` (optional), from format 3 a flags byte.
+//! - entry: FORMAT, the envelope, deliveries, state (one byte: 0 ready,
 //!   1 leased then `until`, 2 delayed then `until`).
-//! - dead letter: FORMAT, the envelope's fields, deliveries, reason code (one
+//! - dead letter: FORMAT, the envelope, deliveries, reason code (one
 //!   byte), at.
 //! - settings: FORMAT, maxlen, ttl_ms, lease_ms (>= 1), max_deliveries (fits
 //!   u32), dedup_window_ms.
@@ -21,15 +25,18 @@ use std::sync::Arc;
 use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Overflow, Parts, Settings, State};
 
 /// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
-/// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`).
-pub const FORMAT: u8 = 3;
+/// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`); 4 stores the
+/// envelope as its in-memory bytes.
+pub const FORMAT: u8 = 4;
+/// The last format whose envelope is a list of fields.
+const FIELDS_FORMAT: u8 = 3;
 
 const FLAG_CONFIRM: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
 
-const MAX_PRIORITY: u8 = 9;
+use super::message::MAX_PRIORITY;
 
 const STATE_READY: u8 = 0;
 const STATE_LEASED: u8 = 1;
@@ -37,13 +44,13 @@ const STATE_DELAYED: u8 = 2;
 
 pub fn encode_envelope(env: &Envelope, out: &mut Vec<u8>) {
     out.push(FORMAT);
-    put_envelope_fields(env, out);
+    put_bytes(out, env.as_bytes());
 }
 
 pub fn decode_envelope(bytes: &[u8]) -> Result<Arc<Envelope>, DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
-    let env = r.envelope_fields()?;
+    let env = r.envelope()?;
     r.finish()?;
     Ok(env)
 }
@@ -51,7 +58,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Arc<Envelope>, DecodeError> {
 /// An entry: its envelope followed by deliveries and state.
 pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     out.push(FORMAT);
-    put_envelope_fields(&entry.env, out);
+    put_bytes(out, entry.env.as_bytes());
     put_varint(out, u64::from(entry.deliveries));
     match entry.state {
         State::Ready => out.push(STATE_READY),
@@ -69,7 +76,7 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
-    let env = r.envelope_fields()?;
+    let env = r.envelope()?;
     let deliveries = r.u32("deliveries out of range")?;
     let state = match r.byte()? {
         STATE_READY => State::Ready,
@@ -83,7 +90,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
 
 pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
     out.push(FORMAT);
-    put_envelope_fields(&dead.env, out);
+    put_bytes(out, dead.env.as_bytes());
     put_varint(out, u64::from(dead.deliveries));
     out.push(dead.reason.code());
     put_varint(out, dead.at);
@@ -92,7 +99,7 @@ pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
 pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
-    let env = r.envelope_fields()?;
+    let env = r.envelope()?;
     let deliveries = r.u32("deliveries out of range")?;
     let reason = DeadReason::from_code(r.byte()?).ok_or(DecodeError("unknown dead reason"))?;
     let at = r.varint()?;
@@ -132,6 +139,8 @@ pub fn decode_settings(bytes: &[u8]) -> Result<Settings, DecodeError> {
 
 // ---- writing -----------------------------------------------------------
 
+/// An envelope in the field layout of format 3 (tests of the old formats' decoding).
+#[cfg(test)]
 fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
     let env = env.parts();
     put_varint(out, env.id.ms);
@@ -197,6 +206,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+#[cfg(test)]
 fn put_opt_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         None => out.push(0),
@@ -283,6 +293,14 @@ impl<'a> Reader<'a> {
             self.varint().map(Some)
         } else {
             Ok(None)
+        }
+    }
+
+    fn envelope(&mut self) -> Result<Arc<Envelope>, DecodeError> {
+        if self.format > FIELDS_FORMAT {
+            Envelope::from_bytes(self.bytes()?).ok_or(DecodeError("malformed envelope"))
+        } else {
+            self.envelope_fields()
         }
     }
 
@@ -616,7 +634,7 @@ mod tests {
     #[test]
     fn wrong_format_byte_is_an_error() {
         for (blob, decodes) in sample_blobs() {
-            for format in [0u8, 4, 0xFF] {
+            for format in [0u8, FORMAT + 1, 0xFF] {
                 let mut other = blob.clone();
                 other[0] = format;
                 assert!(!decodes(&other));
@@ -657,10 +675,49 @@ mod tests {
         }
     }
 
-    /// `bare_envelope` encoded by hand, with another priority. Byte 7 is the
-    /// `expires_at` flag.
+    /// `bare_envelope` encoded by hand in format 3, with another priority. Byte 7
+    /// is the `expires_at` flag.
     fn hand_envelope(priority: u8) -> Vec<u8> {
-        vec![FORMAT, 0, 0, 0, 0, 0, priority, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        vec![FIELDS_FORMAT, 0, 0, 0, 0, 0, priority, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// Blobs of formats 1 to 3 (the envelope as a list of fields) still decode to
+    /// the same envelope.
+    #[test]
+    fn field_formats_still_decode() {
+        for env in envelopes() {
+            let mut blob = vec![FIELDS_FORMAT];
+            put_envelope_fields(&env, &mut blob);
+            assert_eq!(decode_envelope(&blob), Ok(env.clone()));
+            let mut entry = vec![FIELDS_FORMAT];
+            put_envelope_fields(&env, &mut entry);
+            entry.extend([2, STATE_LEASED, 7]);
+            let decoded = decode_entry(&entry).expect("a format 3 entry");
+            assert_eq!(
+                (decoded.env, decoded.deliveries, decoded.state),
+                (env, 2, State::Leased { until: 7 })
+            );
+        }
+    }
+
+    /// Format 4 takes the stored bytes only when they are exactly an envelope's.
+    #[test]
+    fn stored_bytes_are_checked_whole() {
+        for env in envelopes() {
+            let raw = env.as_bytes();
+            assert_eq!(Envelope::from_bytes(raw), Some(env.clone()));
+            for cut in 0..raw.len() {
+                assert!(Envelope::from_bytes(&raw[..cut]).is_none(), "cut at {cut}");
+            }
+            let mut longer = raw.to_vec();
+            longer.push(0);
+            assert!(Envelope::from_bytes(&longer).is_none());
+            for (at, bad) in [(0, 4u8), (1, 10), (2, 0x40)] {
+                let mut wrong = raw.to_vec();
+                wrong[at] = bad;
+                assert!(Envelope::from_bytes(&wrong).is_none(), "byte {at} = {bad}");
+            }
+        }
     }
 
     #[test]
@@ -676,13 +733,18 @@ mod tests {
         assert_eq!(decode_envelope(&bad_flag), Err(DecodeError("bad optional flag")));
 
         // A huge claimed length must fail before any allocation.
-        let mut huge = vec![FORMAT, 0, 0];
+        let mut huge = vec![FIELDS_FORMAT, 0, 0];
         huge.extend(varint_of(u64::MAX));
         huge.extend_from_slice(b"abc");
         assert_eq!(decode_envelope(&huge), Err(DecodeError("length past the end")));
-        let mut just_over = vec![FORMAT, 0, 0, 4];
+        let mut just_over = vec![FIELDS_FORMAT, 0, 0, 4];
         just_over.extend_from_slice(b"abc");
         assert_eq!(decode_envelope(&just_over), Err(DecodeError("length past the end")));
+        // Format 4: the stored bytes' length is checked the same way.
+        let mut huge = vec![FORMAT];
+        huge.extend(varint_of(u64::MAX));
+        huge.extend_from_slice(b"abc");
+        assert_eq!(decode_envelope(&huge), Err(DecodeError("length past the end")));
     }
 
     #[test]
@@ -743,7 +805,7 @@ mod tests {
         over.extend(varint_of(u64::from(u32::MAX) + 1));
         over.extend([0, 0]);
         assert_eq!(decode_settings(&over), Err(DecodeError("max_deliveries out of range")));
-        assert_eq!(decode_settings(&[4, 0, 0, 1, 0, 0, 0]), Err(DecodeError("unknown format")));
+        assert_eq!(decode_settings(&[FORMAT + 1, 0, 0, 1, 0, 0, 0]), Err(DecodeError("unknown format")));
         assert_eq!(decode_settings(&[]), Err(DecodeError("truncated")));
     }
 

@@ -122,6 +122,9 @@ pub struct Mailbox {
     dedup_key_bytes: u64,
     /// Held messages by thread id, for `MAILBOX.THREAD`.
     threads: HashMap<Vec<u8>, BTreeSet<MessageId>>,
+    /// The highest id ever held or dead here (unlike `last_id`, never set from
+    /// outside): no id above it is known.
+    max_stored: MessageId,
     /// Not data: see `PushHint`.
     pub push_hint: PushHint,
 }
@@ -215,6 +218,7 @@ impl Mailbox {
             leased: 0,
             dedup_key_bytes: 0,
             threads: HashMap::new(),
+            max_stored: MessageId::MIN,
             push_hint: PushHint::default(),
         }
     }
@@ -625,17 +629,20 @@ impl Mailbox {
 
     /// Whether this id is held or dead here.
     fn knows(&self, id: &MessageId) -> bool {
-        self.entries.contains_key(id) || self.dead.contains_key(id)
+        // Ids only grow: one past every id ever stored here needs no lookup.
+        *id <= self.max_stored && (self.entries.contains_key(id) || self.dead.contains_key(id))
     }
 
     fn is_ready(&self, id: &MessageId) -> bool {
         self.entries.get(id).is_some_and(|e| e.state == State::Ready)
     }
 
+    /// Raises `last_id` and `max_stored` to a stored `id`.
     fn raise_last_id(&mut self, id: MessageId) {
         if id > self.last_id {
             self.last_id = id;
         }
+        self.max_stored = self.max_stored.max(id);
     }
 
     /// Remembers `key` for `id` until `until`, replacing an earlier window for it.

@@ -51,6 +51,8 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// The highest priority.
+pub const MAX_PRIORITY: u8 = 9;
 const FLAG_CONFIRM: u8 = 1;
 const FLAG_EXPIRES: u8 = 2;
 /// Bit of `thread` in the present byte (see `Parts::optional`).
@@ -135,9 +137,41 @@ impl Envelope {
             }
             debug_assert_eq!(w.at, size);
         }
+        Self::shared(shared)
+    }
+
+    /// The bytes an envelope is stored as (what `from_bytes` takes back).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The envelope `bytes` hold, if they are exactly what `as_bytes` gives for some
+    /// envelope: known flags, a priority of at most 9, well-formed varints, every
+    /// field inside and nothing after the last one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Arc<Envelope>> {
+        let (&flags, &priority, &present) = (bytes.first()?, bytes.get(1)?, bytes.get(2)?);
+        if flags & !(FLAG_CONFIRM | FLAG_EXPIRES) != 0 || priority > MAX_PRIORITY || present >> 6 != 0 {
+            return None;
+        }
+        let mut at = SEQ_AT;
+        if bytes.len() < at {
+            return None;
+        }
+        let varints = if flags & FLAG_EXPIRES != 0 { 3 } else { 2 };
+        for _ in 0..varints {
+            super::codec::take_varint(bytes, &mut at)?;
+        }
+        for _ in 0..3 + present.count_ones() {
+            let len = usize::try_from(super::codec::take_varint(bytes, &mut at)?).ok()?;
+            at = at.checked_add(len).filter(|&end| end <= bytes.len())?;
+        }
+        (at == bytes.len()).then(|| Self::shared(Arc::from(bytes)))
+    }
+
+    fn shared(bytes: Arc<[u8]>) -> Arc<Envelope> {
         // SAFETY: `Envelope` is `repr(transparent)` over `[u8]`, so `ArcInner<[u8]>`
         // and `ArcInner<Envelope>` have one layout and the pointer's length carries over.
-        unsafe { Arc::from_raw(Arc::into_raw(shared) as *const Envelope) }
+        unsafe { Arc::from_raw(Arc::into_raw(bytes) as *const Envelope) }
     }
 
     fn byte(&self, i: usize) -> u8 {
