@@ -121,6 +121,10 @@ pub fn tracked<R>(mailbox: &mut Mailbox, change: impl FnOnce(&mut Mailbox) -> R)
 pub trait RdbIn {
     fn unsigned(&mut self) -> Option<u64>;
     fn buffer(&mut self) -> Option<Vec<u8>>;
+    /// The next buffer, lent to `read` (no copy where the source allows it).
+    fn with_buffer<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.buffer().map(|b| read(&b))
+    }
     /// The name of the key being loaded, where the server tells it.
     fn key_name(&self) -> Option<Vec<u8>> {
         None
@@ -228,18 +232,20 @@ fn save_batches<'a, T: 'a>(
 fn load_batches(input: &mut impl RdbIn, count: u64, mut take: impl FnMut(&[u8]) -> Option<()>) -> Option<()> {
     let mut left = count;
     while left > 0 {
-        let batch = input.buffer()?;
-        if batch.is_empty() {
-            return None;
-        }
-        let mut at = 0;
-        while at < batch.len() {
-            let len = codec::take_varint(&batch, &mut at)?;
-            let end = at.checked_add(usize::try_from(len).ok()?).filter(|&end| end <= batch.len())?;
-            left = left.checked_sub(1)?;
-            take(&batch[at..end])?;
-            at = end;
-        }
+        input.with_buffer(|batch| {
+            if batch.is_empty() {
+                return None;
+            }
+            let mut at = 0;
+            while at < batch.len() {
+                let len = codec::take_varint(batch, &mut at)?;
+                let end = at.checked_add(usize::try_from(len).ok()?).filter(|&end| end <= batch.len())?;
+                left = left.checked_sub(1)?;
+                take(&batch[at..end])?;
+                at = end;
+            }
+            Some(())
+        })??;
     }
     Some(())
 }

@@ -20,6 +20,10 @@ impl RdbIn for RdbReader {
         raw::load_string_buffer(self.0).ok().map(|b| b.as_ref().to_vec())
     }
 
+    fn with_buffer<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        raw::load_string_buffer(self.0).ok().map(|b| read(b.as_ref()))
+    }
+
     fn key_name(&self) -> Option<Vec<u8>> {
         let get = unsafe { raw::RedisModule_GetKeyNameFromIO }?;
         let name = unsafe { get(self.0) };

@@ -98,6 +98,7 @@ impl Writer<'_> {
 }
 
 /// The field at `*at` (a varint length and its bytes), moving `*at` past it.
+#[inline]
 fn take_field<'a>(bytes: &'a [u8], at: &mut usize) -> &'a [u8] {
     let len = usize::try_from(take_varint(bytes, at)).unwrap_or(usize::MAX);
     let start = (*at).min(bytes.len());
@@ -193,6 +194,7 @@ impl Envelope {
     }
 
     /// `(ts, expires_at, where the fields start)`.
+    #[inline]
     fn tail(&self) -> (u64, Option<u64>, usize) {
         let mut at = SEQ_AT;
         take_varint(&self.0, &mut at);
