@@ -371,14 +371,8 @@ mod tests {
                 ts: 100 + i,
                 priority: (i % 3) as u8,
                 expires_at: if i == 5 { Some(10_000) } else { None },
-                content_type: None,
                 payload: &[i as u8; 10],
-                meta: None,
-                thread: None,
-                correlation: None,
-                reply_to: None,
-                via: None,
-                confirm: false,
+                ..Parts::default()
             });
             let dedup = (i == 2).then(|| (b"d".to_vec(), 600));
             assert!(mb.push(env, dedup));

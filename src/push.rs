@@ -179,18 +179,8 @@ fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
 }
 
 /// Appends `n` in decimal without going through `fmt`.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(crate::core::id::decimal(n, &mut [0; 20]));
 }
 
 /// Standard base64 with padding (RFC 4648).

@@ -189,16 +189,8 @@ mod tests {
             from: b"alice",
             to: b"bob",
             ts: 7,
-            priority: 0,
-            expires_at: None,
-            content_type: None,
-            payload: b"",
-            meta: None,
-            thread: None,
-            correlation: None,
-            reply_to: None,
-            via: None,
             confirm: true,
+            ..Parts::default()
         });
         let v: serde_json::Value =
             serde_json::from_slice(&payload(&env, Outcome::Dead, b"bob", b"bob", 99, Some("maxdeliveries")))

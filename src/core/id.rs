@@ -59,26 +59,30 @@ fn parse_u64(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-impl MessageId {
-    /// The id as text (`<ms>-<seq>`), written by hand into `buf`: every send
-    /// replies with an id.
-    pub fn text(self, buf: &mut [u8; 41]) -> &[u8] {
-        let mut at = buf.len();
-        for (i, mut n) in [self.seq, self.ms].into_iter().enumerate() {
-            loop {
-                at -= 1;
-                buf[at] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            if i == 0 {
-                at -= 1;
-                buf[at] = b'-';
-            }
+/// `n` in decimal, written by hand into `buf` (no `fmt`: this runs on every send).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        &buf[at..]
+    }
+    &buf[at..]
+}
+
+impl MessageId {
+    /// The id as text (`<ms>-<seq>`), written into `buf`.
+    pub fn text(self, buf: &mut [u8; 41]) -> &[u8] {
+        let (mut ms, mut seq) = ([0; 20], [0; 20]);
+        let (ms, seq) = (decimal(self.ms, &mut ms), decimal(self.seq, &mut seq));
+        let len = ms.len() + 1 + seq.len();
+        buf[..ms.len()].copy_from_slice(ms);
+        buf[ms.len()] = b'-';
+        buf[ms.len() + 1..len].copy_from_slice(seq);
+        &buf[..len]
     }
 }
 

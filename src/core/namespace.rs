@@ -370,15 +370,8 @@ mod tests {
                 to: b"x.y",
                 ts: 1,
                 priority,
-                expires_at: None,
                 content_type: ct.map(str::as_bytes),
-                payload: b"",
-                meta: None,
-                thread: None,
-                correlation: None,
-                reply_to: None,
-                via: None,
-                confirm: false,
+                ..Parts::default()
             })
         };
         let mut ns = Namespace::new();
