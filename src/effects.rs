@@ -74,10 +74,10 @@ impl Effect {
             name.as_bytes().to_vec()
         }
         fn num(n: u64) -> Vec<u8> {
-            n.to_string().into_bytes()
+            crate::core::id::decimal(n, &mut [0; 20]).to_vec()
         }
         fn with_ids(mut head: Vec<Vec<u8>>, ids: &[MessageId]) -> Vec<Vec<u8>> {
-            head.extend(ids.iter().map(|id| id.to_string().into_bytes()));
+            head.extend(ids.iter().map(|id| id.text(&mut [0; 41]).to_vec()));
             head
         }
         match self {

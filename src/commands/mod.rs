@@ -221,42 +221,47 @@ pub fn reply_null_array(ctx: &Context) {
 /// A message as `[id, [field, value, ...]]`, fields as the README lists them,
 /// followed by `extra` fields.
 pub fn reply_message(ctx: &Context, env: &Envelope, deliveries: u32, extra: &[(&str, Vec<u8>)]) {
-    let num = |n: u64| n.to_string().into_bytes();
+    use crate::core::id::decimal;
     let env = env.parts();
-    let mut fields: Vec<(&str, std::borrow::Cow<[u8]>)> = vec![
-        ("from", env.from.into()),
-        ("to", env.to.into()),
-        ("ts", num(env.ts).into()),
-        ("priority", num(u64::from(env.priority)).into()),
-    ];
-    if let Some(t) = env.content_type {
-        fields.push(("type", t.into()));
-    }
-    fields.push(("payload", env.payload.into()));
-    for (name, value) in [
+    let optional = [
         ("meta", env.meta),
         ("thread", env.thread),
         ("correlation", env.correlation),
         ("reply_to", env.reply_to),
         ("via", env.via),
-    ] {
+    ];
+    // from, to, ts, priority, payload, deliveries; then what is present.
+    let pairs = 6
+        + usize::from(env.content_type.is_some())
+        + optional.iter().filter(|(_, v)| v.is_some()).count()
+        + usize::from(env.expires_at.is_some())
+        + extra.len();
+    let pair = |name: &str, value: &[u8]| {
+        reply_bulk(ctx, name.as_bytes());
+        reply_bulk(ctx, value);
+    };
+    reply_array(ctx, 2);
+    reply_bulk(ctx, env.id.text(&mut [0; 41]));
+    reply_array(ctx, pairs * 2);
+    pair("from", env.from);
+    pair("to", env.to);
+    pair("ts", decimal(env.ts, &mut [0; 20]));
+    pair("priority", decimal(u64::from(env.priority), &mut [0; 20]));
+    if let Some(t) = env.content_type {
+        pair("type", t);
+    }
+    pair("payload", env.payload);
+    for (name, value) in optional {
         if let Some(v) = value {
-            fields.push((name, v.into()));
+            pair(name, v);
         }
     }
     if let Some(at) = env.expires_at {
-        fields.push(("expires", num(at).into()));
+        pair("expires", decimal(at, &mut [0; 20]));
     }
-    fields.push(("deliveries", num(u64::from(deliveries)).into()));
+    pair("deliveries", decimal(u64::from(deliveries), &mut [0; 20]));
     for (name, value) in extra {
-        fields.push((name, value.as_slice().into()));
-    }
-    reply_array(ctx, 2);
-    reply_bulk(ctx, env.id.to_string().as_bytes());
-    reply_array(ctx, fields.len() * 2);
-    for (name, value) in &fields {
-        reply_bulk(ctx, name.as_bytes());
-        reply_bulk(ctx, value);
+        pair(name, value);
     }
 }
 
