@@ -223,7 +223,7 @@ pub fn announce(ctx: &Context, key_name: &RedisString, mailbox: &Mailbox, env: &
     stats::SENT.incr();
     notify(ctx, c"mailbox.send", key_name);
     signal_ready(ctx, key_name);
-    push::publish(ctx, key_name.as_slice(), &mailbox.push_hint, env);
+    push::publish(ctx, key_name.as_slice(), &mailbox.hints, env);
     reschedule(ctx, key_name, mailbox);
 }
 

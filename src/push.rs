@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redis_module::{raw, Context, ContextFlags};
 
 use crate::config;
-use crate::core::mailbox::PushHint;
+use crate::core::mailbox::Hints;
 use crate::core::Envelope;
 use crate::stats;
 
@@ -209,18 +209,18 @@ pub fn channel(mailbox: &[u8]) -> Vec<u8> {
 }
 
 /// Publishes a delivery on the mailbox's channel, unless pushing is off or the
-/// mailbox's `hint` says nobody listened at the current epoch.
-pub fn publish(ctx: &Context, mailbox: &[u8], hint: &PushHint, env: &Envelope) {
+/// mailbox's hints say nobody listened at the current epoch.
+pub fn publish(ctx: &Context, mailbox: &[u8], hints: &Hints, env: &Envelope) {
     if !config::push_enabled() {
         return;
     }
     let epoch = LISTEN_EPOCH.load(Ordering::Relaxed);
-    if hint.0.get() == epoch {
+    if hints.push_quiet.get() == epoch {
         stats::PUSHES_SKIPPED.incr();
         return;
     }
     if push_now(ctx, mailbox, env) == 0 && may_remember_quiet(ctx) {
-        hint.0.set(epoch);
+        hints.push_quiet.set(epoch);
     }
 }
 

@@ -3,7 +3,9 @@
 //! timer visits the ones that are due. The schedule is a cache: it is rebuilt from
 //! the keys after a load, a promotion, a flush or a `SWAPDB`, and keys that move
 //! (`RENAME`, `MOVE`, `COPY`, `RESTORE`) are looked at again, so nothing depends
-//! on it being complete except the promptness of expiry.
+//! on it being complete except the promptness of expiry. Each mailbox remembers
+//! the deadline it last gave (`Hints::scheduled`), so an unchanged one costs
+//! nothing; a visit and a rebuild always set the schedule and that hint together.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::raw::c_int;
@@ -133,7 +135,11 @@ fn tick(ctx: &Context, _: ()) {
         let key = ctx.open_key_writable(&key_name);
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
             commands::sweep(ctx, &key_name, mailbox, now);
-            schedule(ctx, &name, mailbox.next_deadline());
+            // Always told: this visit took the key out of the schedule, and the key
+            // may have come from another name or db with the same deadline.
+            let deadline = mailbox.next_deadline();
+            schedule(ctx, &name, deadline);
+            mailbox.hints.scheduled.set(Some(deadline));
             // A mailbox that arrived by RENAME, MOVE, COPY or RESTORE joins its namespace's
             // list (for BROADCAST) here; for the others this is a lookup.
             let _ = crate::delivery::register(ctx, &name);
@@ -157,7 +163,9 @@ fn rebuild(ctx: &Context) {
         let mut found: Vec<(Vec<u8>, u64)> = Vec::new();
         let collect = |_: &Context, name: &RedisString, key: Option<&redis_module::key::RedisKey>| {
             if let Some(Ok(Some(mailbox))) = key.map(|k| k.get_value::<Mailbox>(&MAILBOX_TYPE)) {
-                if let Some(at) = mailbox.next_deadline() {
+                let deadline = mailbox.next_deadline();
+                mailbox.hints.scheduled.set(Some(deadline));
+                if let Some(at) = deadline {
                     found.push((name.as_slice().to_vec(), at));
                 }
             }

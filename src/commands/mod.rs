@@ -195,7 +195,13 @@ pub fn sweep(ctx: &Context, key: &RedisString, mailbox: &mut Mailbox, now: u64) 
 
 /// Tells the sweeper when this mailbox next needs attention.
 pub fn reschedule(ctx: &Context, key: &RedisString, mailbox: &Mailbox) {
-    sweeper::schedule(ctx, key.as_slice(), mailbox.next_deadline());
+    let deadline = mailbox.next_deadline();
+    // The sweeper has it already (the tick and a rebuild keep this hint true).
+    if mailbox.hints.scheduled.get() == Some(deadline) {
+        return;
+    }
+    sweeper::schedule(ctx, key.as_slice(), deadline);
+    mailbox.hints.scheduled.set(Some(deadline));
 }
 
 // ---- replies -----------------------------------------------------------

@@ -125,19 +125,26 @@ pub struct Mailbox {
     /// The highest id ever held or dead here (unlike `last_id`, never set from
     /// outside): no id above it is known.
     max_stored: MessageId,
-    /// Not data: see `PushHint`.
-    pub push_hint: PushHint,
+    /// Not data: see `Hints`.
+    pub hints: Hints,
 }
 
-/// What the server last learnt about listeners on this mailbox's push channel:
-/// the listen epoch (see `push.rs`) at which a push found nobody, or 0. Runtime
-/// only: never saved, digested nor copied (a copy starts from 0, "unknown").
+/// What the server last learnt about this mailbox, to skip work that would
+/// change nothing. Runtime only: never saved, digested nor copied (a copy starts
+/// from "unknown").
 #[derive(Debug, Default)]
-pub struct PushHint(pub std::cell::Cell<u64>);
+pub struct Hints {
+    /// The listen epoch (see `push.rs`) at which a push to this mailbox found
+    /// nobody listening, or 0.
+    pub push_quiet: std::cell::Cell<u64>,
+    /// The deadline last given to the sweeper for this mailbox (see `sweeper.rs`),
+    /// `None` when unknown.
+    pub scheduled: std::cell::Cell<Option<Option<u64>>>,
+}
 
-impl Clone for PushHint {
+impl Clone for Hints {
     fn clone(&self) -> Self {
-        PushHint::default()
+        Hints::default()
     }
 }
 
@@ -219,7 +226,7 @@ impl Mailbox {
             dedup_key_bytes: 0,
             threads: HashMap::new(),
             max_stored: MessageId::MIN,
-            push_hint: PushHint::default(),
+            hints: Hints::default(),
         }
     }
 
