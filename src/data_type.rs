@@ -193,9 +193,9 @@ pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
     out.unsigned(mailbox.last_id.ms);
     out.unsigned(mailbox.last_id.seq);
     out.unsigned(mailbox.len() as u64);
-    save_batches(out, mailbox.entries(), codec::encode_entry);
+    save_batches(out, mailbox.entries(), codec::encode_entry, codec::entry_len);
     out.unsigned(mailbox.counts().dead);
-    save_batches(out, mailbox.dead_letters(), codec::encode_dead);
+    save_batches(out, mailbox.dead_letters(), codec::encode_dead, codec::dead_len);
     out.unsigned(mailbox.counts().dedup_keys);
     for (key, id, until) in mailbox.dedup_entries() {
         out.buffer(key);
@@ -209,13 +209,16 @@ fn save_batches<'a, T: 'a>(
     out: &mut impl RdbOut,
     items: impl Iterator<Item = &'a T>,
     encode: fn(&T, &mut Vec<u8>),
+    encoded_len: fn(&T) -> usize,
 ) {
-    let (mut batch, mut blob) = (Vec::new(), Vec::new());
+    let mut batch = Vec::new();
     for item in items {
-        blob.clear();
-        encode(item, &mut blob);
-        codec::put_varint(&mut batch, blob.len() as u64);
-        batch.extend_from_slice(&blob);
+        // The length first, then the blob written in place: no second copy.
+        let len = encoded_len(item);
+        codec::put_varint(&mut batch, len as u64);
+        let start = batch.len();
+        encode(item, &mut batch);
+        debug_assert_eq!(batch.len() - start, len);
         if batch.len() >= BATCH_BYTES {
             out.buffer(&batch);
             batch.clear();

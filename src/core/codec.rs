@@ -96,6 +96,29 @@ pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
     put_varint(out, dead.at);
 }
 
+/// How many bytes `encode_entry` writes for `entry`.
+pub fn entry_len(entry: &Entry) -> usize {
+    let until = match entry.state {
+        State::Ready => 0,
+        State::Leased { until } | State::Delayed { until } => varint_len(until),
+    };
+    bytes_len(entry.env.as_bytes()) + varint_len(u64::from(entry.deliveries)) + 2 + until
+}
+
+/// How many bytes `encode_dead` writes for `dead`.
+pub fn dead_len(dead: &DeadLetter) -> usize {
+    bytes_len(dead.env.as_bytes()) + varint_len(u64::from(dead.deliveries)) + 2 + varint_len(dead.at)
+}
+
+fn bytes_len(bytes: &[u8]) -> usize {
+    varint_len(bytes.len() as u64) + bytes.len()
+}
+
+/// How many bytes `put_varint` writes for `value`.
+pub fn varint_len(value: u64) -> usize {
+    (u64::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
+}
+
 pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
@@ -184,6 +207,10 @@ pub fn take_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
 
 #[inline]
 fn varint_at(bytes: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
+    if let Some(&b) = bytes.get(*at).filter(|&&b| b < 0x80) {
+        *at += 1;
+        return Ok(u64::from(b));
+    }
     let mut value = 0u64;
     for i in 0..10 {
         let b = *bytes.get(*at).ok_or(DecodeError("truncated"))?;

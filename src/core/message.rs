@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::codec::varint_len;
 use super::MessageId;
 
 /// What the sender sent plus what the server stamped. Never changes once stored;
@@ -59,10 +60,6 @@ const FLAG_EXPIRES: u8 = 2;
 const PRESENT_THREAD: u8 = 1 << 2;
 /// Where the id's sequence starts: flags, priority, present, ms.
 const SEQ_AT: usize = 11;
-
-fn varint_len(n: u64) -> usize {
-    (u64::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
-}
 
 /// The varint at `*at`, moving `*at` past it (0 past the end: only `new` writes).
 #[inline]
