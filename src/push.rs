@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redis_module::{raw, Context, ContextFlags};
+use redis_module::{raw, Context};
 
 use crate::config;
 use crate::core::mailbox::Hints;
@@ -229,7 +229,7 @@ pub fn publish(ctx: &Context, mailbox: &[u8], hints: &Hints, env: &Envelope) {
 /// this server never sees. (The filter sees a SUBSCRIBE before it runs; that is
 /// enough because Redis refuses one inside MULTI, and scripts cannot subscribe.)
 fn may_remember_quiet(ctx: &Context) -> bool {
-    !ctx.get_flags().contains(ContextFlags::CLUSTER)
+    !crate::commands::in_cluster(ctx)
 }
 
 /// Publishes on the mailbox's channel whatever the config says (ephemeral

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use redis_module::{raw, Context, ContextFlags};
+use redis_module::{raw, Context};
 use serde_json::json;
 
 use crate::acl::Caller;
@@ -151,9 +151,7 @@ fn send(ctx: &Context, p: &Pending) {
     let target =
         parts.reply_to.map_or_else(|| namespace::agent_mailbox(&p.mailbox, parts.from), <[u8]>::to_vec);
     // A receipt stays in the slot of the mailbox it reports on.
-    if ctx.get_flags().contains(ContextFlags::CLUSTER)
-        && namespace::hash_tag(&target) != namespace::hash_tag(&p.mailbox)
-    {
+    if crate::commands::in_cluster(ctx) && namespace::hash_tag(&target) != namespace::hash_tag(&p.mailbox) {
         stats::RECEIPTS_DROPPED.incr();
         return;
     }

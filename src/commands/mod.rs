@@ -44,9 +44,16 @@ pub fn check_name(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
     check_cluster_tag(ctx, name)
 }
 
+/// Whether the server runs in cluster mode (`cluster-enabled`, fixed at start):
+/// read once, not on every command.
+pub fn in_cluster(ctx: &Context) -> bool {
+    static CLUSTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CLUSTER.get_or_init(|| ctx.get_flags().contains(ContextFlags::CLUSTER))
+}
+
 /// In a cluster, `name` must carry a hash tag.
 pub fn check_cluster_tag(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
-    if ctx.get_flags().contains(ContextFlags::CLUSTER) && crate::core::namespace::hash_tag(name).is_none() {
+    if in_cluster(ctx) && crate::core::namespace::hash_tag(name).is_none() {
         return Err(err(errors::needs_hash_tag(name)));
     }
     Ok(())

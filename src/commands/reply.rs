@@ -3,7 +3,7 @@
 //! the same namespace — with `correlation` set to the original id and the same
 //! thread (the original id as a new thread when it had none).
 
-use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::send::{check_payload, send_one};
 use super::{err, mailbox_mut, now_ms};
@@ -48,9 +48,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     super::check_name(ctx, &target)?;
     // In a cluster every key of one command lies in one slot: the answer must stay
     // in the namespace of the mailbox it answers from.
-    if ctx.get_flags().contains(ContextFlags::CLUSTER)
-        && namespace::hash_tag(&target) != namespace::hash_tag(all[0])
-    {
+    if crate::commands::in_cluster(ctx) && namespace::hash_tag(&target) != namespace::hash_tag(all[0]) {
         return Err(RedisError::Str(errors::CROSSSLOT));
     }
     acl::authorize(ctx, &caller.agent, Permission::Send, &target, "mailbox.reply")?;
