@@ -92,8 +92,8 @@ fn namespace_digest(ns: &Namespace) -> Vec<u8> {
 fn check_mailbox(mb: &Mailbox) {
     let counts = mb.counts();
     assert_eq!(counts.ready + counts.leased + counts.delayed, mb.len() as u64, "counts {counts:?}");
-    assert!(mb.entries().all(|e| e.env.id <= mb.last_id), "an entry above last_id");
-    assert!(mb.dead_letters().all(|d| d.env.id <= mb.last_id), "a dead letter above last_id");
+    assert!(mb.entries().all(|e| e.env.id() <= mb.last_id), "an entry above last_id");
+    assert!(mb.dead_letters().all(|d| d.env.id() <= mb.last_id), "a dead letter above last_id");
     let _ = (mb.mem_usage(), mb.free_effort(), mb.oldest_ts(), mb.next_deadline());
 
     // Saved, it loads back to the same digest.
