@@ -271,19 +271,15 @@ mod tests {
 
     #[test]
     fn the_word_scan_finds_what_the_byte_scan_finds() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::core::xorshift::XorShift(0x9e37_79b9_7f4a_7c15);
         for len in 0..80 {
             for _ in 0..50 {
                 let text: Vec<u8> = (0..len)
-                    .map(|_| {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        // Mostly plain bytes, sometimes one that needs an escape.
-                        [b'a', b' ', 0xc3, b'~', 0x7f, b'"', b'\\', 0x1f, 0x00, 0x20][(rng % 10) as usize]
-                    })
+                    // Mostly plain bytes, sometimes one that needs an escape.
+                    .map(|_| [b'a', b' ', 0xc3, b'~', 0x7f, b'"', b'\\', 0x1f, 0x00, 0x20][rng.index(10)])
                     .collect();
                 let plain = rng
+                    .0
                     .is_multiple_of(3)
                     .then(|| text.iter().map(|&b| if needs_escape(b) { b'x' } else { b }));
                 let text: Vec<u8> = match plain {

@@ -61,14 +61,6 @@ impl Reader {
     }
 }
 
-fn blocked_clients(server: &Server) -> i64 {
-    server
-        .info_field("clients", "blocked_clients")
-        .expect("INFO clients has blocked_clients")
-        .parse()
-        .unwrap()
-}
-
 /// Waits until `n` readers are blocked, as both the module and Redis count them.
 fn wait_blocked(server: &Server, n: i64) {
     let mut con = server.client();

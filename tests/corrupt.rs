@@ -311,23 +311,6 @@ fn structural_variants(v: &ModuleValue, rng: &mut Rng) -> Vec<(String, Vec<u8>)>
     out
 }
 
-// ---- a small deterministic random source -----------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 // ---- restoring and checking -------------------------------------------------------
 
 struct Tally {
@@ -437,7 +420,7 @@ fn check_restored(server: &Server, con: &mut Connection, key: &str, what: &str, 
 
 /// Truncations, flips and structural variants of one genuine DUMP payload.
 fn corrupt_all(server: &Server, con: &mut Connection, name: &str, payload: &[u8], tally: &mut Tally) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ payload.len() as u64);
+    let mut rng = Rng::from_seed(payload.len() as u64);
     let dump = Dump::split(payload);
     let value = ModuleValue::parse(&dump.object);
     assert_eq!(value.encode(), dump.object, "{name}: the parser does not reproduce the DUMP");

@@ -102,14 +102,6 @@ fn drain(con: &mut Connection, mailbox: &str) -> Vec<Msg> {
     all
 }
 
-fn blocked_clients(server: &Server) -> i64 {
-    server
-        .info_field("clients", "blocked_clients")
-        .expect("INFO clients has blocked_clients")
-        .parse()
-        .unwrap()
-}
-
 fn used_memory(server: &Server) -> i64 {
     server.info_field("memory", "used_memory").expect("INFO memory has used_memory").parse().unwrap()
 }

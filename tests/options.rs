@@ -186,14 +186,6 @@ impl Reader {
     }
 }
 
-fn blocked_clients(server: &Server) -> i64 {
-    server
-        .info_field("clients", "blocked_clients")
-        .expect("INFO clients has blocked_clients")
-        .parse()
-        .unwrap()
-}
-
 fn wait_blocked(server: &Server, n: i64) {
     wait_until(&format!("{n} blocked clients"), 5_000, || blocked_clients(server) == n);
 }

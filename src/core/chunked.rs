@@ -208,13 +208,8 @@ mod tests {
     /// lookups, checked against a `BTreeMap` after every step.
     #[test]
     fn behaves_as_an_ordered_map() {
-        let mut rng = 0x853c_49e6_748f_ea9bu64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = crate::core::xorshift::XorShift(0x853c_49e6_748f_ea9b);
+        let mut next = move |n: u64| rng.below(n);
         for round in 0..20 {
             let mut map = ChunkedMap::new();
             let mut model = BTreeMap::new();

@@ -387,6 +387,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::xorshift::XorShift;
 
     fn full_envelope() -> Arc<Envelope> {
         Envelope::new(Parts {
@@ -497,13 +498,11 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let mut values = vec![0, 1, 0x7f, 0x80, 0x3fff, 0x4000, u64::from(u32::MAX), u64::MAX - 1, u64::MAX];
         for _ in 0..1000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            values.push(rng >> (rng % 64));
+            let r = rng.next();
+            values.push(r >> (r % 64));
         }
         for v in values {
             let bytes = varint_of(v);
@@ -581,13 +580,8 @@ mod tests {
 
     #[test]
     fn random_envelopes_round_trip() {
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        let mut next = move || rng.next();
         for _ in 0..500 {
             let pool: Vec<u8> = (0..200u32).map(|i| (i as u8).wrapping_mul(31)).collect();
             let bytes = |n: u64| &pool[..n as usize];
@@ -683,15 +677,9 @@ mod tests {
 
     #[test]
     fn random_garbage_never_panics() {
-        let mut rng = 0xDEAD_BEEF_CAFE_F00Du64;
+        let mut rng = XorShift(0xDEAD_BEEF_CAFE_F00D);
         for len in 0..400usize {
-            let mut blob = Vec::with_capacity(len);
-            for _ in 0..len {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                blob.push(rng as u8);
-            }
+            let mut blob: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             if let Some(first) = blob.first_mut() {
                 *first = FORMAT;
             }

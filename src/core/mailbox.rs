@@ -1256,20 +1256,7 @@ mod tests {
 
     // ---- randomized -----------------------------------------------------
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::core::xorshift::XorShift;
 
     /// Some ids: mostly known ones, some unknown, some repeated.
     fn pick_ids(rng: &mut XorShift, mb: &Mailbox) -> Vec<MessageId> {

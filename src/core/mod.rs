@@ -11,6 +11,8 @@ pub mod message;
 pub mod meta;
 pub mod namespace;
 pub mod topics;
+#[cfg(test)]
+pub(crate) mod xorshift;
 
 pub use id::MessageId;
 pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Overflow, Settings, SweepOutcome};

@@ -503,43 +503,29 @@ mod tests {
         assert_eq!(index.matches(b"a.b"), BTreeSet::from(["x", "y", "z"]));
     }
 
-    /// xorshift64: deterministic randomness without a new crate.
-    struct Rng(u64);
+    use crate::core::xorshift::XorShift;
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn random_name(rng: &mut Rng, alphabet: &[&str], max_segs: usize) -> String {
-        let n = 1 + rng.below(max_segs);
-        (0..n).map(|_| alphabet[rng.below(alphabet.len())]).collect::<Vec<_>>().join(".")
+    fn random_name(rng: &mut XorShift, alphabet: &[&str], max_segs: usize) -> String {
+        let n = 1 + rng.index(max_segs);
+        (0..n).map(|_| alphabet[rng.index(alphabet.len())]).collect::<Vec<_>>().join(".")
     }
 
     #[test]
     fn index_agrees_with_brute_force() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for _round in 0..60 {
             let mut index = TopicIndex::new();
             let mut model: BTreeSet<(TopicPattern, u8)> = BTreeSet::new();
-            let inserts = 1 + rng.below(25);
+            let inserts = 1 + rng.index(25);
             for _ in 0..inserts {
                 let p = pat(&random_name(&mut rng, &["a", "b", "c", "*", "#"], 5));
-                let s = rng.below(6) as u8;
+                let s = rng.index(6) as u8;
                 assert_eq!(index.insert(&p, s), model.insert((p, s)));
             }
             // Remove some, including pairs that were never there.
-            for _ in 0..rng.below(10) {
+            for _ in 0..rng.index(10) {
                 let p = pat(&random_name(&mut rng, &["a", "b", "*", "#"], 3));
-                let s = rng.below(6) as u8;
+                let s = rng.index(6) as u8;
                 assert_eq!(index.remove(&p, &s), model.remove(&(p, s)));
             }
             if let Some(pair) = model.iter().next().cloned() {
@@ -575,7 +561,7 @@ mod tests {
                 Some((Segment::Literal(l), rest)) => t.first() == Some(&l.as_slice()) && naive(rest, &t[1..]),
             }
         }
-        let mut rng = Rng(12345);
+        let mut rng = XorShift(12345);
         for _ in 0..3000 {
             let p = pat(&random_name(&mut rng, &["a", "b", "*", "#"], 6));
             let topic = random_name(&mut rng, &["a", "b", "c"], 6);

@@ -299,6 +299,15 @@ pub fn config_set(con: &mut Connection, name: &str, value: &str) {
     assert_eq!(reply, Value::Okay, "CONFIG SET {name} {value}");
 }
 
+/// Clients blocked on the server, as `INFO clients` counts them.
+pub fn blocked_clients(server: &Server) -> i64 {
+    server
+        .info_field("clients", "blocked_clients")
+        .expect("INFO clients has blocked_clients")
+        .parse()
+        .unwrap()
+}
+
 /// The server's id for this connection (`CLIENT ID`).
 pub fn client_id(con: &mut Connection) -> i64 {
     int(run(con, &["CLIENT", "ID"]), "CLIENT ID")
@@ -376,5 +385,10 @@ impl Rng {
     /// A number from `lo` to `hi`, both included.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo + 1)
+    }
+
+    /// An index below `len` (0 when `len` is 0).
+    pub fn below(&mut self, len: usize) -> usize {
+        (self.next() % len.max(1) as u64) as usize
     }
 }
