@@ -3,12 +3,12 @@
 //! points Redis calls live in `type_callbacks.rs`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 
 use redis_module::{native_types::RedisType, raw};
 
 use crate::core::codec;
-use crate::core::{Envelope, Mailbox, MessageId};
+use crate::core::{EnvelopeRef, Mailbox, MessageId};
 use crate::effects;
 use crate::stats;
 use crate::type_callbacks;
@@ -67,10 +67,12 @@ pub fn gauge_remove(mailbox: &Mailbox) {
 
 /// While Redis loads a whole dataset (RDB, AOF, full sync), envelopes seen so far
 /// by id: a message published to many mailboxes is stored once per key in the
-/// file, and shared again in memory as it was before the save.
-static LOAD_SHARING: Mutex<Option<HashMap<MessageId, Vec<Weak<Envelope>>>>> = Mutex::new(None);
+/// file, and shared again in memory as it was before the save. The table holds a
+/// share of each until the load ends (a key dropped during the load, such as one
+/// whose TTL passed, frees its envelopes then).
+static LOAD_SHARING: Mutex<Option<HashMap<MessageId, Vec<EnvelopeRef>>>> = Mutex::new(None);
 
-fn with_sharing<R>(f: impl FnOnce(&mut Option<HashMap<MessageId, Vec<Weak<Envelope>>>>) -> R) -> R {
+fn with_sharing<R>(f: impl FnOnce(&mut Option<HashMap<MessageId, Vec<EnvelopeRef>>>) -> R) -> R {
     match LOAD_SHARING.lock() {
         Ok(mut guard) => f(&mut guard),
         Err(poisoned) => f(&mut poisoned.into_inner()),
@@ -86,21 +88,21 @@ pub fn loading_ended() {
 }
 
 /// The envelope equal to `env` loaded earlier in this load, or `env` itself.
-fn share(env: Arc<Envelope>) -> Arc<Envelope> {
+fn share(env: EnvelopeRef) -> EnvelopeRef {
     with_sharing(|sharing| {
         let Some(map) = sharing else { return env };
         let same_id = map.entry(env.id()).or_default();
-        if let Some(existing) = same_id.iter().filter_map(Weak::upgrade).find(|e| *e == env) {
-            return existing;
+        if let Some(existing) = same_id.iter().find(|e| **e == env) {
+            return existing.clone();
         }
-        same_id.push(Arc::downgrade(&env));
+        same_id.push(env.clone());
         env
     })
 }
 
 /// A message sent to this very mailbox (`to` is the key's name) was never shared:
 /// only topic and broadcast messages go through the sharing table.
-fn share_unless_direct(env: Arc<Envelope>, key: Option<&[u8]>) -> Arc<Envelope> {
+fn share_unless_direct(env: EnvelopeRef, key: Option<&[u8]>) -> EnvelopeRef {
     if key == Some(env.to()) {
         env
     } else {

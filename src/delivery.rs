@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 
 use redis_module::key::RedisKeyWritable;
 use redis_module::{Context, ContextFlags, RedisError, RedisString};
@@ -12,7 +12,7 @@ use redis_module::{Context, ContextFlags, RedisError, RedisString};
 use crate::commands::{mailbox_mut, notify, replicate, reschedule, signal_ready, sweep};
 use crate::config;
 use crate::core::namespace::{self, Namespace};
-use crate::core::{Envelope, Mailbox, MessageId};
+use crate::core::{Envelope, EnvelopeRef, Mailbox, MessageId};
 use crate::data_type::{gauge_add, tracked, MAILBOX_TYPE};
 use crate::effects::{dedup_for, Effect, NsEffect};
 use crate::errors;
@@ -240,7 +240,7 @@ pub struct Delivered {
 pub fn deliver_many(
     ctx: &Context,
     receivers: &[Vec<u8>],
-    env: &Arc<Envelope>,
+    env: &EnvelopeRef,
     dedup: &Option<Vec<u8>>,
     now: u64,
 ) -> Result<Delivered, RedisError> {
@@ -263,7 +263,7 @@ pub fn deliver_many(
             continue;
         }
         let entry_dedup = dedup_for(mailbox, dedup.clone(), env.ts());
-        tracked(mailbox, |mb| mb.push(Arc::clone(env), entry_dedup));
+        tracked(mailbox, |mb| mb.push(env.clone(), entry_dedup));
         announce(ctx, &key_name, mailbox, env);
         delivered.receivers.push(name.clone());
     }

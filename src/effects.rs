@@ -469,30 +469,26 @@ mod tests {
     use crate::core::Overflow;
 
     use super::*;
+    use crate::core::Envelope;
     use crate::core::Parts;
-    use crate::core::{Envelope, State};
 
     fn entry(ms: u64) -> Entry {
-        Entry {
-            env: Envelope::new(Parts {
-                id: MessageId::new(ms, 0),
-                from: b"alice",
-                to: b"bob",
-                ts: ms,
-                priority: 3,
-                expires_at: None,
-                content_type: Some(&b"text/plain"[..]),
-                payload: b"hi",
-                meta: None,
-                thread: Some(&b"t"[..]),
-                correlation: None,
-                reply_to: None,
-                via: None,
-                confirm: false,
-            }),
-            deliveries: 0,
-            state: State::Ready,
-        }
+        Entry::ready(Envelope::new(Parts {
+            id: MessageId::new(ms, 0),
+            from: b"alice",
+            to: b"bob",
+            ts: ms,
+            priority: 3,
+            expires_at: None,
+            content_type: Some(&b"text/plain"[..]),
+            payload: b"hi",
+            meta: None,
+            thread: Some(&b"t"[..]),
+            correlation: None,
+            reply_to: None,
+            via: None,
+            confirm: false,
+        }))
     }
 
     #[test]

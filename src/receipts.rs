@@ -3,7 +3,6 @@
 //! `reply_to`). Receipts are ordinary messages and are never confirmed themselves.
 
 use std::cell::{Cell, RefCell};
-use std::sync::Arc;
 
 use redis_module::{raw, Context};
 use serde_json::json;
@@ -12,7 +11,7 @@ use crate::acl::Caller;
 use crate::args::SendOptions;
 use crate::commands::send::send_one;
 use crate::core::namespace;
-use crate::core::Envelope;
+use crate::core::{Envelope, EnvelopeRef};
 use crate::stats;
 
 pub const CONTENT_TYPE: &str = "application/vnd.mailbox.receipt+json";
@@ -67,7 +66,7 @@ pub fn payload(
 struct Pending {
     db: i32,
     mailbox: Vec<u8>,
-    env: Arc<Envelope>,
+    env: EnvelopeRef,
     outcome: Outcome,
     by: Option<Vec<u8>>,
     reason: Option<&'static str>,
@@ -86,7 +85,7 @@ thread_local! {
 pub fn queue(
     ctx: &Context,
     mailbox: &[u8],
-    envs: impl IntoIterator<Item = Arc<Envelope>>,
+    envs: impl IntoIterator<Item = EnvelopeRef>,
     outcome: Outcome,
     by: Option<&[u8]>,
     reason: Option<&'static str>,

@@ -1,8 +1,6 @@
 //! `MAILBOX.EFFECT key op ...`: applies an effect the master replicated or the AOF
 //! recorded. Refused on ordinary connections, so nobody can forge a sender or an id.
 
-use std::sync::Arc;
-
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{mailbox_mut, signal_ready};
@@ -81,13 +79,13 @@ fn apply_namespace(ctx: &Context, key_name: &RedisString, effect: NsEffect) -> R
 
 /// The same envelope into every receiver, shared.
 fn apply_delivery(ctx: &Context, delivery: Delivery) {
-    let env = Arc::clone(&delivery.entry.env);
+    let env = delivery.entry.env.clone();
     for name in &delivery.receivers {
         let key_name = crate::commands::rstring(ctx, name.as_slice());
         let key = ctx.open_key_writable(&key_name);
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
             let dedup = dedup_for(mailbox, delivery.dedup.clone(), env.ts());
-            tracked(mailbox, |mb| mb.push(Arc::clone(&env), dedup));
+            tracked(mailbox, |mb| mb.push(env.clone(), dedup));
             signal_ready(ctx, &key_name);
         }
     }

@@ -30,7 +30,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 
 /// The `state` field PEEK and THREAD add to each message.
 pub fn state_field(entry: &Entry) -> Vec<(&'static str, Vec<u8>)> {
-    let state = match entry.state {
+    let state = match entry.state() {
         State::Ready => "ready",
         State::Leased { .. } => "leased",
         State::Delayed { .. } => "delayed",

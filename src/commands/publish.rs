@@ -2,8 +2,6 @@
 //! `MAILBOX.BROADCAST namespace payload [options]`: one message to many mailboxes
 //! of one namespace, stored once and shared by every receiver.
 
-use std::sync::Arc;
-
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::send::{check_payload, envelope};
@@ -130,7 +128,7 @@ fn send_to_all(
     let delivered = delivered?;
     if !delivered.receivers.is_empty() {
         let effect = Delivery {
-            entry: Entry { env: Arc::clone(&env), deliveries: 0, state: State::Ready },
+            entry: Entry::new(env.clone(), 0, State::Ready),
             dedup,
             receivers: delivered.receivers.clone(),
         };

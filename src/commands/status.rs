@@ -24,7 +24,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let status = match mailbox {
         Some(mb) => match mb.get(&id) {
             Some(e) if e.env.is_expired(super::now_ms()) => "unknown",
-            Some(e) => match e.state {
+            Some(e) => match e.state() {
                 State::Ready => "ready",
                 State::Leased { .. } => "leased",
                 State::Delayed { .. } => "delayed",

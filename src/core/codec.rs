@@ -20,9 +20,9 @@
 //! - settings: FORMAT, maxlen, ttl_ms, lease_ms (>= 1), max_deliveries (fits
 //!   u32), dedup_window_ms.
 
-use std::sync::Arc;
-
-use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, Overflow, Parts, Settings, State};
+use super::{
+    DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, MessageId, Overflow, Parts, Settings, State,
+};
 
 /// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
 /// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`); 4 stores the
@@ -47,7 +47,7 @@ pub fn encode_envelope(env: &Envelope, out: &mut Vec<u8>) {
     put_bytes(out, env.as_bytes());
 }
 
-pub fn decode_envelope(bytes: &[u8]) -> Result<Arc<Envelope>, DecodeError> {
+pub fn decode_envelope(bytes: &[u8]) -> Result<EnvelopeRef, DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
     let env = r.envelope()?;
@@ -60,7 +60,7 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     out.push(FORMAT);
     put_bytes(out, entry.env.as_bytes());
     put_varint(out, u64::from(entry.deliveries));
-    match entry.state {
+    match entry.state() {
         State::Ready => out.push(STATE_READY),
         State::Leased { until } => {
             out.push(STATE_LEASED);
@@ -85,7 +85,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
         _ => return Err(DecodeError("unknown entry state")),
     };
     r.finish()?;
-    Ok(Entry { env, deliveries, state })
+    Ok(Entry::new(env, deliveries, state))
 }
 
 pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
@@ -98,7 +98,7 @@ pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
 
 /// How many bytes `encode_entry` writes for `entry`.
 pub fn entry_len(entry: &Entry) -> usize {
-    let until = match entry.state {
+    let until = match entry.state() {
         State::Ready => 0,
         State::Leased { until } | State::Delayed { until } => varint_len(until),
     };
@@ -323,7 +323,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn envelope(&mut self) -> Result<Arc<Envelope>, DecodeError> {
+    fn envelope(&mut self) -> Result<EnvelopeRef, DecodeError> {
         if self.format > FIELDS_FORMAT {
             Envelope::from_bytes(self.bytes()?).ok_or(DecodeError("malformed envelope"))
         } else {
@@ -331,7 +331,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn envelope_fields(&mut self) -> Result<Arc<Envelope>, DecodeError> {
+    fn envelope_fields(&mut self) -> Result<EnvelopeRef, DecodeError> {
         let id = MessageId { ms: self.varint()?, seq: self.varint()? };
         let from = self.bytes()?;
         let to = self.bytes()?;
@@ -389,7 +389,7 @@ mod tests {
     use super::*;
     use crate::core::xorshift::XorShift;
 
-    fn full_envelope() -> Arc<Envelope> {
+    fn full_envelope() -> EnvelopeRef {
         Envelope::new(Parts {
             id: MessageId::new(1_700_000_000_123, 42),
             from: b"alice",
@@ -408,11 +408,11 @@ mod tests {
         })
     }
 
-    fn bare_envelope() -> Arc<Envelope> {
+    fn bare_envelope() -> EnvelopeRef {
         Envelope::new(Parts::default())
     }
 
-    fn extreme_envelope() -> Arc<Envelope> {
+    fn extreme_envelope() -> EnvelopeRef {
         Envelope::new(Parts {
             id: MessageId::MAX,
             ts: u64::MAX,
@@ -423,7 +423,7 @@ mod tests {
         })
     }
 
-    fn envelopes() -> Vec<Arc<Envelope>> {
+    fn envelopes() -> Vec<EnvelopeRef> {
         vec![full_envelope(), bare_envelope(), extreme_envelope()]
     }
 
@@ -479,7 +479,7 @@ mod tests {
         let mut blobs: Vec<(Vec<u8>, Decodes)> = Vec::new();
         for env in envelopes() {
             blobs.push((enc(&*env, encode_envelope), |b| decode_envelope(b).is_ok()));
-            let entry = Entry { env: env.clone(), deliveries: 3, state: State::Leased { until: 99 } };
+            let entry = Entry::new(env.clone(), 3, State::Leased { until: 99 });
             blobs.push((enc(&entry, encode_entry), |b| decode_entry(b).is_ok()));
             let dead = DeadLetter { env, deliveries: 7, reason: DeadReason::MaxDeliveries, at: 1234 };
             blobs.push((enc(&dead, encode_dead), |b| decode_dead(b).is_ok()));
@@ -550,7 +550,7 @@ mod tests {
         for env in envelopes() {
             for state in states() {
                 for deliveries in [0, 1, u32::MAX] {
-                    let entry = Entry { env: env.clone(), deliveries, state };
+                    let entry = Entry::new(env.clone(), deliveries, state);
                     let blob = enc(&entry, encode_entry);
                     assert_eq!(blob.first(), Some(&FORMAT));
                     assert_eq!(decode_entry(&blob), Ok(entry));
@@ -608,7 +608,7 @@ mod tests {
                 1 => State::Leased { until: r >> 5 },
                 _ => State::Delayed { until: r >> 9 },
             };
-            let entry = Entry { env, deliveries: (r >> 32) as u32, state };
+            let entry = Entry::new(env, (r >> 32) as u32, state);
             assert_eq!(decode_entry(&enc(&entry, encode_entry)), Ok(entry));
         }
     }
@@ -709,7 +709,7 @@ mod tests {
             entry.extend([2, STATE_LEASED, 7]);
             let decoded = decode_entry(&entry).expect("a format 3 entry");
             assert_eq!(
-                (decoded.env, decoded.deliveries, decoded.state),
+                (decoded.env.clone(), decoded.deliveries, decoded.state()),
                 (env, 2, State::Leased { until: 7 })
             );
         }
@@ -770,9 +770,9 @@ mod tests {
             b.extend_from_slice(tail);
             decode_entry(&b)
         };
-        assert_eq!(entry(&[0, 0]).map(|e| e.state), Ok(State::Ready));
-        assert_eq!(entry(&[2, 1, 7]).map(|e| (e.deliveries, e.state)), Ok((2, State::Leased { until: 7 })));
-        assert_eq!(entry(&[0, 2, 7]).map(|e| e.state), Ok(State::Delayed { until: 7 }));
+        assert_eq!(entry(&[0, 0]).map(|e| e.state()), Ok(State::Ready));
+        assert_eq!(entry(&[2, 1, 7]).map(|e| (e.deliveries, e.state())), Ok((2, State::Leased { until: 7 })));
+        assert_eq!(entry(&[0, 2, 7]).map(|e| e.state()), Ok(State::Delayed { until: 7 }));
         assert_eq!(entry(&[0, 3]), Err(DecodeError("unknown entry state")));
         assert_eq!(entry(&[0, 3, 7]), Err(DecodeError("unknown entry state")));
         assert!(entry(&[0, 1]).is_err());
@@ -831,7 +831,7 @@ mod tests {
         let env = full_envelope();
         let blob = enc(&*env, encode_envelope);
         assert!(decode_entry(&blob).is_err());
-        let entry = Entry { env, deliveries: 0, state: State::Ready };
+        let entry = Entry::ready(env);
         assert!(decode_envelope(&enc(&entry, encode_entry)).is_err());
     }
 }

@@ -8,6 +8,14 @@ pub struct MessageId {
     pub seq: u64,
 }
 
+impl super::chunked::Keyed for MessageId {
+    type Key = MessageId;
+
+    fn key(&self) -> MessageId {
+        *self
+    }
+}
+
 impl MessageId {
     pub const MIN: MessageId = MessageId { ms: 0, seq: 0 };
     pub const MAX: MessageId = MessageId { ms: u64::MAX, seq: u64::MAX };

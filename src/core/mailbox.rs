@@ -2,10 +2,9 @@
 //! dedup window. Every operation is O(log n) per message touched.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use super::chunked::ChunkedMap;
-use super::{DeadLetter, DeadReason, Entry, Envelope, MessageId, State};
+use super::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, MessageId, State};
 
 /// Per-mailbox settings. Always explicit values (resolved from the module's
 /// configs when the mailbox is created), so a replica never depends on its own
@@ -103,7 +102,7 @@ pub struct Mailbox {
     pub settings: Settings,
     /// The highest id ever stored here; new ids are strictly greater.
     pub last_id: MessageId,
-    entries: ChunkedMap<MessageId, Entry>,
+    entries: ChunkedMap<Entry>,
     /// Ready messages: highest priority first, then oldest first.
     ready: ReadySet,
     /// Deadlines of leased and delayed messages.
@@ -153,7 +152,7 @@ impl Clone for Hints {
 /// more bytes per message on the priority and its padding.)
 #[derive(Clone, Debug, Default)]
 struct ReadySet {
-    levels: Vec<(u8, ChunkedMap<MessageId, ()>)>,
+    levels: Vec<(u8, ChunkedMap<MessageId>)>,
 }
 
 impl ReadySet {
@@ -169,7 +168,7 @@ impl ReadySet {
                 at
             }
         };
-        self.levels[at].1.insert(id, ());
+        self.levels[at].1.insert(id);
     }
 
     fn remove(&mut self, priority: u8, id: &MessageId) {
@@ -177,6 +176,9 @@ impl ReadySet {
             self.levels[at].1.remove(id);
             if self.levels[at].1.is_empty() {
                 self.levels.remove(at);
+                if self.levels.is_empty() {
+                    self.levels = Vec::new();
+                }
             }
         }
     }
@@ -190,16 +192,29 @@ impl ReadySet {
         self.levels.iter().map(|(_, ids)| ids.len()).sum()
     }
 
+    fn allocated_bytes(&self) -> usize {
+        self.levels.iter().map(|(_, ids)| ids.allocated_bytes()).sum::<usize>()
+            + self.levels.capacity() * std::mem::size_of::<(u8, ChunkedMap<MessageId>)>()
+    }
+
     /// In delivery order: highest priority first, then oldest first.
     fn iter(&self) -> impl Iterator<Item = &MessageId> + '_ {
-        self.levels.iter().flat_map(|(_, ids)| ids.keys())
+        self.levels.iter().flat_map(|(_, ids)| ids.iter())
     }
 }
 
-/// Estimated heap bytes per held message beyond its content: the `Envelope`
-/// (struct and buffer), its pairs in `entries` and `ready`/`timed`, and a share
-/// of `expiries` and of the chunks' unused room.
-const HELD_OVERHEAD: usize = 160;
+fn any_state(_: State) -> bool {
+    true
+}
+
+fn is_leased(state: State) -> bool {
+    matches!(state, State::Leased { .. })
+}
+
+/// Estimated heap bytes per held message beyond its content and the chunks of
+/// `entries` and `ready` (counted as allocated): the envelope's counters, length
+/// and header, and a share of `timed` and `expiries`.
+const HELD_OVERHEAD: usize = 56;
 /// The same for a dead letter: the structs and its node in `dead`.
 const DEAD_OVERHEAD: usize = 150;
 /// The same for a dedup key, on top of the key's length (stored twice).
@@ -250,7 +265,7 @@ impl Mailbox {
     /// then `dedup`, if given, is remembered as `(key, until)` for this id.
     /// Raises `last_id` to `env.id()` if greater. Returns false (and changes nothing)
     /// if a message with this id is already held or dead.
-    pub fn push(&mut self, env: Arc<Envelope>, dedup: Option<(Vec<u8>, u64)>) -> bool {
+    pub fn push(&mut self, env: EnvelopeRef, dedup: Option<(Vec<u8>, u64)>) -> bool {
         if self.knows(&env.id()) {
             return false;
         }
@@ -258,7 +273,7 @@ impl Mailbox {
         if let Some((key, until)) = dedup {
             self.remember(key, env.id(), until);
         }
-        self.add_held(Entry { env, deliveries: 0, state: State::Ready });
+        self.add_held(Entry::ready(env));
         true
     }
 
@@ -325,19 +340,19 @@ impl Mailbox {
             let Some(entry) = self.entries.get(&id) else {
                 continue;
             };
-            match entry.state {
+            match entry.state() {
                 State::Leased { .. } if max != 0 && entry.deliveries >= max => {
                     self.kill_held(&id, DeadReason::MaxDeliveries, now);
                     out.dead.push(id);
                     out.leases_ended += 1;
                 }
                 State::Leased { .. } => {
-                    self.set_state(&id, State::Ready, false);
+                    self.set_state(&id, any_state, State::Ready, false);
                     out.requeued.push(id);
                     out.leases_ended += 1;
                 }
                 State::Delayed { .. } => {
-                    self.set_state(&id, State::Ready, false);
+                    self.set_state(&id, any_state, State::Ready, false);
                     out.requeued.push(id);
                 }
                 State::Ready => {}
@@ -358,12 +373,7 @@ impl Mailbox {
 
     /// Makes these leased or delayed messages ready again (deliveries unchanged).
     pub fn requeue(&mut self, ids: &[MessageId]) -> usize {
-        ids.iter()
-            .filter(|id| match self.entries.get(id).map(|e| e.state) {
-                Some(State::Leased { .. } | State::Delayed { .. }) => self.set_state(id, State::Ready, false),
-                _ => false,
-            })
-            .count()
+        ids.iter().filter(|id| self.set_state(id, |s| s != State::Ready, State::Ready, false)).count()
     }
 
     /// Moves these held messages to the dead letters with `reason` and `at`.
@@ -403,7 +413,7 @@ impl Mailbox {
     pub fn lease(&mut self, ids: &[MessageId], until: u64) -> Vec<MessageId> {
         let mut leased = Vec::new();
         for id in ids {
-            if self.is_ready(id) && self.set_state(id, State::Leased { until }, true) {
+            if self.set_state(id, |s| s == State::Ready, State::Leased { until }, true) {
                 leased.push(*id);
             }
         }
@@ -435,8 +445,7 @@ impl Mailbox {
     pub fn range(&self, start: MessageId, end: MessageId, count: usize, now: u64) -> Vec<&Entry> {
         self.entries
             .iter_from(&start)
-            .take_while(|(id, _)| **id <= end)
-            .map(|(_, e)| e)
+            .take_while(|e| e.env.id() <= end)
             .filter(|e| !e.env.is_expired(now))
             .take(if count == 0 { usize::MAX } else { count })
             .collect()
@@ -458,7 +467,7 @@ impl Mailbox {
 
     /// Every held message in id order (RDB save, digest, AOF rewrite).
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.entries.iter()
     }
 
     // ---- settling ------------------------------------------------------
@@ -486,17 +495,17 @@ impl Mailbox {
             let Some(entry) = self.entries.get(id) else {
                 continue;
             };
-            if !matches!(entry.state, State::Leased { .. }) {
+            if !matches!(entry.state(), State::Leased { .. }) {
                 continue;
             }
             if max != 0 && entry.deliveries >= max {
                 self.kill_held(id, DeadReason::MaxDeliveries, now);
                 out.dead.push(*id);
             } else if delay_ms == 0 {
-                self.set_state(id, State::Ready, false);
+                self.set_state(id, any_state, State::Ready, false);
                 out.requeued.push(*id);
             } else {
-                self.set_state(id, State::Delayed { until: now.saturating_add(delay_ms) }, false);
+                self.set_state(id, any_state, State::Delayed { until: now.saturating_add(delay_ms) }, false);
                 out.delayed.push(*id);
             }
         }
@@ -505,12 +514,7 @@ impl Mailbox {
 
     /// Replica side of a nack with a delay: these leased messages become delayed until `until`.
     pub fn delay(&mut self, ids: &[MessageId], until: u64) -> usize {
-        ids.iter()
-            .filter(|id| match self.entries.get(id).map(|e| e.state) {
-                Some(State::Leased { .. }) => self.set_state(id, State::Delayed { until }, false),
-                _ => false,
-            })
-            .count()
+        ids.iter().filter(|id| self.set_state(id, is_leased, State::Delayed { until }, false)).count()
     }
 
     // ---- dead letters --------------------------------------------------
@@ -540,7 +544,7 @@ impl Mailbox {
             let Some(dead) = self.dead.remove(id) else {
                 continue;
             };
-            self.index_held(Entry { env: dead.env, deliveries: 0, state: State::Ready });
+            self.index_held(Entry::ready(dead.env));
             revived.push(*id);
         }
         revived
@@ -587,11 +591,11 @@ impl Mailbox {
     }
 
     /// Held messages whose TTL has passed at `now` (what the next sweep expires).
-    pub fn expiring(&self, now: u64) -> Vec<Arc<Envelope>> {
+    pub fn expiring(&self, now: u64) -> Vec<EnvelopeRef> {
         self.expiries
             .iter()
             .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, id)| self.entries.get(id).map(|e| Arc::clone(&e.env)))
+            .filter_map(|(_, id)| self.entries.get(id).map(|e| e.env.clone()))
             .collect()
     }
 
@@ -601,12 +605,12 @@ impl Mailbox {
 
     /// The id of the oldest held message.
     pub fn oldest(&self) -> Option<MessageId> {
-        self.entries.keys().next().copied()
+        self.entries.keys().next()
     }
 
     /// Timestamp of the oldest held message.
     pub fn oldest_ts(&self) -> Option<u64> {
-        self.entries.first_key_value().map(|(_, e)| e.env.ts())
+        self.entries.first().map(|e| e.env.ts())
     }
 
     /// Sum of `Envelope::content_bytes` over held and dead messages.
@@ -621,6 +625,8 @@ impl Mailbox {
         usize::try_from(self.content_bytes)
             .unwrap_or(usize::MAX)
             .saturating_add(self.entries.len().saturating_mul(HELD_OVERHEAD))
+            .saturating_add(self.entries.allocated_bytes())
+            .saturating_add(self.ready.allocated_bytes())
             .saturating_add(self.dead.len().saturating_mul(DEAD_OVERHEAD))
             .saturating_add(dedup_keys.saturating_mul(2))
             .saturating_add(self.dedup.len().saturating_mul(DEDUP_OVERHEAD))
@@ -641,7 +647,7 @@ impl Mailbox {
     }
 
     fn is_ready(&self, id: &MessageId) -> bool {
-        self.entries.get(id).is_some_and(|e| e.state == State::Ready)
+        self.entries.get(id).is_some_and(|e| e.state() == State::Ready)
     }
 
     /// Raises `last_id` and `max_stored` to a stored `id`.
@@ -681,8 +687,8 @@ impl Mailbox {
         if let Some(thread) = entry.env.thread() {
             self.threads.entry(thread.to_vec()).or_default().insert(id);
         }
-        self.index_state(id, entry.env.priority(), entry.state);
-        self.entries.insert(id, entry);
+        self.index_state(id, entry.env.priority(), entry.state());
+        self.entries.insert(entry);
     }
 
     /// Takes a held message out of `entries` and every index; content is not uncounted.
@@ -699,7 +705,7 @@ impl Mailbox {
                 }
             }
         }
-        self.unindex_state(*id, entry.env.priority(), entry.state);
+        self.unindex_state(*id, entry.env.priority(), entry.state());
         Some(entry)
     }
 
@@ -750,13 +756,17 @@ impl Mailbox {
         }
     }
 
-    /// Moves a held message to `state`, one more delivery if `deliver`.
-    fn set_state(&mut self, id: &MessageId, state: State, deliver: bool) -> bool {
+    /// Moves a held message whose state passes `from` to `state`, one more delivery
+    /// if `deliver`. False if it is not held or its state did not pass.
+    fn set_state(&mut self, id: &MessageId, from: fn(State) -> bool, state: State, deliver: bool) -> bool {
         let Some(entry) = self.entries.get_mut(id) else {
             return false;
         };
-        let (priority, old) = (entry.env.priority(), entry.state);
-        entry.state = state;
+        let (priority, old) = (entry.env.priority(), entry.state());
+        if !from(old) {
+            return false;
+        }
+        entry.set_state(state);
         if deliver {
             entry.deliveries = entry.deliveries.saturating_add(1);
         }
@@ -771,18 +781,22 @@ impl Mailbox {
         let mut leased = 0;
         let mut with_ttl = 0;
         let mut content = 0u64;
-        for (id, e) in self.entries.iter() {
-            assert_eq!(*id, e.env.id());
+        for e in self.entries.iter() {
+            let id = &e.env.id();
             assert!(*id <= self.last_id, "{id} above last_id");
             assert!(!self.dead.contains_key(id), "{id} both held and dead");
-            match e.state {
+            match e.state() {
                 State::Ready => {
                     assert!(self.ready.contains(e.env.priority(), id), "{id} ready but not indexed");
                 }
                 State::Leased { until } | State::Delayed { until } => {
-                    assert!(!self.ready.contains(e.env.priority(), id), "{id} in ready while {:?}", e.state);
+                    assert!(
+                        !self.ready.contains(e.env.priority(), id),
+                        "{id} in ready while {:?}",
+                        e.state()
+                    );
                     assert!(self.timed.contains(&(until, *id)), "{id} not in timed");
-                    if matches!(e.state, State::Leased { .. }) {
+                    if matches!(e.state(), State::Leased { .. }) {
                         leased += 1;
                     }
                 }
@@ -835,7 +849,7 @@ mod tests {
         MessageId::new(ms, 0)
     }
 
-    fn env(ms: u64, priority: u8, expires_at: Option<u64>) -> Arc<Envelope> {
+    fn env(ms: u64, priority: u8, expires_at: Option<u64>) -> EnvelopeRef {
         Envelope::new(Parts {
             id: id(ms),
             from: b"alice",
@@ -864,7 +878,7 @@ mod tests {
     }
 
     fn state_of(mb: &Mailbox, ms: u64) -> Option<(State, u32)> {
-        mb.get(&id(ms)).map(|e| (e.state, e.deliveries))
+        mb.get(&id(ms)).map(|e| (e.state(), e.deliveries))
     }
 
     type Snapshot =
@@ -915,7 +929,7 @@ mod tests {
         assert_eq!(snapshot(&mb), before);
         mb.kill(&[id(10)], DeadReason::MaxDeliveries, 7);
         assert!(!mb.push(env(10, 0, None), None));
-        assert!(!mb.restore_entry(Entry { env: env(10, 0, None), deliveries: 0, state: State::Ready }));
+        assert!(!mb.restore_entry(Entry::new(env(10, 0, None), 0, State::Ready)));
         assert!(!mb.restore_dead(DeadLetter {
             env: env(5, 0, None),
             deliveries: 0,
@@ -1210,17 +1224,9 @@ mod tests {
     #[test]
     fn restore_rebuilds_every_index() {
         let mut mb = Mailbox::new(settings(3));
-        assert!(mb.restore_entry(Entry {
-            env: env(1, 2, Some(70)),
-            deliveries: 2,
-            state: State::Leased { until: 40 }
-        }));
-        assert!(mb.restore_entry(Entry {
-            env: env(2, 0, None),
-            deliveries: 1,
-            state: State::Delayed { until: 30 }
-        }));
-        assert!(mb.restore_entry(Entry { env: env(3, 0, None), deliveries: 5, state: State::Ready }));
+        assert!(mb.restore_entry(Entry::new(env(1, 2, Some(70)), 2, State::Leased { until: 40 })));
+        assert!(mb.restore_entry(Entry::new(env(2, 0, None), 1, State::Delayed { until: 30 })));
+        assert!(mb.restore_entry(Entry::new(env(3, 0, None), 5, State::Ready)));
         assert!(mb.restore_dead(DeadLetter {
             env: env(9, 0, None),
             deliveries: 3,
@@ -1233,10 +1239,10 @@ mod tests {
         assert_eq!(mb.counts(), MailboxCounts { ready: 1, leased: 1, delayed: 1, dead: 1, dedup_keys: 1 });
         assert_eq!(mb.next_deadline(), Some(20));
         assert_eq!(mb.free_effort(), 5);
-        assert!(mb.restore_entry(Entry { env: env(0, 0, None), deliveries: 0, state: State::Ready }));
+        assert!(mb.restore_entry(Entry::new(env(0, 0, None), 0, State::Ready)));
         assert_eq!(mb.last_id, id(9));
         assert_eq!(mb.oldest_ts(), Some(0));
-        assert!(!mb.restore_entry(Entry { env: env(9, 0, None), deliveries: 0, state: State::Ready }));
+        assert!(!mb.restore_entry(Entry::new(env(9, 0, None), 0, State::Ready)));
         mb.check_invariants();
     }
 
@@ -1276,7 +1282,7 @@ mod tests {
     /// The delivery order computed the slow way.
     fn expected_ready(mb: &Mailbox, now: u64) -> Vec<MessageId> {
         let mut ready: Vec<&Entry> =
-            mb.entries().filter(|e| e.state == State::Ready && !e.env.is_expired(now)).collect();
+            mb.entries().filter(|e| e.state() == State::Ready && !e.env.is_expired(now)).collect();
         ready.sort_by_key(|e| (std::cmp::Reverse(e.env.priority()), e.env.id()));
         ready.iter().map(|e| e.env.id()).collect()
     }

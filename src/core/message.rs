@@ -1,15 +1,17 @@
 //! A message as stored: the immutable envelope (shared by every receiver of one
 //! publish) and the per-mailbox delivery state around it.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::chunked::Keyed;
 use super::codec::varint_len;
 use super::MessageId;
 
 /// What the sender sent plus what the server stamped. Never changes once stored;
-/// shared through `Arc` so one payload can serve many receivers of one key space.
+/// shared through `EnvelopeRef` so one payload can serve many receivers of one key space.
 ///
-/// One allocation holds it all, `Arc`'s counters included: a flag byte, the
+/// One allocation holds it all (see `EnvelopeRef`): a flag byte, the
 /// priority, a byte saying which optional fields are present, the id's
 /// millisecond part (8 bytes, little-endian), then LEB128 varints for the id's
 /// sequence, `ts` and (if flagged) `expires_at`, then every field present as a
@@ -98,7 +100,9 @@ fn take_field<'a>(bytes: &'a [u8], at: &mut usize) -> &'a [u8] {
 }
 
 impl Envelope {
-    pub fn new(parts: Parts<'_>) -> Arc<Envelope> {
+    /// An envelope lives only behind its shared handle, so `new` gives that.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(parts: Parts<'_>) -> EnvelopeRef {
         let optional = parts.optional();
         let fields = [parts.from, parts.to, parts.payload].into_iter().chain(optional.into_iter().flatten());
         let size = 3
@@ -108,9 +112,14 @@ impl Envelope {
             + parts.expires_at.map_or(0, varint_len)
             + fields.clone().map(|f| f.len() + varint_len(f.len() as u64)).sum::<usize>();
         // Written in place: the one allocation, no copy. (A new `Arc` is unique.)
+        let (prefix, prefix_len) = len_prefix(size);
+        let prefix = &prefix[..prefix_len];
         // SAFETY: all zeros is a valid `[u8]`.
-        let mut shared: Arc<[u8]> = unsafe { Arc::<[u8]>::new_zeroed_slice(size).assume_init() };
+        let mut shared: Arc<[u8]> =
+            unsafe { Arc::<[u8]>::new_zeroed_slice(prefix.len() + size).assume_init() };
         if let Some(out) = Arc::get_mut(&mut shared) {
+            let (head, out) = out.split_at_mut(prefix.len());
+            head.copy_from_slice(prefix);
             let mut w = Writer { out, at: 0 };
             let flags = (u8::from(parts.confirm) * FLAG_CONFIRM)
                 | (u8::from(parts.expires_at.is_some()) * FLAG_EXPIRES);
@@ -129,7 +138,7 @@ impl Envelope {
             }
             debug_assert_eq!(w.at, size);
         }
-        Self::shared(shared)
+        EnvelopeRef::own(shared)
     }
 
     /// The bytes an envelope is stored as (what `from_bytes` takes back).
@@ -140,7 +149,7 @@ impl Envelope {
     /// The envelope `bytes` hold, if they are exactly what `as_bytes` gives for some
     /// envelope: known flags, a priority of at most 9, well-formed varints, every
     /// field inside and nothing after the last one.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Arc<Envelope>> {
+    pub fn from_bytes(bytes: &[u8]) -> Option<EnvelopeRef> {
         let (&flags, &priority, &present) = (bytes.first()?, bytes.get(1)?, bytes.get(2)?);
         if flags & !(FLAG_CONFIRM | FLAG_EXPIRES) != 0 || priority > MAX_PRIORITY || present >> 6 != 0 {
             return None;
@@ -155,13 +164,14 @@ impl Envelope {
             let len = usize::try_from(super::codec::take_varint(bytes, &mut at)?).ok()?;
             at = at.checked_add(len).filter(|&end| end <= bytes.len())?;
         }
-        (at == bytes.len()).then(|| Self::shared(Arc::from(bytes)))
-    }
-
-    fn shared(bytes: Arc<[u8]>) -> Arc<Envelope> {
-        // SAFETY: `Envelope` is `repr(transparent)` over `[u8]`, so `ArcInner<[u8]>`
-        // and `ArcInner<Envelope>` have one layout and the pointer's length carries over.
-        unsafe { Arc::from_raw(Arc::into_raw(bytes) as *const Envelope) }
+        if at != bytes.len() {
+            return None;
+        }
+        let (prefix, prefix_len) = len_prefix(bytes.len());
+        let mut stored = Vec::with_capacity(prefix_len + bytes.len());
+        stored.extend_from_slice(&prefix[..prefix_len]);
+        stored.extend_from_slice(bytes);
+        Some(EnvelopeRef::own(Arc::from(stored)))
     }
 
     fn byte(&self, i: usize) -> u8 {
@@ -176,6 +186,7 @@ impl Envelope {
         self.byte(0) & FLAG_CONFIRM != 0
     }
 
+    #[inline]
     pub fn id(&self) -> MessageId {
         let ms = self.0.get(3..SEQ_AT).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
         let mut at = SEQ_AT;
@@ -295,6 +306,116 @@ impl std::fmt::Debug for Envelope {
     }
 }
 
+/// A shared envelope, one pointer wide: every held message keeps one, so a topic
+/// message costs each receiver 8 bytes here where an `EnvelopeRef` (a slice
+/// pointer with its length) would cost 16.
+///
+/// It points at the bytes of an `Arc<[u8]>`: the envelope's length (`LEN_BYTES`
+/// little-endian, or `u32::MAX` then 8 more bytes for an envelope of 4 GiB or more),
+/// then the envelope. The length rebuilds the slice pointer that `Arc` needs.
+pub struct EnvelopeRef(NonNull<u8>);
+
+const LEN_BYTES: usize = 4;
+const LONG_LEN_BYTES: usize = LEN_BYTES + 8;
+
+/// The length prefix for an envelope of `len` bytes: the first `.1` bytes of `.0`.
+fn len_prefix(len: usize) -> ([u8; LONG_LEN_BYTES], usize) {
+    let mut prefix = [0; LONG_LEN_BYTES];
+    match u32::try_from(len) {
+        Ok(short) if short != u32::MAX => {
+            prefix[..LEN_BYTES].copy_from_slice(&short.to_le_bytes());
+            (prefix, LEN_BYTES)
+        }
+        _ => {
+            prefix[..LEN_BYTES].copy_from_slice(&u32::MAX.to_le_bytes());
+            prefix[LEN_BYTES..].copy_from_slice(&(len as u64).to_le_bytes());
+            (prefix, LONG_LEN_BYTES)
+        }
+    }
+}
+
+// SAFETY: it owns a share of an `Arc<[u8]>` (which is `Send` and `Sync`) and
+// only reads the bytes.
+unsafe impl Send for EnvelopeRef {}
+unsafe impl Sync for EnvelopeRef {}
+
+impl EnvelopeRef {
+    /// Takes over `stored`: a length prefix then exactly that many bytes.
+    fn own(stored: Arc<[u8]>) -> EnvelopeRef {
+        let raw = Arc::into_raw(stored).cast::<u8>().cast_mut();
+        // `Arc::into_raw` never gives a null pointer.
+        EnvelopeRef(NonNull::new(raw).unwrap_or(NonNull::dangling()))
+    }
+
+    /// (prefix length, envelope length).
+    #[inline]
+    fn lens(&self) -> (usize, usize) {
+        // SAFETY: the allocation starts with at least `LEN_BYTES` bytes (see `own`).
+        let short = u32::from_le_bytes(unsafe { self.0.as_ptr().cast::<[u8; LEN_BYTES]>().read() });
+        if short != u32::MAX {
+            return (LEN_BYTES, short as usize);
+        }
+        // SAFETY: a `u32::MAX` prefix is followed by 8 more length bytes.
+        let long = u64::from_le_bytes(unsafe { self.0.as_ptr().add(LEN_BYTES).cast::<[u8; 8]>().read() });
+        (LONG_LEN_BYTES, long as usize)
+    }
+
+    /// The slice pointer `Arc::into_raw` gave.
+    fn raw(&self) -> *const [u8] {
+        let (prefix, len) = self.lens();
+        std::ptr::slice_from_raw_parts(self.0.as_ptr(), prefix + len)
+    }
+
+    /// Both name one stored envelope.
+    pub fn ptr_eq(a: &EnvelopeRef, b: &EnvelopeRef) -> bool {
+        a.0 == b.0
+    }
+}
+
+impl std::ops::Deref for EnvelopeRef {
+    type Target = Envelope;
+
+    #[inline]
+    fn deref(&self) -> &Envelope {
+        let (prefix, len) = self.lens();
+        // SAFETY: the envelope's `len` bytes follow the prefix and live as long as
+        // this share; `Envelope` is `repr(transparent)` over `[u8]`.
+        unsafe {
+            let bytes = std::ptr::slice_from_raw_parts(self.0.as_ptr().add(prefix), len);
+            &*(bytes as *const Envelope)
+        }
+    }
+}
+
+impl Clone for EnvelopeRef {
+    fn clone(&self) -> Self {
+        // SAFETY: `raw` is the pointer `Arc::into_raw` gave and this share keeps it alive.
+        unsafe { Arc::increment_strong_count(self.raw()) };
+        EnvelopeRef(self.0)
+    }
+}
+
+impl Drop for EnvelopeRef {
+    fn drop(&mut self) {
+        // SAFETY: gives back this share, taken by `own` or `clone`.
+        unsafe { drop(Arc::from_raw(self.raw())) }
+    }
+}
+
+impl PartialEq for EnvelopeRef {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for EnvelopeRef {}
+
+impl std::fmt::Debug for EnvelopeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum State {
     /// Waiting to be read.
@@ -305,15 +426,66 @@ pub enum State {
     Delayed { until: u64 },
 }
 
-/// A message held by one mailbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message held by one mailbox: 24 bytes (the state's kind and deadline are
+/// kept apart so that no enum padding is paid per message).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub env: Arc<Envelope>,
+    pub env: EnvelopeRef,
+    /// The deadline of a leased or delayed message, else 0.
+    until: u64,
     /// How many times a read has handed it out.
     pub deliveries: u32,
-    pub state: State,
+    /// 0 ready, 1 leased, 2 delayed.
+    kind: u8,
 }
 
+impl Entry {
+    pub fn new(env: EnvelopeRef, deliveries: u32, state: State) -> Entry {
+        let mut entry = Entry { env, until: 0, deliveries, kind: 0 };
+        entry.set_state(state);
+        entry
+    }
+
+    /// A message never handed out.
+    pub fn ready(env: EnvelopeRef) -> Entry {
+        Entry { env, until: 0, deliveries: 0, kind: 0 }
+    }
+
+    pub fn state(&self) -> State {
+        match self.kind {
+            1 => State::Leased { until: self.until },
+            2 => State::Delayed { until: self.until },
+            _ => State::Ready,
+        }
+    }
+
+    pub fn set_state(&mut self, state: State) {
+        (self.kind, self.until) = match state {
+            State::Ready => (0, 0),
+            State::Leased { until } => (1, until),
+            State::Delayed { until } => (2, until),
+        };
+    }
+}
+
+impl Keyed for Entry {
+    type Key = MessageId;
+
+    #[inline]
+    fn key(&self) -> MessageId {
+        self.env.id()
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("env", &self.env)
+            .field("deliveries", &self.deliveries)
+            .field("state", &self.state())
+            .finish()
+    }
+}
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DeadReason {
     /// Its lease ran out or it was nacked with `deliveries` at the mailbox's maximum.
@@ -349,7 +521,7 @@ impl DeadReason {
 /// A message moved to the mailbox's dead letters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
-    pub env: Arc<Envelope>,
+    pub env: EnvelopeRef,
     pub deliveries: u32,
     pub reason: DeadReason,
     /// When it died, in milliseconds.
@@ -389,5 +561,55 @@ mod tests {
         let bare = Envelope::new(Parts::default());
         assert_eq!(bare.parts(), Parts::default());
         assert_ne!(bare, Envelope::new(Parts { content_type: Some(b""), ..Parts::default() }));
+    }
+
+    #[test]
+    fn a_held_message_costs_a_pointer_and_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<EnvelopeRef>(), 8);
+        assert_eq!(std::mem::size_of::<Option<EnvelopeRef>>(), 8);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+        let env = Envelope::new(Parts::default());
+        for state in [State::Ready, State::Leased { until: u64::MAX }, State::Delayed { until: 0 }] {
+            let entry = Entry::new(env.clone(), 7, state);
+            assert_eq!((entry.state(), entry.deliveries), (state, 7));
+        }
+    }
+
+    #[test]
+    fn shares_are_counted_and_freed_with_the_last() {
+        let env = Envelope::new(Parts { payload: b"once", ..Parts::default() });
+        let copies: Vec<EnvelopeRef> = (0..100).map(|_| env.clone()).collect();
+        assert!(copies.iter().all(|c| EnvelopeRef::ptr_eq(c, &env) && c.payload() == b"once"));
+        let weak = Arc::downgrade(&unsafe_arc(&env));
+        drop(copies);
+        assert!(weak.upgrade().is_some());
+        drop(env);
+        assert!(weak.upgrade().is_none(), "the last share freed the envelope");
+    }
+
+    /// Another `Arc` share of the allocation behind `env` (test only).
+    fn unsafe_arc(env: &EnvelopeRef) -> Arc<[u8]> {
+        let clone = env.clone();
+        let raw = clone.raw();
+        std::mem::forget(clone);
+        // SAFETY: `clone` gave up its share to this `Arc`.
+        unsafe { Arc::from_raw(raw) }
+    }
+
+    #[test]
+    fn the_long_length_prefix_reads_back() {
+        let (short, n) = len_prefix(5);
+        assert_eq!(&short[..n], 5u32.to_le_bytes());
+        let (long, n) = len_prefix(u32::MAX as usize);
+        assert_eq!((&long[..LEN_BYTES], n), (&u32::MAX.to_le_bytes()[..], LONG_LEN_BYTES));
+        assert_eq!(u64::from_le_bytes(long[LEN_BYTES..].try_into().unwrap()), u32::MAX as u64);
+        // A short envelope behind the long prefix (what a 4 GiB one would have).
+        let env = Envelope::new(Parts { payload: b"far", ..Parts::default() });
+        let stored =
+            [&u32::MAX.to_le_bytes()[..], &(env.as_bytes().len() as u64).to_le_bytes(), env.as_bytes()]
+                .concat();
+        let long = EnvelopeRef::own(Arc::from(stored));
+        assert_eq!((long.lens().0, long.payload()), (LONG_LEN_BYTES, &b"far"[..]));
+        assert_eq!(long, env);
     }
 }
