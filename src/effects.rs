@@ -70,55 +70,92 @@ impl Effect {
 
     /// The arguments after `MAILBOX.EFFECT <key>`.
     pub fn to_args(&self) -> Vec<Vec<u8>> {
-        fn op(name: &str) -> Vec<u8> {
-            name.as_bytes().to_vec()
-        }
-        fn num(n: u64) -> Vec<u8> {
-            crate::core::id::decimal(n, &mut [0; 20]).to_vec()
-        }
-        fn with_ids(mut head: Vec<Vec<u8>>, ids: &[MessageId]) -> Vec<Vec<u8>> {
-            head.extend(ids.iter().map(|id| id.text(&mut [0; 41]).to_vec()));
-            head
-        }
+        let mut args = Vec::new();
+        self.each_arg(|arg| args.push(arg.to_vec()));
+        args
+    }
+
+    /// Gives the arguments after `MAILBOX.EFFECT <key>` to `emit`, one by one, in
+    /// order: numbers and ids are written on the stack, blobs encoded once.
+    pub fn each_arg(&self, mut emit: impl FnMut(&[u8])) {
+        let num = |emit: &mut dyn FnMut(&[u8]), n: u64| emit(crate::core::id::decimal(n, &mut [0; 20]));
+        let ids = |emit: &mut dyn FnMut(&[u8]), ids: &[MessageId]| {
+            for id in ids {
+                emit(id.text(&mut [0; 41]));
+            }
+        };
         match self {
             Effect::Init { settings, last_id } => {
                 let mut blob = Vec::new();
                 codec::encode_settings(settings, &mut blob);
-                vec![op("INIT"), blob, last_id.to_string().into_bytes()]
+                emit(b"INIT");
+                emit(&blob);
+                emit(last_id.text(&mut [0; 41]));
             }
             Effect::Put { entry, dedup } => {
                 let mut blob = Vec::new();
                 codec::encode_entry(entry, &mut blob);
-                let mut args = vec![op("PUT"), blob];
+                emit(b"PUT");
+                emit(&blob);
                 if let Some((key, until)) = dedup {
-                    args.push(key.clone());
-                    args.push(num(*until));
+                    emit(key);
+                    num(&mut emit, *until);
                 }
-                args
             }
             Effect::Restore(entry) => {
                 let mut blob = Vec::new();
                 codec::encode_entry(entry, &mut blob);
-                vec![op("RESTORE"), blob]
+                emit(b"RESTORE");
+                emit(&blob);
             }
             Effect::Dead(dead) => {
                 let mut blob = Vec::new();
                 codec::encode_dead(dead, &mut blob);
-                vec![op("DEAD"), blob]
+                emit(b"DEAD");
+                emit(&blob);
             }
             Effect::Dedup { key, id, until } => {
-                vec![op("DEDUP"), key.clone(), id.to_string().into_bytes(), num(*until)]
+                emit(b"DEDUP");
+                emit(key);
+                emit(id.text(&mut [0; 41]));
+                num(&mut emit, *until);
             }
-            Effect::Lease { until, ids } => with_ids(vec![op("LEASE"), num(*until)], ids),
-            Effect::Remove { ids } => with_ids(vec![op("REMOVE")], ids),
-            Effect::Requeue { ids } => with_ids(vec![op("REQUEUE")], ids),
-            Effect::Delay { until, ids } => with_ids(vec![op("DELAY"), num(*until)], ids),
-            Effect::Kill { at, reason, ids } => {
-                with_ids(vec![op("KILL"), num(*at), num(u64::from(reason.code()))], ids)
+            Effect::Lease { until, ids: list } => {
+                emit(b"LEASE");
+                num(&mut emit, *until);
+                ids(&mut emit, list);
             }
-            Effect::Revive { ids } => with_ids(vec![op("REVIVE")], ids),
-            Effect::Bury { ids } => with_ids(vec![op("BURY")], ids),
-            Effect::ForgetDedup { now } => vec![op("FORGETDEDUP"), num(*now)],
+            Effect::Remove { ids: list } => {
+                emit(b"REMOVE");
+                ids(&mut emit, list);
+            }
+            Effect::Requeue { ids: list } => {
+                emit(b"REQUEUE");
+                ids(&mut emit, list);
+            }
+            Effect::Delay { until, ids: list } => {
+                emit(b"DELAY");
+                num(&mut emit, *until);
+                ids(&mut emit, list);
+            }
+            Effect::Kill { at, reason, ids: list } => {
+                emit(b"KILL");
+                num(&mut emit, *at);
+                num(&mut emit, u64::from(reason.code()));
+                ids(&mut emit, list);
+            }
+            Effect::Revive { ids: list } => {
+                emit(b"REVIVE");
+                ids(&mut emit, list);
+            }
+            Effect::Bury { ids: list } => {
+                emit(b"BURY");
+                ids(&mut emit, list);
+            }
+            Effect::ForgetDedup { now } => {
+                emit(b"FORGETDEDUP");
+                num(&mut emit, *now);
+            }
         }
     }
 

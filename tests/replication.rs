@@ -142,6 +142,17 @@ fn every_write_command_reaches_the_replica() {
     sync("SEND creating a mailbox");
     assert_eq!(info_int(&mut rcon, "r:b", "lease"), 777);
 
+    // Effects with more ids than fit in one replication call's stack room.
+    let many: Vec<String> = (0..40).map(|i| send(&mut con, "r:b", &format!("m{i}"), &[])).collect();
+    // "x" above comes first.
+    let leased = read(&mut con, "r:b", &["COUNT", "41", "LEASE", "60000"]).expect("41 messages");
+    let leased: Vec<&str> = leased.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(leased[1..], many);
+    sync("READ COUNT 41");
+    assert_eq!(ack(&mut con, "r:b", &leased), 41);
+    sync("ACK of 41");
+    assert_eq!(info_int(&mut rcon, "r:b", "leased"), 0);
+
     let mut db1 = master.client();
     select(&mut db1, 1);
     send(&mut db1, "r:a", "db 1", &[]);

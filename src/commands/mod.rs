@@ -102,15 +102,49 @@ pub fn require_master(ctx: &Context) -> Result<(), RedisError> {
 
 /// Replicates one effect on `key` to replicas and the AOF.
 pub fn replicate(ctx: &Context, key: &[u8], effect: &Effect) {
-    replicate_args(ctx, key, &effect.to_args());
+    replicate_with(ctx, key, |emit| effect.each_arg(emit));
 }
 
 /// Replicates `MAILBOX.EFFECT <key> <args...>` to replicas and the AOF.
 pub fn replicate_args(ctx: &Context, key: &[u8], args: &[Vec<u8>]) {
-    let mut all: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
-    all.push(key);
-    all.extend(args.iter().map(Vec::as_slice));
-    ctx.replicate("MAILBOX.EFFECT", all.as_slice());
+    replicate_with(ctx, key, |emit| args.iter().for_each(|arg| emit(arg)));
+}
+
+/// Replicates `MAILBOX.EFFECT <key>` and the arguments `args` gives: each becomes
+/// a Redis string at once (no list of owned copies first), and the command name is
+/// a C string constant.
+fn replicate_with(ctx: &Context, key: &[u8], args: impl FnOnce(&mut dyn FnMut(&[u8]))) {
+    let (Some(replicate), Some(create), Some(free)) =
+        (unsafe { (raw::RedisModule_Replicate, raw::RedisModule_CreateString, raw::RedisModule_FreeString) })
+    else {
+        return;
+    };
+    // Most effects have a few arguments: those stay on the stack.
+    const ON_STACK: usize = 16;
+    let mut stack = [std::ptr::null_mut::<raw::RedisModuleString>(); ON_STACK];
+    let (mut n, mut more) = (0, Vec::new());
+    let mut push = |arg: &[u8]| {
+        // No context: the strings are freed below, not by automatic memory.
+        let s = unsafe { create(std::ptr::null_mut(), arg.as_ptr().cast(), arg.len()) };
+        if n < ON_STACK && more.is_empty() {
+            stack[n] = s;
+            n += 1;
+        } else {
+            if more.is_empty() {
+                more.extend_from_slice(&stack[..n]);
+            }
+            more.push(s);
+        }
+    };
+    push(key);
+    args(&mut push);
+    let strings = if more.is_empty() { &stack[..n] } else { &more[..] };
+    unsafe {
+        replicate(ctx.ctx, c"MAILBOX.EFFECT".as_ptr(), c"v".as_ptr(), strings.as_ptr(), strings.len());
+        for &s in strings {
+            free(std::ptr::null_mut(), s);
+        }
+    }
 }
 
 /// Replicates a send (`Effect::Put`) without building the generic argument list:
@@ -118,8 +152,36 @@ pub fn replicate_args(ctx: &Context, key: &[u8], args: &[Vec<u8>]) {
 /// replicated command.
 pub fn replicate_put(ctx: &Context, key: &RedisString, entry: &Entry, dedup: Option<&(Vec<u8>, u64)>) {
     let Some(replicate) = (unsafe { raw::RedisModule_Replicate }) else { return };
-    let mut blob = Vec::with_capacity(entry.env.payload().len() + 64);
-    crate::core::codec::encode_entry(entry, &mut blob);
+    // One buffer for every send, kept between calls (Redis copies the bytes).
+    thread_local! {
+        static BLOB: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BLOB.with_borrow_mut(|blob| {
+        blob.clear();
+        crate::core::codec::encode_entry(entry, blob);
+        replicate_blob(replicate, ctx, key, blob, dedup);
+        // A rare huge message does not keep its room.
+        if blob.capacity() > 64 * 1024 {
+            *blob = Vec::new();
+        }
+    });
+}
+
+type ReplicateFn = unsafe extern "C" fn(
+    *mut raw::RedisModuleCtx,
+    *const std::os::raw::c_char,
+    *const std::os::raw::c_char,
+    ...
+) -> std::os::raw::c_int;
+
+/// `MAILBOX.EFFECT <key> PUT <blob> [<dedup key> <until>]`.
+fn replicate_blob(
+    replicate: ReplicateFn,
+    ctx: &Context,
+    key: &RedisString,
+    blob: &[u8],
+    dedup: Option<&(Vec<u8>, u64)>,
+) {
     let (blob_ptr, blob_len) = (blob.as_ptr().cast::<std::os::raw::c_char>(), blob.len());
     let command = c"MAILBOX.EFFECT".as_ptr();
     unsafe {

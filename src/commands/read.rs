@@ -93,8 +93,12 @@ fn serve(
     } else {
         let lease_ms = opts.lease_ms.unwrap_or(mailbox.settings.lease_ms);
         let until = now.saturating_add(lease_ms);
-        let leased = mailbox.lease(&ids, until);
-        replicate(ctx, name, &Effect::Lease { until, ids: leased.clone() });
+        let lease = Effect::Lease { until, ids: mailbox.lease_owned(ids, until) };
+        replicate(ctx, name, &lease);
+        let leased = match lease {
+            Effect::Lease { ids, .. } => ids,
+            _ => Vec::new(),
+        };
         let entries: Vec<_> = leased.iter().filter_map(|id| mailbox.get(id)).collect();
         count_deliveries(entries.iter().map(|e| e.deliveries));
         reply_entries(ctx, &entries, |_| Vec::new());

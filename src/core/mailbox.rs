@@ -411,13 +411,13 @@ impl Mailbox {
     /// Leases these ready messages until `until`, raising their deliveries by one.
     /// Ids that are not ready are skipped. Returns the ids leased.
     pub fn lease(&mut self, ids: &[MessageId], until: u64) -> Vec<MessageId> {
-        let mut leased = Vec::new();
-        for id in ids {
-            if self.set_state(id, |s| s == State::Ready, State::Leased { until }, true) {
-                leased.push(*id);
-            }
-        }
-        leased
+        self.lease_owned(ids.to_vec(), until)
+    }
+
+    /// `lease`, keeping in `ids` the ids leased (no second list).
+    pub fn lease_owned(&mut self, mut ids: Vec<MessageId>, until: u64) -> Vec<MessageId> {
+        ids.retain(|id| self.set_state(id, |s| s == State::Ready, State::Leased { until }, true));
+        ids
     }
 
     /// Removes these ready messages as delivered (`NOACK`), returning them with
