@@ -131,26 +131,36 @@ impl<V: Keyed> ChunkedMap<V> {
     pub fn insert(&mut self, value: V) -> Option<V> {
         let key = value.key();
         // The common case: past the last key.
-        let last_full = match self.chunks.back() {
-            Some(last) if last.values.last().is_some_and(|v| v.key() < key) => {
-                Some(last.values.len() >= CHUNK)
-            }
-            Some(_) => None,
-            None => Some(true),
-        };
-        if let Some(full) = last_full {
-            if full {
-                // The first chunk grows from small (a small mailbox stays small);
-                // later ones start at their full size.
-                let capacity = if self.chunks.is_empty() { 1 } else { CHUNK };
-                self.chunks.push_back(Chunk { first: key, values: Vec::with_capacity(capacity) });
-            }
-            if let Some(last) = self.chunks.back_mut() {
-                last.values.push(value);
-            }
-            self.len += 1;
+        if self.chunks.back().is_none_or(|last| last.values.last().is_some_and(|v| v.key() < key)) {
+            self.append(key, value);
             return None;
         }
+        self.insert_inside(key, value)
+    }
+
+    /// Adds `value`, whose key the caller knows to be after every key here (a new
+    /// id), without reading the last value (for a held message, its envelope: a
+    /// cache miss when a topic reaches thousands of mailboxes).
+    pub fn push_last(&mut self, value: V) {
+        let key = value.key();
+        debug_assert!(self.iter().next_back().is_none_or(|v| v.key() < key), "push_last out of order");
+        self.append(key, value);
+    }
+
+    fn append(&mut self, key: V::Key, value: V) {
+        if self.chunks.back().is_none_or(|last| last.values.len() >= CHUNK) {
+            // The first chunk grows from small (a small mailbox stays small);
+            // later ones start at their full size.
+            let capacity = if self.chunks.is_empty() { 1 } else { CHUNK };
+            self.chunks.push_back(Chunk { first: key, values: Vec::with_capacity(capacity) });
+        }
+        if let Some(last) = self.chunks.back_mut() {
+            last.values.push(value);
+        }
+        self.len += 1;
+    }
+
+    fn insert_inside(&mut self, key: V::Key, value: V) -> Option<V> {
         let (mut c, found) = self.locate(&key)?;
         let mut at = match found {
             Ok(i) => return Some(std::mem::replace(&mut self.chunks[c].values[i], value)),

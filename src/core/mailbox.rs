@@ -400,9 +400,11 @@ impl Mailbox {
     /// Ids of up to `count` ready messages in delivery order (priority desc, then id asc),
     /// skipping any whose TTL passed at `now`. Does not change anything.
     pub fn next_ready(&self, count: usize, now: u64) -> Vec<MessageId> {
+        // Without a TTL on any held message, nothing can have expired: no lookups.
+        let any_ttl = !self.expiries.is_empty();
         self.ready
             .iter()
-            .filter(|id| self.entries.get(id).is_some_and(|e| !e.env.is_expired(now)))
+            .filter(|id| !any_ttl || self.entries.get(id).is_some_and(|e| !e.env.is_expired(now)))
             .take(count)
             .copied()
             .collect()
@@ -544,7 +546,7 @@ impl Mailbox {
             let Some(dead) = self.dead.remove(id) else {
                 continue;
             };
-            self.index_held(Entry::ready(dead.env));
+            self.index_held(Entry::ready(dead.env), false);
             revived.push(*id);
         }
         revived
@@ -673,13 +675,15 @@ impl Mailbox {
 
     /// Stores a new held message (not known here): counts its content and indexes it.
     fn add_held(&mut self, entry: Entry) {
+        let newest = entry.env.id() > self.max_stored;
         self.raise_last_id(entry.env.id());
         self.content_bytes += size_of_content(&entry.env);
-        self.index_held(entry);
+        self.index_held(entry, newest);
     }
 
     /// Puts a message in `entries` and every index; content is not counted here.
-    fn index_held(&mut self, entry: Entry) {
+    /// `newest`: its id is above every id held here.
+    fn index_held(&mut self, entry: Entry, newest: bool) {
         let id = entry.env.id();
         if let Some(at) = entry.env.expires_at() {
             self.expiries.insert((at, id));
@@ -688,7 +692,11 @@ impl Mailbox {
             self.threads.entry(thread.to_vec()).or_default().insert(id);
         }
         self.index_state(id, entry.env.priority(), entry.state());
-        self.entries.insert(entry);
+        if newest {
+            self.entries.push_last(entry);
+        } else {
+            self.entries.insert(entry);
+        }
     }
 
     /// Takes a held message out of `entries` and every index; content is not uncounted.

@@ -111,15 +111,8 @@ impl Envelope {
             + varint_len(parts.ts)
             + parts.expires_at.map_or(0, varint_len)
             + fields.clone().map(|f| f.len() + varint_len(f.len() as u64)).sum::<usize>();
-        // Written in place: the one allocation, no copy. (A new `Arc` is unique.)
-        let (prefix, prefix_len) = len_prefix(size);
-        let prefix = &prefix[..prefix_len];
-        // SAFETY: all zeros is a valid `[u8]`.
-        let mut shared: Arc<[u8]> =
-            unsafe { Arc::<[u8]>::new_zeroed_slice(prefix.len() + size).assume_init() };
-        if let Some(out) = Arc::get_mut(&mut shared) {
-            let (head, out) = out.split_at_mut(prefix.len());
-            head.copy_from_slice(prefix);
+        // Written in place: the one allocation, no copy.
+        let shared = prefixed(size, |out| {
             let mut w = Writer { out, at: 0 };
             let flags = (u8::from(parts.confirm) * FLAG_CONFIRM)
                 | (u8::from(parts.expires_at.is_some()) * FLAG_EXPIRES);
@@ -137,7 +130,7 @@ impl Envelope {
                 w.bytes(field);
             }
             debug_assert_eq!(w.at, size);
-        }
+        });
         EnvelopeRef::own(shared)
     }
 
@@ -167,11 +160,7 @@ impl Envelope {
         if at != bytes.len() {
             return None;
         }
-        let (prefix, prefix_len) = len_prefix(bytes.len());
-        let mut stored = Vec::with_capacity(prefix_len + bytes.len());
-        stored.extend_from_slice(&prefix[..prefix_len]);
-        stored.extend_from_slice(bytes);
-        Some(EnvelopeRef::own(Arc::from(stored)))
+        Some(EnvelopeRef::own(prefixed(bytes.len(), |out| out.copy_from_slice(bytes))))
     }
 
     fn byte(&self, i: usize) -> u8 {
@@ -332,6 +321,20 @@ fn len_prefix(len: usize) -> ([u8; LONG_LEN_BYTES], usize) {
             (prefix, LONG_LEN_BYTES)
         }
     }
+}
+
+/// One allocation: the length prefix for `len` bytes, then `len` bytes that `fill` writes.
+fn prefixed(len: usize, fill: impl FnOnce(&mut [u8])) -> Arc<[u8]> {
+    let (prefix, prefix_len) = len_prefix(len);
+    // SAFETY: all zeros is a valid `[u8]`.
+    let mut shared: Arc<[u8]> = unsafe { Arc::<[u8]>::new_zeroed_slice(prefix_len + len).assume_init() };
+    // A new `Arc` is unique.
+    if let Some(out) = Arc::get_mut(&mut shared) {
+        let (head, body) = out.split_at_mut(prefix_len);
+        head.copy_from_slice(&prefix[..prefix_len]);
+        fill(body);
+    }
+    shared
 }
 
 // SAFETY: it owns a share of an `Arc<[u8]>` (which is `Send` and `Sync`) and
