@@ -718,6 +718,7 @@ mod tests {
     /// Format 4 takes the stored bytes only when they are exactly an envelope's.
     #[test]
     fn stored_bytes_are_checked_whole() {
+        let mut padded_cases = 0;
         for env in envelopes() {
             let raw = env.as_bytes();
             assert_eq!(Envelope::from_bytes(raw), Some(env.clone()));
@@ -732,7 +733,16 @@ mod tests {
                 wrong[at] = bad;
                 assert!(Envelope::from_bytes(&wrong).is_none(), "byte {at} = {bad}");
             }
+            // The id's sequence written in two bytes where one would do (`0x80 | s, 0`):
+            // the same value, not the bytes `new` writes.
+            let seq = raw[11];
+            if seq < 0x80 {
+                let padded = [&raw[..11], &[0x80 | seq, 0], &raw[12..]].concat();
+                assert!(Envelope::from_bytes(&padded).is_none(), "a padded varint");
+                padded_cases += 1;
+            }
         }
+        assert!(padded_cases > 0);
     }
 
     #[test]

@@ -67,16 +67,35 @@ fn parse_u64(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-/// `n` in decimal, written by hand into `buf` (no `fmt`: this runs on every send).
+/// "00" to "99", for `decimal`.
+const PAIRS: [u8; 200] = {
+    let mut pairs = [0; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// `n` in decimal, written by hand into `buf` two digits at a time (no `fmt`:
+/// this runs several times per command).
 pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut at = buf.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[at] = b'0' + n as u8;
     }
     &buf[at..]
 }
@@ -104,6 +123,17 @@ impl fmt::Display for MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_writes_what_display_writes() {
+        let mut rng = crate::core::xorshift::XorShift(0x9e37_79b9_7f4a_7c15);
+        let edges = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 1_795_848_265_604, u64::MAX - 1, u64::MAX];
+        let powers = (0..20).flat_map(|e| [10u64.pow(e) - 1, 10u64.pow(e)]);
+        let random = (0..2000).map(|i| rng.next() >> (i % 64));
+        for n in edges.into_iter().chain(powers).chain(random) {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes(), "{n}");
+        }
+    }
 
     #[test]
     fn parses_and_formats() {

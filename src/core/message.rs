@@ -140,9 +140,14 @@ impl Envelope {
     }
 
     /// The envelope `bytes` hold, if they are exactly what `as_bytes` gives for some
-    /// envelope: known flags, a priority of at most 9, well-formed varints, every
-    /// field inside and nothing after the last one.
+    /// envelope: known flags, a priority of at most 9, varints as `new` writes them
+    /// (no longer than needed), every field inside and nothing after the last one.
     pub fn from_bytes(bytes: &[u8]) -> Option<EnvelopeRef> {
+        fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+            let start = *at;
+            let n = super::codec::take_varint(bytes, at)?;
+            (*at - start == varint_len(n)).then_some(n)
+        }
         let (&flags, &priority, &present) = (bytes.first()?, bytes.get(1)?, bytes.get(2)?);
         if flags & !(FLAG_CONFIRM | FLAG_EXPIRES) != 0 || priority > MAX_PRIORITY || present >> 6 != 0 {
             return None;
@@ -151,10 +156,10 @@ impl Envelope {
         let mut at = SEQ_AT;
         let varints = if flags & FLAG_EXPIRES != 0 { 3 } else { 2 };
         for _ in 0..varints {
-            super::codec::take_varint(bytes, &mut at)?;
+            varint(bytes, &mut at)?;
         }
         for _ in 0..3 + present.count_ones() {
-            let len = usize::try_from(super::codec::take_varint(bytes, &mut at)?).ok()?;
+            let len = usize::try_from(varint(bytes, &mut at)?).ok()?;
             at = at.checked_add(len).filter(|&end| end <= bytes.len())?;
         }
         if at != bytes.len() {
