@@ -79,7 +79,12 @@ impl Effect {
     /// order: numbers and ids are written on the stack, blobs encoded once.
     pub fn each_arg(&self, mut emit: impl FnMut(&[u8])) {
         let num = |emit: &mut dyn FnMut(&[u8]), n: u64| emit(crate::core::id::decimal(n, &mut [0; 20]));
-        let ids = |emit: &mut dyn FnMut(&[u8]), ids: &[MessageId]| {
+        // `<op> <numbers...> <ids...>`: most effects.
+        let with_ids = |emit: &mut dyn FnMut(&[u8]), op: &[u8], numbers: &[u64], ids: &[MessageId]| {
+            emit(op);
+            for n in numbers {
+                num(emit, *n);
+            }
             for id in ids {
                 emit(id.text(&mut [0; 41]));
             }
@@ -120,38 +125,15 @@ impl Effect {
                 emit(id.text(&mut [0; 41]));
                 num(&mut emit, *until);
             }
-            Effect::Lease { until, ids: list } => {
-                emit(b"LEASE");
-                num(&mut emit, *until);
-                ids(&mut emit, list);
+            Effect::Lease { until, ids } => with_ids(&mut emit, b"LEASE", &[*until], ids),
+            Effect::Remove { ids } => with_ids(&mut emit, b"REMOVE", &[], ids),
+            Effect::Requeue { ids } => with_ids(&mut emit, b"REQUEUE", &[], ids),
+            Effect::Delay { until, ids } => with_ids(&mut emit, b"DELAY", &[*until], ids),
+            Effect::Kill { at, reason, ids } => {
+                with_ids(&mut emit, b"KILL", &[*at, u64::from(reason.code())], ids)
             }
-            Effect::Remove { ids: list } => {
-                emit(b"REMOVE");
-                ids(&mut emit, list);
-            }
-            Effect::Requeue { ids: list } => {
-                emit(b"REQUEUE");
-                ids(&mut emit, list);
-            }
-            Effect::Delay { until, ids: list } => {
-                emit(b"DELAY");
-                num(&mut emit, *until);
-                ids(&mut emit, list);
-            }
-            Effect::Kill { at, reason, ids: list } => {
-                emit(b"KILL");
-                num(&mut emit, *at);
-                num(&mut emit, u64::from(reason.code()));
-                ids(&mut emit, list);
-            }
-            Effect::Revive { ids: list } => {
-                emit(b"REVIVE");
-                ids(&mut emit, list);
-            }
-            Effect::Bury { ids: list } => {
-                emit(b"BURY");
-                ids(&mut emit, list);
-            }
+            Effect::Revive { ids } => with_ids(&mut emit, b"REVIVE", &[], ids),
+            Effect::Bury { ids } => with_ids(&mut emit, b"BURY", &[], ids),
             Effect::ForgetDedup { now } => {
                 emit(b"FORGETDEDUP");
                 num(&mut emit, *now);
