@@ -11,7 +11,7 @@ use crate::args::{self, SendOptions};
 use crate::core::grants::Permission;
 use crate::core::namespace::{self, Namespace};
 use crate::core::topics;
-use crate::core::{Entry, State};
+use crate::core::Entry;
 use crate::delivery::{admit, count_thread, deliver_many, namespace_of, next_id, replicate_ns, touch};
 use crate::effects::{Delivery, NsEffect};
 use crate::errors;
@@ -127,11 +127,8 @@ fn send_to_all(
     crate::receipts::flush(ctx);
     let delivered = delivered?;
     if !delivered.receivers.is_empty() {
-        let effect = Delivery {
-            entry: Entry::new(env.clone(), 0, State::Ready),
-            dedup,
-            receivers: delivered.receivers.clone(),
-        };
+        let effect =
+            Delivery { entry: Entry::ready(env.clone()), dedup, receivers: delivered.receivers.clone() };
         super::replicate_args(ctx, &namespace::namespace_key(to), &effect.to_args());
         count_thread(ctx, to, thread.as_deref());
     }

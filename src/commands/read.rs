@@ -93,13 +93,9 @@ fn serve(
     } else {
         let lease_ms = opts.lease_ms.unwrap_or(mailbox.settings.lease_ms);
         let until = now.saturating_add(lease_ms);
-        let lease = Effect::Lease { until, ids: mailbox.lease_owned(ids, until) };
-        replicate(ctx, name, &lease);
-        let leased = match lease {
-            Effect::Lease { ids, .. } => ids,
-            _ => Vec::new(),
-        };
+        let leased = mailbox.lease_owned(ids, until);
         let entries: Vec<_> = leased.iter().filter_map(|id| mailbox.get(id)).collect();
+        replicate(ctx, name, &Effect::Lease { until, ids: leased });
         count_deliveries(entries.iter().map(|e| e.deliveries));
         reply_entries(ctx, &entries, |_| Vec::new());
     }

@@ -7,7 +7,7 @@ use crate::acl::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::config;
 use crate::core::grants::Permission;
-use crate::core::{DeadReason, Entry, Envelope, EnvelopeRef, Mailbox, MessageId, Overflow, Parts, State};
+use crate::core::{DeadReason, Entry, Envelope, EnvelopeRef, Mailbox, MessageId, Overflow, Parts};
 use crate::data_type::tracked;
 use crate::delivery::{admit, announce, count_thread, open_or_create, touch};
 use crate::effects::{dedup_for, Effect};
@@ -171,7 +171,7 @@ pub fn send_one(
     let id = crate::delivery::new_id(mailbox.last_id, now);
     let dedup = dedup_for(mailbox, opts.dedup.clone(), now);
     let env = envelope(id, name, payload, opts, caller, mailbox.settings.ttl_ms, now);
-    let entry = Entry::new(env.clone(), 0, State::Ready);
+    let entry = Entry::ready(env.clone());
     super::replicate_put(ctx, key_name, &entry, dedup.as_ref());
     tracked(mailbox, |mb| mb.push(env.clone(), dedup));
     announce(ctx, key_name, mailbox, &env);

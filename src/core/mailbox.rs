@@ -497,7 +497,7 @@ impl Mailbox {
             let Some(entry) = self.entries.get(id) else {
                 continue;
             };
-            if !matches!(entry.state(), State::Leased { .. }) {
+            if !is_leased(entry.state()) {
                 continue;
             }
             if max != 0 && entry.deliveries >= max {

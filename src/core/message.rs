@@ -301,7 +301,7 @@ impl std::fmt::Debug for Envelope {
 }
 
 /// A shared envelope, one pointer wide: every held message keeps one, so a topic
-/// message costs each receiver 8 bytes here where an `EnvelopeRef` (a slice
+/// message costs each receiver 8 bytes here where an `Arc<Envelope>` (a slice
 /// pointer with its length) would cost 16.
 ///
 /// It points at the bytes of an `Arc<[u8]>`: the envelope's length (`LEN_BYTES`
