@@ -1072,11 +1072,13 @@ fn markdown(r: &Results, table: &str, met: usize, missed: &[&str]) -> String {
     let _ = writeln!(
         s,
         "- counts: {} messages for memory, reload and the read + ack cycle; redis-benchmark \
-         -n {} (pipeline 16) / {} (pipeline 1), -c 50, -r 1000 keys, {} repetitions (median)\n",
+         -n {} (pipeline 16) / {} (pipeline 1), -c 50, -r 1000 keys, {} repetitions (median); \
+         {} wake-up samples per side\n",
         r.info_count("messages"),
         r.info_count("rb_n16"),
         r.info_count("rb_n1"),
-        r.info("reps")
+        r.info("reps"),
+        r.info_count("samples")
     );
     let _ = writeln!(s, "## Results\n");
     s.push_str(table);
