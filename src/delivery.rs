@@ -227,6 +227,30 @@ pub fn announce(ctx: &Context, key_name: &RedisString, mailbox: &Mailbox, env: &
     reschedule(ctx, key_name, mailbox);
 }
 
+/// A receiver of a delivery to many: its name and its key, opened once for the
+/// whole command (finding the id, then storing), not once per step.
+pub struct Receiver {
+    pub name: Vec<u8>,
+    key_name: RedisString,
+    key: RedisKeyWritable,
+}
+
+impl Receiver {
+    /// Opens `name`; gives the name back unless its key holds a mailbox.
+    pub fn open(ctx: &Context, name: Vec<u8>) -> Result<Receiver, Vec<u8>> {
+        let key_name = crate::commands::rstring(ctx, &name);
+        let key = ctx.open_key_writable(&key_name);
+        match mailbox_mut(&key) {
+            Ok(Some(_)) => Ok(Receiver { name, key_name, key }),
+            _ => Err(name),
+        }
+    }
+
+    fn mailbox(&self) -> Option<&mut Mailbox> {
+        mailbox_mut(&self.key).ok().flatten()
+    }
+}
+
 /// Outcome of one delivery to many mailboxes.
 pub struct Delivered {
     pub receivers: Vec<Vec<u8>>,
@@ -235,23 +259,18 @@ pub struct Delivered {
 }
 
 /// Stores `env` in every mailbox of `receivers` that can take it (not a dedup hit,
-/// not full), sharing the one envelope. Keys that hold something other than a
-/// mailbox are skipped. The caller replicates the `DELIVER` effect.
+/// not full), sharing the one envelope. The caller replicates the `DELIVER` effect.
 pub fn deliver_many(
     ctx: &Context,
-    receivers: &[Vec<u8>],
+    receivers: &[Receiver],
     env: &EnvelopeRef,
     dedup: &Option<Vec<u8>>,
     now: u64,
-) -> Result<Delivered, RedisError> {
-    let mut delivered = Delivered { receivers: Vec::new(), full: 0 };
-    for name in receivers {
-        let key_name = crate::commands::rstring(ctx, name.as_slice());
-        let key = ctx.open_key_writable(&key_name);
-        let Ok((mailbox, created)) = open_or_create(ctx, &key, name) else { continue };
-        if !created {
-            sweep(ctx, &key_name, mailbox, now);
-        }
+) -> Delivered {
+    let mut delivered = Delivered { receivers: Vec::with_capacity(receivers.len()), full: 0 };
+    for receiver in receivers {
+        let Some(mailbox) = receiver.mailbox() else { continue };
+        sweep(ctx, &receiver.key_name, mailbox, now);
         if let Some(k) = dedup {
             if mailbox.dedup_hit(k, now).is_some() {
                 stats::DEDUP_HITS.incr();
@@ -264,20 +283,14 @@ pub fn deliver_many(
         }
         let entry_dedup = dedup_for(mailbox, dedup.clone(), env.ts());
         tracked(mailbox, |mb| mb.push(env.clone(), entry_dedup));
-        announce(ctx, &key_name, mailbox, env);
-        delivered.receivers.push(name.clone());
+        announce(ctx, &receiver.key_name, mailbox, env);
+        delivered.receivers.push(receiver.name.clone());
     }
-    Ok(delivered)
+    delivered
 }
 
 /// The id for a message going to all of `receivers`: later than each one's last id.
-pub fn next_id(ctx: &Context, receivers: &[Vec<u8>], now: u64) -> MessageId {
-    let mut last = MessageId::MIN;
-    for name in receivers {
-        let key = ctx.open_key(&crate::commands::rstring(ctx, name.as_slice()));
-        if let Ok(Some(mb)) = key.get_value::<Mailbox>(&MAILBOX_TYPE) {
-            last = last.max(mb.last_id);
-        }
-    }
-    new_id(last, now)
+pub fn next_id(receivers: &[Receiver], now: u64) -> MessageId {
+    let last = receivers.iter().filter_map(|r| r.mailbox().map(|mb| mb.last_id)).max();
+    new_id(last.unwrap_or(MessageId::MIN), now)
 }

@@ -94,6 +94,8 @@ pub struct Namespace {
     subscriptions: BTreeMap<Vec<u8>, BTreeMap<TopicPattern, Filter>>,
     /// Rebuilt from `subscriptions`; never saved.
     index: TopicIndex<(Vec<u8>, TopicPattern)>,
+    /// Subscriptions whose filter is not empty; rebuilt with `index`, never saved.
+    filtered: usize,
     presence: BTreeMap<Vec<u8>, u64>,
     grants: BTreeSet<Grant>,
     /// Per-agent send quota overrides: (tokens per second, burst).
@@ -121,8 +123,9 @@ impl Namespace {
     /// Forgets a mailbox and its subscriptions.
     pub fn remove_mailbox(&mut self, name: &[u8]) -> bool {
         if let Some(patterns) = self.subscriptions.remove(name) {
-            for p in patterns.keys() {
+            for (p, filter) in &patterns {
                 self.index.remove(p, &(name.to_vec(), p.clone()));
+                self.filtered -= usize::from(!filter.is_empty());
             }
         }
         self.mailboxes.remove(name)
@@ -141,14 +144,17 @@ impl Namespace {
     pub fn subscribe_filtered(&mut self, mailbox: &[u8], pattern: TopicPattern, filter: Filter) -> bool {
         self.add_mailbox(mailbox);
         let subs = self.subscriptions.entry(mailbox.to_vec()).or_default();
+        let counted = usize::from(!filter.is_empty());
         match subs.get(&pattern) {
             Some(existing) if *existing == filter => false,
-            Some(_) => {
+            Some(existing) => {
+                self.filtered = self.filtered - usize::from(!existing.is_empty()) + counted;
                 subs.insert(pattern, filter);
                 true
             }
             None => {
                 self.index.insert(&pattern, (mailbox.to_vec(), pattern.clone()));
+                self.filtered += counted;
                 subs.insert(pattern, filter);
                 true
             }
@@ -157,9 +163,8 @@ impl Namespace {
 
     pub fn unsubscribe(&mut self, mailbox: &[u8], pattern: &TopicPattern) -> bool {
         let Some(subs) = self.subscriptions.get_mut(mailbox) else { return false };
-        if subs.remove(pattern).is_none() {
-            return false;
-        }
+        let Some(filter) = subs.remove(pattern) else { return false };
+        self.filtered -= usize::from(!filter.is_empty());
         if subs.is_empty() {
             self.subscriptions.remove(mailbox);
         }
@@ -192,23 +197,30 @@ impl Namespace {
     }
 
     /// The mailboxes with a subscription matching `topic` (its path, tag removed).
-    pub fn receivers(&self, topic: &[u8]) -> BTreeSet<Vec<u8>> {
-        self.index.matches(topic).into_iter().map(|(m, _)| m).collect()
+    pub fn receivers(&self, topic: &[u8]) -> Vec<Vec<u8>> {
+        self.receivers_admitting(topic, |_| true)
     }
 
     /// The mailboxes with a subscription matching `topic` whose filter admits `env`.
-    pub fn receivers_for(&self, topic: &[u8], env: &Envelope) -> BTreeSet<Vec<u8>> {
+    pub fn receivers_for(&self, topic: &[u8], env: &Envelope) -> Vec<Vec<u8>> {
         self.receivers_admitting(topic, |f| f.admits(env))
     }
 
-    /// The mailboxes with a subscription matching `topic` whose filter passes `admit`.
-    pub fn receivers_admitting(&self, topic: &[u8], admit: impl Fn(&Filter) -> bool) -> BTreeSet<Vec<u8>> {
-        self.index
-            .matches(topic)
-            .into_iter()
-            .filter(|(m, p)| self.filter_of(m, p).is_none_or(&admit))
-            .map(|(m, _)| m)
-            .collect()
+    /// The mailboxes with a subscription matching `topic` whose filter passes `admit`,
+    /// in order, each once. Filters are looked up only when some subscription has one.
+    pub fn receivers_admitting(&self, topic: &[u8], admit: impl Fn(&Filter) -> bool) -> Vec<Vec<u8>> {
+        let any_filter = self.filtered > 0;
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        // `matching` is ordered by mailbox, then pattern: a mailbox's pairs are adjacent.
+        for (m, p) in self.index.matching(topic) {
+            if out.last().is_some_and(|last| last == m) {
+                continue;
+            }
+            if !any_filter || self.filter_of(m, p).is_none_or(&admit) {
+                out.push(m.clone());
+            }
+        }
+        out
     }
 
     /// Records that `agent` was active at `at`; false when it was already known at
@@ -384,7 +396,7 @@ mod tests {
         assert!(ns.subscribe_filtered(b"picky", p("x.*"), f.clone()));
         assert!(!ns.subscribe_filtered(b"picky", p("x.*"), f.clone()));
         let names =
-            |s: BTreeSet<Vec<u8>>| s.into_iter().map(|m| String::from_utf8(m).unwrap()).collect::<Vec<_>>();
+            |s: Vec<Vec<u8>>| s.into_iter().map(|m| String::from_utf8(m).unwrap()).collect::<Vec<_>>();
         assert_eq!(names(ns.receivers_for(b"x.y", &env("bot-1", 7, Some("text/plain")))), ["all", "picky"]);
         assert_eq!(names(ns.receivers_for(b"x.y", &env("human", 7, Some("text/plain")))), ["all"]);
         assert_eq!(names(ns.receivers_for(b"x.y", &env("bot-1", 4, Some("text/plain")))), ["all"]);
@@ -396,6 +408,38 @@ mod tests {
         // Changing the filter is a change.
         assert!(ns.subscribe_filtered(b"picky", p("x.*"), Filter::default()));
         assert_eq!(ns.filters().count(), 0);
+    }
+
+    #[test]
+    fn filter_count_follows_every_change() {
+        let picky = || Filter { min_priority: Some(5), ..Filter::default() };
+        let mut ns = Namespace::new();
+        let check = |ns: &Namespace| assert_eq!(ns.filtered, ns.filters().count());
+        ns.subscribe_filtered(b"a", p("x.*"), picky());
+        check(&ns);
+        ns.subscribe_filtered(b"a", p("x.#"), picky());
+        ns.subscribe(b"b", p("x.*"));
+        check(&ns);
+        ns.subscribe_filtered(b"b", p("x.*"), picky());
+        check(&ns);
+        ns.subscribe_filtered(b"a", p("x.*"), Filter::default());
+        check(&ns);
+        ns.unsubscribe(b"b", &p("x.*"));
+        check(&ns);
+        ns.remove_mailbox(b"a");
+        check(&ns);
+        assert_eq!(ns.filtered, 0);
+    }
+
+    #[test]
+    fn a_mailbox_matched_by_several_patterns_receives_once() {
+        let mut ns = Namespace::new();
+        for pattern in ["x.*", "x.#", "#", "x.y"] {
+            ns.subscribe(b"b", p(pattern));
+        }
+        ns.subscribe(b"a", p("x.y"));
+        ns.subscribe(b"c", p("z"));
+        assert_eq!(ns.receivers(b"x.y"), [b"a".to_vec(), b"b".to_vec()]);
     }
 
     #[test]

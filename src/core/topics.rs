@@ -266,6 +266,12 @@ impl<S: Ord + Clone> TopicIndex<S> {
     /// trie nodes the topic can reach, one step per topic segment, each live
     /// node kept once per step.
     pub fn matches(&self, topic: &[u8]) -> BTreeSet<S> {
+        self.matching(topic).into_iter().cloned().collect()
+    }
+
+    /// What `matches` gives, lent in order without copies: one publish to many
+    /// subscribers allocates one list of references, not a set of their names.
+    pub fn matching(&self, topic: &[u8]) -> Vec<&S> {
         let mut live = Live::default();
         live.add(&self.root, false);
         for word in topic_segments(topic) {
@@ -283,13 +289,15 @@ impl<S: Ord + Clone> TopicIndex<S> {
                 next.add(node, true);
             }
             if next.nodes.is_empty() {
-                return BTreeSet::new();
+                return Vec::new();
             }
             live = next;
         }
-        let mut out = BTreeSet::new();
-        for node in &live.nodes {
-            out.extend(node.subscribers.iter().cloned());
+        let mut out: Vec<&S> = live.nodes.iter().flat_map(|node| node.subscribers.iter()).collect();
+        // One node's set is in order already; several may overlap.
+        if live.nodes.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
         }
         out
     }
