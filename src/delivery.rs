@@ -236,18 +236,20 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Opens `name`; gives the name back unless its key holds a mailbox.
-    pub fn open(ctx: &Context, name: Vec<u8>) -> Result<Receiver, Vec<u8>> {
-        let key_name = crate::commands::rstring(ctx, &name);
+    /// Opens `name` for writing (which counts as changing it, for `WATCH`); `None`
+    /// unless its key holds a mailbox.
+    pub fn open(ctx: &Context, name: &[u8]) -> Option<Receiver> {
+        let key_name = crate::commands::rstring(ctx, name);
         let key = ctx.open_key_writable(&key_name);
-        match mailbox_mut(&key) {
-            Ok(Some(_)) => Ok(Receiver { name, key_name, key }),
-            _ => Err(name),
-        }
+        matches!(mailbox_mut(&key), Ok(Some(_))).then(|| Receiver { name: name.to_vec(), key_name, key })
     }
 
     fn mailbox(&self) -> Option<&mut Mailbox> {
         mailbox_mut(&self.key).ok().flatten()
+    }
+
+    pub fn last_id(&self) -> Option<MessageId> {
+        self.mailbox().map(|mb| mb.last_id)
     }
 }
 
@@ -289,8 +291,14 @@ pub fn deliver_many(
     delivered
 }
 
-/// The id for a message going to all of `receivers`: later than each one's last id.
-pub fn next_id(receivers: &[Receiver], now: u64) -> MessageId {
-    let last = receivers.iter().filter_map(|r| r.mailbox().map(|mb| mb.last_id)).max();
-    new_id(last.unwrap_or(MessageId::MIN), now)
+/// The id for a message going to mailboxes whose last ids are `last_ids`: later
+/// than each of them.
+pub fn next_id(last_ids: impl IntoIterator<Item = MessageId>, now: u64) -> MessageId {
+    new_id(last_ids.into_iter().max().unwrap_or(MessageId::MIN), now)
+}
+
+/// The last id of mailbox `name`, its key only read.
+pub fn last_id(ctx: &Context, name: &[u8]) -> Option<MessageId> {
+    let key = ctx.open_key(&crate::commands::rstring(ctx, name));
+    key.get_value::<Mailbox>(&MAILBOX_TYPE).ok().flatten().map(|mb| mb.last_id)
 }

@@ -263,6 +263,48 @@ fn publish_routes_by_star_and_hash_patterns() {
     assert_eq!(publish(&mut con, &format!("{{v}}{long}"), "x", &[]).1, 0);
 }
 
+/// Runs `PING` in a transaction after `WATCH key` and `between`: whether `EXEC` ran it.
+fn watch_survives(con: &mut Connection, key: &str, between: impl FnOnce()) -> bool {
+    run(con, &["WATCH", key]);
+    between();
+    run(con, &["MULTI"]);
+    run(con, &["PING"]);
+    match run(con, &["EXEC"]) {
+        Value::Nil => false,
+        Value::Array(replies) => {
+            assert_eq!(replies.len(), 1, "EXEC replied {replies:?}");
+            true
+        }
+        other => panic!("EXEC replied {other:?}"),
+    }
+}
+
+#[test]
+fn a_publish_changes_only_the_mailboxes_it_stores_to() {
+    let server = Server::start();
+    let mut con = server.client();
+    let mut watcher = server.client();
+    sub(&mut con, "{w}a", &["news"]);
+    sub(&mut con, "{w}b", &["news"]);
+
+    // A stored publish changes its receivers: a WATCH on one aborts the transaction.
+    assert!(!watch_survives(&mut watcher, "{w}a", || {
+        assert_eq!(publish(&mut con, "{w}news", "stored", &[]).1, 2);
+    }));
+    // An EPHEMERAL publish stores nothing: the receivers are not changed.
+    assert!(watch_survives(&mut watcher, "{w}a", || {
+        publish(&mut con, "{w}news", "fleeting", &["EPHEMERAL"]);
+    }));
+    // A subscriber whose key now holds something else is forgotten, its key left alone.
+    run(&mut con, &["DEL", "{w}b"]);
+    run(&mut con, &["SET", "{w}b", "not a mailbox"]);
+    assert!(watch_survives(&mut watcher, "{w}b", || {
+        assert_eq!(publish(&mut con, "{w}news", "stored", &[]).1, 1);
+    }));
+    assert_eq!(run(&mut con, &["GET", "{w}b"]), Value::BulkString(b"not a mailbox".to_vec()));
+    assert_eq!(peek_payloads(&mut con, "{w}a"), ["stored", "stored"]);
+}
+
 #[test]
 fn sub_unsub_subs_counts() {
     let server = Server::start();

@@ -13,7 +13,7 @@ use crate::core::namespace::{self, Namespace};
 use crate::core::topics;
 use crate::core::Entry;
 use crate::delivery::{
-    admit, count_thread, deliver_many, namespace_of, next_id, replicate_ns, touch, Receiver,
+    admit, count_thread, deliver_many, last_id, namespace_of, next_id, replicate_ns, touch, Receiver,
 };
 use crate::effects::{Delivery, NsEffect};
 use crate::errors;
@@ -66,7 +66,7 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 
 /// The mailboxes a namespace lists that still exist; forgets (and replicates
 /// forgetting) those whose key is gone or holds something else now.
-fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Receiver>, RedisError> {
+fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Vec<u8>>, RedisError> {
     let listed: Vec<Vec<u8>> = {
         let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(space)));
         let ns =
@@ -76,18 +76,15 @@ fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Receiver>, RedisErr
     live_only(ctx, space, listed)
 }
 
-/// The names that still hold a mailbox, opened for the delivery. Those whose key
-/// is gone or holds something else now are forgotten by the namespace (with their
-/// subscriptions), replicated, so a deleted mailbox is not brought back by a publish.
-fn live_only(ctx: &Context, space: &[u8], names: Vec<Vec<u8>>) -> Result<Vec<Receiver>, RedisError> {
-    let mut live = Vec::with_capacity(names.len());
-    let mut gone = Vec::new();
-    for name in names {
-        match Receiver::open(ctx, name) {
-            Ok(receiver) => live.push(receiver),
-            Err(name) => gone.push(name),
-        }
-    }
+/// The names that still hold a mailbox. Those whose key is gone or holds
+/// something else now are forgotten by the namespace (with their subscriptions),
+/// replicated, so a deleted mailbox is not brought back by a publish. Keys are
+/// only read here: opening one for writing counts as changing it (`WATCH`).
+fn live_only(ctx: &Context, space: &[u8], names: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, RedisError> {
+    let (live, gone): (Vec<_>, Vec<_>) = names.into_iter().partition(|name| {
+        let key = ctx.open_key(&crate::commands::rstring(ctx, name.as_slice()));
+        matches!(key.get_value::<crate::core::Mailbox>(&crate::data_type::MAILBOX_TYPE), Ok(Some(_)))
+    });
     if !gone.is_empty() {
         let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(space));
         let key = ctx.open_key_writable(&ns_key);
@@ -106,17 +103,18 @@ fn live_only(ctx: &Context, space: &[u8], names: Vec<Vec<u8>>) -> Result<Vec<Rec
 fn send_to_all(
     ctx: &Context,
     to: &[u8],
-    receivers: &[Receiver],
+    receivers: &[Vec<u8>],
     payload: &[u8],
     opts: SendOptions,
     caller: &Caller,
 ) -> RedisResult {
     let now = now_ms();
     admit(ctx, to, &caller.agent, opts.thread.as_deref(), now)?;
-    let id = next_id(receivers, now);
     if opts.ephemeral {
+        // Nothing is stored: the receivers' keys are only read.
+        let id = next_id(receivers.iter().filter_map(|name| last_id(ctx, name)), now);
         let env = envelope(id, to, payload, opts, caller, 0, now);
-        let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, &r.name, &env)).sum();
+        let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, r, &env)).sum();
         crate::stats::EPHEMERAL.incr();
         touch(ctx, to, &caller.agent, now);
         return Ok(RedisValue::Array(vec![
@@ -124,12 +122,15 @@ fn send_to_all(
             RedisValue::Integer(listeners as i64),
         ]));
     }
+    // Each receiver's key opened once for the rest of the command.
+    let receivers: Vec<Receiver> = receivers.iter().filter_map(|name| Receiver::open(ctx, name)).collect();
+    let id = next_id(receivers.iter().filter_map(Receiver::last_id), now);
     let dedup = opts.dedup.clone();
     let thread = opts.thread.clone();
     // A topic message is one envelope for every receiver: the mailboxes' own
     // default TTLs do not apply to it.
     let env = envelope(id, to, payload, opts, caller, 0, now);
-    let delivered = deliver_many(ctx, receivers, &env, &dedup, now);
+    let delivered = deliver_many(ctx, &receivers, &env, &dedup, now);
     crate::receipts::flush(ctx);
     if !delivered.receivers.is_empty() {
         let effect =
