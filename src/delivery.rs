@@ -227,29 +227,34 @@ pub fn announce(ctx: &Context, key_name: &RedisString, mailbox: &Mailbox, env: &
     reschedule(ctx, key_name, mailbox);
 }
 
-/// A receiver of a delivery to many: its name and its key, opened once for the
-/// whole command (finding the id, then storing), not once per step.
+/// A receiver of a delivery to many: its name, its last id and, when the message
+/// is stored, its key opened for writing, all found in one visit to the key.
 pub struct Receiver {
     pub name: Vec<u8>,
+    pub last_id: MessageId,
     key_name: RedisString,
-    key: RedisKeyWritable,
+    key: Option<RedisKeyWritable>,
 }
 
 impl Receiver {
-    /// Opens `name` for writing (which counts as changing it, for `WATCH`); `None`
-    /// unless its key holds a mailbox.
-    pub fn open(ctx: &Context, name: &[u8]) -> Option<Receiver> {
-        let key_name = crate::commands::rstring(ctx, name);
-        let key = ctx.open_key_writable(&key_name);
-        matches!(mailbox_mut(&key), Ok(Some(_))).then(|| Receiver { name: name.to_vec(), key_name, key })
+    /// `None` unless `name` holds a mailbox. The key is first only read; with
+    /// `to_store` it is then opened for writing, which counts as changing it
+    /// (`WATCH`): an `EPHEMERAL` publish and a forgotten subscriber's key are not.
+    pub fn find(ctx: &Context, name: Vec<u8>, to_store: bool) -> Result<Receiver, Vec<u8>> {
+        let key_name = crate::commands::rstring(ctx, &name);
+        let last_id = {
+            let key = ctx.open_key(&key_name);
+            match key.get_value::<Mailbox>(&MAILBOX_TYPE) {
+                Ok(Some(mb)) => mb.last_id,
+                _ => return Err(name),
+            }
+        };
+        let key = to_store.then(|| ctx.open_key_writable(&key_name));
+        Ok(Receiver { name, last_id, key_name, key })
     }
 
     fn mailbox(&self) -> Option<&mut Mailbox> {
-        mailbox_mut(&self.key).ok().flatten()
-    }
-
-    pub fn last_id(&self) -> Option<MessageId> {
-        self.mailbox().map(|mb| mb.last_id)
+        mailbox_mut(self.key.as_ref()?).ok().flatten()
     }
 }
 
@@ -260,8 +265,9 @@ pub struct Delivered {
     pub full: usize,
 }
 
-/// Stores `env` in every mailbox of `receivers` that can take it (not a dedup hit,
-/// not full), sharing the one envelope. The caller replicates the `DELIVER` effect.
+/// Stores `env` in every mailbox of `receivers` (found `to_store`) that can take it
+/// (not a dedup hit, not full), sharing the one envelope. The caller replicates the
+/// `DELIVER` effect.
 pub fn deliver_many(
     ctx: &Context,
     receivers: &[Receiver],
@@ -291,14 +297,7 @@ pub fn deliver_many(
     delivered
 }
 
-/// The id for a message going to mailboxes whose last ids are `last_ids`: later
-/// than each of them.
-pub fn next_id(last_ids: impl IntoIterator<Item = MessageId>, now: u64) -> MessageId {
-    new_id(last_ids.into_iter().max().unwrap_or(MessageId::MIN), now)
-}
-
-/// The last id of mailbox `name`, its key only read.
-pub fn last_id(ctx: &Context, name: &[u8]) -> Option<MessageId> {
-    let key = ctx.open_key(&crate::commands::rstring(ctx, name));
-    key.get_value::<Mailbox>(&MAILBOX_TYPE).ok().flatten().map(|mb| mb.last_id)
+/// The id for a message going to all of `receivers`: later than each one's last id.
+pub fn next_id(receivers: &[Receiver], now: u64) -> MessageId {
+    new_id(receivers.iter().map(|r| r.last_id).max().unwrap_or(MessageId::MIN), now)
 }

@@ -302,7 +302,16 @@ fn a_publish_changes_only_the_mailboxes_it_stores_to() {
         assert_eq!(publish(&mut con, "{w}news", "stored", &[]).1, 1);
     }));
     assert_eq!(run(&mut con, &["GET", "{w}b"]), Value::BulkString(b"not a mailbox".to_vec()));
-    assert_eq!(peek_payloads(&mut con, "{w}a"), ["stored", "stored"]);
+    // A publish refused by the send quota changes nothing either: one token a second,
+    // taken by the publish just before.
+    run(&mut con, &["CONFIG", "SET", "mailbox.send-rate", "1", "mailbox.send-burst", "1"]);
+    publish(&mut con, "{w}news", "the one token", &[]);
+    assert!(watch_survives(&mut watcher, "{w}a", || {
+        let refused = error_of(&mut con, &["MAILBOX.PUBLISH", "{w}news", "over the quota"]);
+        assert!(refused.contains("send quota exceeded"), "{refused}");
+    }));
+    run(&mut con, &["CONFIG", "SET", "mailbox.send-rate", "0"]);
+    assert_eq!(peek_payloads(&mut con, "{w}a"), ["stored", "stored", "the one token"]);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::core::namespace::{self, Namespace};
 use crate::core::topics;
 use crate::core::Entry;
 use crate::delivery::{
-    admit, count_thread, deliver_many, last_id, namespace_of, next_id, replicate_ns, touch, Receiver,
+    admit, count_thread, deliver_many, namespace_of, next_id, replicate_ns, touch, Receiver,
 };
 use crate::effects::{Delivery, NsEffect};
 use crate::errors;
@@ -31,6 +31,9 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let caller = acl::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
     acl::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
     check_payload(all[1])?;
+    // Admitted before any receiver's key is opened for writing.
+    let now = now_ms();
+    admit(ctx, topic, &caller.agent, opts.thread.as_deref(), now)?;
     let path = namespace::local_part(topic);
     let receivers: Vec<Vec<u8>> = {
         let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(topic)));
@@ -45,8 +48,8 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         })
         .unwrap_or_default()
     };
-    let receivers = live_only(ctx, topic, receivers)?;
-    send_to_all(ctx, topic, &receivers, all[1], opts, &caller)
+    let receivers = live_only(ctx, topic, receivers, !opts.ephemeral)?;
+    send_to_all(ctx, topic, &receivers, all[1], opts, &caller, now)
 }
 
 pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
@@ -60,31 +63,42 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let caller = acl::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
     acl::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;
     check_payload(all[1])?;
-    let receivers = live_mailboxes(ctx, space)?;
-    send_to_all(ctx, space, &receivers, all[1], opts, &caller)
+    let now = now_ms();
+    admit(ctx, space, &caller.agent, opts.thread.as_deref(), now)?;
+    let receivers = live_mailboxes(ctx, space, !opts.ephemeral)?;
+    send_to_all(ctx, space, &receivers, all[1], opts, &caller, now)
 }
 
 /// The mailboxes a namespace lists that still exist; forgets (and replicates
 /// forgetting) those whose key is gone or holds something else now.
-fn live_mailboxes(ctx: &Context, space: &[u8]) -> Result<Vec<Vec<u8>>, RedisError> {
+fn live_mailboxes(ctx: &Context, space: &[u8], to_store: bool) -> Result<Vec<Receiver>, RedisError> {
     let listed: Vec<Vec<u8>> = {
         let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(space)));
         let ns =
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         ns.map(|ns| ns.mailboxes().map(<[u8]>::to_vec).collect()).unwrap_or_default()
     };
-    live_only(ctx, space, listed)
+    live_only(ctx, space, listed, to_store)
 }
 
-/// The names that still hold a mailbox. Those whose key is gone or holds
-/// something else now are forgotten by the namespace (with their subscriptions),
-/// replicated, so a deleted mailbox is not brought back by a publish. Keys are
-/// only read here: opening one for writing counts as changing it (`WATCH`).
-fn live_only(ctx: &Context, space: &[u8], names: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, RedisError> {
-    let (live, gone): (Vec<_>, Vec<_>) = names.into_iter().partition(|name| {
-        let key = ctx.open_key(&crate::commands::rstring(ctx, name.as_slice()));
-        matches!(key.get_value::<crate::core::Mailbox>(&crate::data_type::MAILBOX_TYPE), Ok(Some(_)))
-    });
+/// The names that still hold a mailbox, found for the delivery (see
+/// `Receiver::find`). Those whose key is gone or holds something else now are
+/// forgotten by the namespace (with their subscriptions), replicated, so a deleted
+/// mailbox is not brought back by a publish.
+fn live_only(
+    ctx: &Context,
+    space: &[u8],
+    names: Vec<Vec<u8>>,
+    to_store: bool,
+) -> Result<Vec<Receiver>, RedisError> {
+    let mut live = Vec::with_capacity(names.len());
+    let mut gone = Vec::new();
+    for name in names {
+        match Receiver::find(ctx, name, to_store) {
+            Ok(receiver) => live.push(receiver),
+            Err(name) => gone.push(name),
+        }
+    }
     if !gone.is_empty() {
         let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(space));
         let key = ctx.open_key_writable(&ns_key);
@@ -98,23 +112,22 @@ fn live_only(ctx: &Context, space: &[u8], names: Vec<Vec<u8>>) -> Result<Vec<Vec
     }
     Ok(live)
 }
-/// Builds one envelope addressed to `to` and delivers it to every receiver.
-/// Replies `[id, receivers]`.
+
+/// Builds one envelope addressed to `to` and delivers it to every receiver (the
+/// sender admitted at `now`). Replies `[id, receivers]`.
 fn send_to_all(
     ctx: &Context,
     to: &[u8],
-    receivers: &[Vec<u8>],
+    receivers: &[Receiver],
     payload: &[u8],
     opts: SendOptions,
     caller: &Caller,
+    now: u64,
 ) -> RedisResult {
-    let now = now_ms();
-    admit(ctx, to, &caller.agent, opts.thread.as_deref(), now)?;
+    let id = next_id(receivers, now);
     if opts.ephemeral {
-        // Nothing is stored: the receivers' keys are only read.
-        let id = next_id(receivers.iter().filter_map(|name| last_id(ctx, name)), now);
         let env = envelope(id, to, payload, opts, caller, 0, now);
-        let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, r, &env)).sum();
+        let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, &r.name, &env)).sum();
         crate::stats::EPHEMERAL.incr();
         touch(ctx, to, &caller.agent, now);
         return Ok(RedisValue::Array(vec![
@@ -122,15 +135,12 @@ fn send_to_all(
             RedisValue::Integer(listeners as i64),
         ]));
     }
-    // Each receiver's key opened once for the rest of the command.
-    let receivers: Vec<Receiver> = receivers.iter().filter_map(|name| Receiver::open(ctx, name)).collect();
-    let id = next_id(receivers.iter().filter_map(Receiver::last_id), now);
     let dedup = opts.dedup.clone();
     let thread = opts.thread.clone();
     // A topic message is one envelope for every receiver: the mailboxes' own
     // default TTLs do not apply to it.
     let env = envelope(id, to, payload, opts, caller, 0, now);
-    let delivered = deliver_many(ctx, &receivers, &env, &dedup, now);
+    let delivered = deliver_many(ctx, receivers, &env, &dedup, now);
     crate::receipts::flush(ctx);
     if !delivered.receivers.is_empty() {
         let effect =
