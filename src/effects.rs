@@ -425,11 +425,22 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn to_args(&self) -> Vec<Vec<u8>> {
+        let mut args = Vec::new();
+        self.each_arg(|arg| args.push(arg.to_vec()));
+        args
+    }
+
+    /// Gives the arguments after `MAILBOX.EFFECT <key>` to `emit`, one by one, as
+    /// `Effect::each_arg` does: a publish to many names copies none of them.
+    pub fn each_arg(&self, mut emit: impl FnMut(&[u8])) {
         let mut blob = Vec::new();
         codec::encode_entry(&self.entry, &mut blob);
-        let mut args = vec![b"DELIVER".to_vec(), blob, self.dedup.clone().unwrap_or_default()];
-        args.extend(self.receivers.iter().cloned());
-        args
+        emit(b"DELIVER");
+        emit(&blob);
+        emit(self.dedup.as_deref().unwrap_or_default());
+        for receiver in &self.receivers {
+            emit(receiver);
+        }
     }
 
     pub fn parse(args: &[&[u8]]) -> Result<Delivery, DecodeError> {

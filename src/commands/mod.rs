@@ -105,6 +105,11 @@ pub fn replicate(ctx: &Context, key: &[u8], effect: &Effect) {
     replicate_with(ctx, key, |emit| effect.each_arg(emit));
 }
 
+/// Replicates a delivery to many mailboxes, on the namespace key `key`.
+pub fn replicate_delivery(ctx: &Context, key: &[u8], delivery: &crate::effects::Delivery) {
+    replicate_with(ctx, key, |emit| delivery.each_arg(emit));
+}
+
 /// Replicates `MAILBOX.EFFECT <key> <args...>` to replicas and the AOF.
 pub fn replicate_args(ctx: &Context, key: &[u8], args: &[Vec<u8>]) {
     replicate_with(ctx, key, |emit| args.iter().for_each(|arg| emit(arg)));

@@ -142,15 +142,12 @@ fn send_to_all(
     let env = envelope(id, to, payload, opts, caller, 0, now);
     let delivered = deliver_many(ctx, receivers, &env, &dedup, now);
     crate::receipts::flush(ctx);
-    if !delivered.receivers.is_empty() {
-        let effect =
-            Delivery { entry: Entry::ready(env.clone()), dedup, receivers: delivered.receivers.clone() };
-        super::replicate_args(ctx, &namespace::namespace_key(to), &effect.to_args());
+    let count = delivered.receivers.len();
+    if count > 0 {
+        let effect = Delivery { entry: Entry::ready(env.clone()), dedup, receivers: delivered.receivers };
+        super::replicate_delivery(ctx, &namespace::namespace_key(to), &effect);
         count_thread(ctx, to, thread.as_deref());
     }
     touch(ctx, to, &caller.agent, now);
-    Ok(RedisValue::Array(vec![
-        RedisValue::BulkString(id.to_string()),
-        RedisValue::Integer(delivered.receivers.len() as i64),
-    ]))
+    Ok(RedisValue::Array(vec![RedisValue::BulkString(id.to_string()), RedisValue::Integer(count as i64)]))
 }
