@@ -12,13 +12,58 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" 
     export PATH
 fi
 
-# The redis-module crate runs bindgen at build time, which loads libclang.
+# The redis-module crate runs bindgen at build time, which loads libclang at run time through
+# clang-sys. clang-sys accepts exactly these file names: libclang.so, libclang-<N>.so,
+# libclang.so.<N>, libclang-<N>.so.<M> (N and M dotted version numbers). libclang-cpp.so.<N>
+# (Debian's libclang-cpp14) is another library and does not count.
+# Reads file names or paths, one a line, and succeeds when one of them is such a library.
+libclang_name_in() {
+    # awk reads all its input (no early exit) so pipefail never sees a SIGPIPE upstream.
+    awk '{ n = $0; sub(/.*\//, "", n) }
+         n ~ /^libclang(-[0-9]+(\.[0-9]+)*)?\.so(\.[0-9]+)*$/ { found = 1 }
+         END { exit !found }'
+}
+
+# Reads `ldconfig -p` output and succeeds when it lists a libclang that clang-sys loads.
+# Lines look like "\tlibclang-14.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libclang-14.so.1".
+libclang_in_ldconfig() {
+    awk '/=>/ { print $NF }' | libclang_name_in
+}
+
+# bindgen also needs clang's own headers (stddef.h, stdarg.h: libclang-common-<N>-dev), which
+# a bare libclang1 package does not bring. Succeeds when one of the given directories holds them
+# under lib/clang/<version>/include (the llvm-<N> prefix) or clang/<version>/include.
+clang_headers_in() {
+    local dir
+    for dir in "$@"; do
+        if compgen -G "$dir/lib/clang/*/include/stddef.h" >/dev/null \
+            || compgen -G "$dir/clang/*/include/stddef.h" >/dev/null; then
+            return 0
+        fi
+    done
+    return 1
+}
+
 have_libclang() {
-    # grep reads all of ldconfig's output (no -q) so pipefail never sees a SIGPIPE.
-    if command -v ldconfig >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep libclang >/dev/null; then
-        return 0
+    local found=1 dir
+    if [ -n "${LIBCLANG_PATH:-}" ] && ls -1 "$LIBCLANG_PATH" 2>/dev/null | libclang_name_in; then
+        found=0
+    elif command -v ldconfig >/dev/null 2>&1 && ldconfig -p 2>/dev/null | libclang_in_ldconfig; then
+        found=0
+    else
+        for dir in /usr/lib/llvm-*/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/lib; do
+            if [ -d "$dir" ] && ls -1 "$dir" 2>/dev/null | libclang_name_in; then
+                found=0
+                break
+            fi
+        done
     fi
-    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null
+    [ "$found" = 0 ] || return 1
+    local prefixes=()
+    for dir in /usr/lib/llvm-* /usr/lib /usr/local/lib; do
+        [ -d "$dir" ] && prefixes+=("$dir")
+    done
+    clang_headers_in ${prefixes[@]+"${prefixes[@]}"}
 }
 
 # Major version of the redis-server on PATH ("Redis server v=7.0.15 ..." -> 7), or 0.
@@ -40,6 +85,15 @@ find_missing() {
         MISSING_WHAT+=(redis-cli)
         MISSING_PKGS+=(redis-tools)
     fi
+    # Rust links through cc, and the fuzz targets build libFuzzer with a C++ compiler.
+    if ! command -v cc >/dev/null 2>&1; then
+        MISSING_WHAT+=(cc)
+        MISSING_PKGS+=(gcc)
+    fi
+    if ! command -v c++ >/dev/null 2>&1; then
+        MISSING_WHAT+=(c++)
+        MISSING_PKGS+=(g++)
+    fi
     # The TLS test makes a self-signed certificate with openssl.
     if ! command -v openssl >/dev/null 2>&1; then
         MISSING_WHAT+=(openssl)
@@ -51,7 +105,8 @@ find_missing() {
     fi
 }
 
-# Make sure cargo, redis-server >= 7.0, redis-cli and libclang are there. As root with apt-get,
+# Make sure cargo, redis-server >= 7.0, redis-cli, a C and C++ compiler, openssl and libclang
+# (with clang's headers) are there. As root with apt-get,
 # install what is missing; otherwise print the exact command and exit 1.
 ensure_prereqs() {
     if ! command -v cargo >/dev/null 2>&1; then
@@ -94,4 +149,49 @@ target_dir() {
         *) t="$REPO/$t" ;;
     esac
     printf '%s\n' "$t"
+}
+
+# A project-local Python virtualenv for one part's tests and tools: $REPO/.venv/<name>, made with
+# the python3 on PATH (3.9 or newer) and filled from the given pinned requirements files. It is
+# refilled only when those files change. Prints nothing on success but pip's own output; sets
+# VENV to the virtualenv's directory.
+#   ensure_venv gateway "$REPO/gateway/tests/requirements.txt"
+ensure_venv() {
+    local name="$1"
+    shift
+    local pkgs=()
+    if ! command -v python3 >/dev/null 2>&1; then
+        pkgs+=(python3 python3-venv)
+    elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        pkgs+=(python3-venv)
+    fi
+    if [ "${#pkgs[@]}" -gt 0 ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            say "installing: ${pkgs[*]}"
+            apt-get update
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}"
+        else
+            say "missing: ${pkgs[*]}; run: sudo apt-get install -y ${pkgs[*]}"
+            exit 1
+        fi
+    fi
+    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
+        say "python3 is too old: $(python3 --version 2>&1); need 3.9 or newer"
+        exit 1
+    fi
+    VENV="$REPO/.venv/$name"
+    local stamp="$VENV/.requirements.sha256" want
+    want="$(cat "$@" | sha256sum | cut -d' ' -f1)"
+    if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    say "== python virtualenv $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    local reqs=() f
+    for f in "$@"; do
+        reqs+=(-r "$f")
+    done
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${reqs[@]}"
+    printf '%s\n' "$want" >"$stamp"
 }
