@@ -29,12 +29,81 @@ pub fn caller(
     as_agent: Option<&[u8]>,
     command: &str,
 ) -> Result<Caller, RedisError> {
+    let caller = caller_unaudited(ctx, name, as_agent, command)?;
+    if let (Some(user), Some(agent)) = (&caller.via, as_agent) {
+        audit(
+            ctx,
+            name,
+            &[("event", b"as"), ("user", user), ("agent", agent), ("command", command.as_bytes())],
+        );
+    }
+    Ok(caller)
+}
+
+/// `caller` without the audit record of an `AS`: for a blocked read that is
+/// checked again each time it is served (its `AS` was recorded when it came in).
+pub fn caller_unaudited(
+    ctx: &Context,
+    name: &[u8],
+    as_agent: Option<&[u8]>,
+    command: &str,
+) -> Result<Caller, RedisError> {
     let user = ctx.get_current_user().as_slice().to_vec();
     let Some(agent) = as_agent else { return Ok(Caller { agent: user, via: None }) };
-    let target = namespace::agent_mailbox(name, agent);
-    authorize(ctx, &user, Permission::Impersonate, &target, command)?;
-    audit(ctx, name, &[("event", b"as"), ("user", &user), ("agent", agent), ("command", command.as_bytes())]);
+    may_act_as(ctx, &user, agent, name, command)?;
     Ok(Caller { agent: agent.to_vec(), via: Some(user) })
+}
+
+/// Whether `user` may act as `agent` on names of `name`'s namespace: it needs
+/// `impersonate` on the agent's mailbox name there (`{ns}agent`), and acting as
+/// someone mightier is refused unless `user` is a superuser itself: as a
+/// superuser, or as an agent holding `admin` or `impersonate` on that namespace
+/// when `user` does not. So an `impersonate` grant never leads past its holder's
+/// own reach. Refusals are counted and audited like any other.
+fn may_act_as(
+    ctx: &Context,
+    user: &[u8],
+    agent: &[u8],
+    name: &[u8],
+    command: &str,
+) -> Result<(), RedisError> {
+    let target = namespace::agent_mailbox(name, agent);
+    authorize(ctx, user, Permission::Impersonate, &target, command)?;
+    if config::is_superuser(user) {
+        return Ok(());
+    }
+    let mightier = config::is_superuser(agent)
+        || [Permission::Admin, Permission::Impersonate]
+            .into_iter()
+            .any(|p| allowed(ctx, agent, p, name) && !allowed(ctx, user, p, name));
+    if mightier {
+        let text = crate::errors::mightier_agent(user, agent);
+        return Err(refuse(ctx, user, Permission::Impersonate, &target, command, text));
+    }
+    Ok(())
+}
+
+/// What a sending command's options reach besides its target: the `REPLYTO`
+/// mailbox (receipts and replies land there) needs `send` as the target does; with
+/// `CONFIRM` and no `REPLYTO`, the sender's own mailbox, where receipts go, must be
+/// a name commands take (an ACL user's name need not be UTF-8).
+pub fn authorize_options(
+    ctx: &Context,
+    name: &[u8],
+    caller: &Caller,
+    opts: &crate::args::SendOptions,
+    command: &str,
+) -> Result<(), RedisError> {
+    if let Some(reply_to) = &opts.reply_to {
+        crate::commands::check_name(ctx, reply_to)?;
+        authorize(ctx, &caller.agent, Permission::Send, reply_to, command)?;
+    } else if opts.confirm {
+        let home = namespace::agent_mailbox(name, &caller.agent);
+        if crate::args::check_name(&home).is_err() || crate::commands::check_not_reserved(&home).is_err() {
+            return Err(RedisError::String(crate::errors::no_receipt_mailbox(&home)));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `agent` may use `permission` on `name`, by the policy and the grants
@@ -61,6 +130,19 @@ pub fn authorize(
     if allowed(ctx, agent, permission, name) {
         return Ok(());
     }
+    let text = crate::errors::noperm(agent, permission.as_str(), name);
+    Err(refuse(ctx, agent, permission, name, command, text))
+}
+
+/// Counts and audits a refusal; the `NOPERM` error to reply.
+fn refuse(
+    ctx: &Context,
+    agent: &[u8],
+    permission: Permission,
+    name: &[u8],
+    command: &str,
+    text: String,
+) -> RedisError {
     stats::DENIED.incr();
     audit(
         ctx,
@@ -73,24 +155,42 @@ pub fn authorize(
             ("command", command.as_bytes()),
         ],
     );
-    Err(RedisError::String(format!(
-        "NOPERM agent '{}' has no '{}' permission on '{}'",
-        String::from_utf8_lossy(agent),
-        permission,
-        String::from_utf8_lossy(name)
-    )))
+    RedisError::String(text)
 }
 
 /// The audit stream of `name`'s namespace: `mailbox.audit-stream`, plus `:{tag}`
 /// for a tagged namespace, so it lies in the namespace's slot.
 pub fn audit_stream(name: &[u8]) -> Vec<u8> {
-    let mut stream = config::audit_stream().into_bytes();
+    config::with_audit_stream(|stream| audit_stream_in(stream, name))
+}
+
+/// The audit stream of `name`'s namespace when the configured name is `stream`.
+pub fn audit_stream_in(stream: &str, name: &[u8]) -> Vec<u8> {
+    let mut out = stream.as_bytes().to_vec();
     if let Some(tag) = namespace::hash_tag(name) {
-        stream.extend_from_slice(b":{");
-        stream.extend_from_slice(tag);
-        stream.push(b'}');
+        out.extend_from_slice(b":{");
+        out.extend_from_slice(tag);
+        out.push(b'}');
     }
-    stream
+    out
+}
+
+/// Where an event about `name` is recorded. A namespace's own stream only once the
+/// namespace exists (its key does), so refusals on made-up names create no keys:
+/// those go to the default namespace's stream, one capped key; in a cluster, where
+/// that stream may lie on another node, they are only counted (`denied`).
+fn audit_target(ctx: &Context, name: &[u8]) -> Option<Vec<u8>> {
+    if namespace::hash_tag(name).is_none() {
+        return Some(config::audit_stream().into_bytes());
+    }
+    let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(name));
+    if !ctx.open_key(&ns_key).is_null() {
+        Some(audit_stream(name))
+    } else if crate::commands::in_cluster(ctx) {
+        None
+    } else {
+        Some(config::audit_stream().into_bytes())
+    }
 }
 
 /// Appends one event to the audit stream (`XADD ... MAXLEN ~ cap`), replicated.
@@ -105,7 +205,7 @@ pub fn audit(ctx: &Context, name: &[u8], fields: &[(&str, &[u8])]) {
     {
         return;
     }
-    let stream = audit_stream(name);
+    let Some(stream) = audit_target(ctx, name) else { return };
     let cap = cap.to_string();
     let mut args: Vec<&[u8]> = vec![&stream, b"MAXLEN", b"~", cap.as_bytes(), b"*"];
     for (field, value) in fields {

@@ -198,10 +198,12 @@ pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
             "CORRELATION" => opts.correlation = Some(non_empty(name, value)?),
             "REPLYTO" => {
                 check_name(value)?;
+                bounded(name, value)?;
                 opts.reply_to = Some(value.to_vec());
             }
             "AS" => {
                 check_agent(value)?;
+                bounded(name, value)?;
                 opts.as_agent = Some(value.to_vec());
             }
             "META" => {
@@ -220,11 +222,39 @@ pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
     Ok(opts)
 }
 
+impl SendOptions {
+    /// `DEDUP` keys are the sender's own: stored as `agent NUL key`, so one agent's
+    /// key never matches (and so never swallows) another agent's message. Agent
+    /// names hold no NUL (Redis refuses such user names), so the scopes never overlap.
+    pub fn dedup_scoped_to(mut self, agent: &[u8]) -> Self {
+        if let Some(key) = self.dedup.take() {
+            let mut scoped = Vec::with_capacity(agent.len() + 1 + key.len());
+            scoped.extend_from_slice(agent);
+            scoped.push(0);
+            scoped.extend_from_slice(&key);
+            self.dedup = Some(scoped);
+        }
+        self
+    }
+}
+
 fn non_empty(name: &str, value: &[u8]) -> ArgResult<Vec<u8>> {
     if value.is_empty() {
         return Err(format!("ERR {name} must not be empty"));
     }
+    bounded(name, value)?;
     Ok(value.to_vec())
+}
+
+/// Longest value of a message's header fields (`TYPE`, `THREAD`, `CORRELATION`,
+/// `DEDUP`, `REPLYTO`, `AS`): the payload and `META` have `mailbox.max-payload-bytes`.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+fn bounded(name: &str, value: &[u8]) -> ArgResult<()> {
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(errors::field_too_long(name, value.len(), MAX_FIELD_BYTES));
+    }
+    Ok(())
 }
 
 fn unreachable_option(name: &str) -> ArgResult<()> {

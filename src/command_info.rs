@@ -18,15 +18,16 @@ struct Info {
     summary: &'static str,
     /// Flags of the one key (argument 1), or `None` for a command without keys.
     key: Option<KeySpecFlags>,
+    /// Where that key is: 1, or further for a subcommand.
+    key_index: i32,
 }
-
-/// `MAILBOX.ACL GRANT|REVOKE|CHECK|QUOTA` route by their fourth argument (the
-/// pattern, name or namespace); `LIST` has none.
-const ACL_KEY_INDEX: i32 = 4;
 
 fn table() -> Vec<Info> {
     use KeySpecFlags as F;
-    let info = |name, arity, summary, key| Info { name, arity, summary, key };
+    let info = |name, arity, summary, key| Info { name, arity, summary, key, key_index: 1 };
+    // `MAILBOX.ACL GRANT|REVOKE|CHECK|QUOTA` route by the pattern, name or namespace
+    // (argument 4); `LIST` by its namespace and `MAILBOX.DEAD`'s by the mailbox (2).
+    let sub = |name, arity, summary, key, key_index| Info { name, arity, summary, key: Some(key), key_index };
     vec![
         info("mailbox.send", -3, "Sends a message to a mailbox", Some(RW.union(F::INSERT))),
         info(
@@ -40,12 +41,10 @@ fn table() -> Vec<Info> {
         info("mailbox.peek", -2, "Lists messages without leasing them", Some(RO.union(F::ACCESS))),
         info("mailbox.create", -2, "Creates a mailbox or changes its settings", Some(RW.union(F::INSERT))),
         info("mailbox.info", 2, "Settings and counts of a mailbox", Some(RO)),
-        info(
-            "mailbox.dead",
-            -3,
-            "Lists, requeues or purges dead letters",
-            Some(RW.union(F::ACCESS).union(F::UPDATE)),
-        ),
+        info("mailbox.dead", -2, "Lists, requeues or purges dead letters", None),
+        sub("mailbox.dead|list", -3, "Lists the dead letters of a mailbox", RO.union(F::ACCESS), 2),
+        sub("mailbox.dead|requeue", -4, "Makes dead letters deliverable again", RW.union(F::UPDATE), 2),
+        sub("mailbox.dead|purge", -4, "Deletes dead letters", RW.union(F::DELETE), 2),
         info("mailbox.stats", 1, "Server-wide mailbox counters", None),
         info("mailbox.publish", -3, "Publishes a message to a topic", Some(RO)),
         info("mailbox.broadcast", -3, "Sends a message to every mailbox of a namespace", Some(RO)),
@@ -56,12 +55,17 @@ fn table() -> Vec<Info> {
         info("mailbox.sub", -3, "Subscribes a mailbox to topic patterns", Some(RW.union(F::INSERT))),
         info("mailbox.unsub", -3, "Unsubscribes a mailbox from topic patterns", Some(RO)),
         info("mailbox.subs", 2, "Lists a mailbox's topic subscriptions", Some(RO)),
-        Info {
-            name: "mailbox.acl",
-            arity: -2,
-            summary: "Grants, revokes, lists and checks the module's permissions; sets send quotas",
-            key: Some(RO),
-        },
+        info(
+            "mailbox.acl",
+            -2,
+            "Grants, revokes, lists and checks the module's permissions; sets send quotas",
+            None,
+        ),
+        sub("mailbox.acl|grant", 5, "Grants a permission on a name pattern", RO, 4),
+        sub("mailbox.acl|revoke", 5, "Revokes a permission on a name pattern", RO, 4),
+        sub("mailbox.acl|check", 5, "Whether an agent holds a permission on a name", RO, 4),
+        sub("mailbox.acl|list", -3, "Lists the grants of a namespace", RO, 2),
+        sub("mailbox.acl|quota", -5, "Sets or resets an agent's send quota in a namespace", RO, 4),
         info("mailbox.effect", -3, "Internal: applies a replicated effect", Some(RW.union(F::UPDATE))),
     ]
 }
@@ -87,7 +91,7 @@ pub fn register(ctx: &Context) {
             get_redis_key_spec(vec![KeySpec::new(
                 None,
                 flags,
-                BeginSearch::new_index(if info.name == "mailbox.acl" { ACL_KEY_INDEX } else { 1 }),
+                BeginSearch::new_index(info.key_index),
                 FindKeys::new_range(0, 1, 0),
             )])
         });

@@ -59,6 +59,9 @@ pub const DEFAULT_SEND_BURST: i64 = 100;
 /// Messages a thread may hold in a namespace before further ones are refused; 0 = no limit.
 pub static MAX_THREAD_MESSAGES: AtomicI64 = AtomicI64::new(0);
 pub const DEFAULT_MAX_THREAD_MESSAGES: i64 = 0;
+/// A thread's counter is forgotten once nothing was counted in it for this long, in ms.
+pub static THREAD_IDLE_MS: AtomicI64 = AtomicI64::new(DEFAULT_THREAD_IDLE_MS);
+pub const DEFAULT_THREAD_IDLE_MS: i64 = 3_600_000;
 
 fn text(value: &Mutex<String>) -> String {
     match value.lock() {
@@ -89,6 +92,14 @@ pub fn is_superuser(agent: &[u8]) -> bool {
 
 pub fn audit_stream() -> String {
     text(&AUDIT_STREAM)
+}
+
+/// Runs `f` on the configured audit stream name, without copying it.
+pub fn with_audit_stream<R>(f: impl FnOnce(&str) -> R) -> R {
+    match AUDIT_STREAM.lock() {
+        Ok(v) => f(&v),
+        Err(poisoned) => f(&poisoned.into_inner()),
+    }
 }
 
 pub fn push_prefix() -> String {

@@ -270,6 +270,9 @@ fn load_v2(input: &mut impl RdbIn) -> Option<Mailbox> {
     let settings = codec::decode_settings(&input.buffer()?).ok()?;
     let mut mailbox = Mailbox::new(settings);
     let last_id = MessageId::new(input.unsigned()?, input.unsigned()?);
+    if !last_id.leaves_room() {
+        return None;
+    }
     let entries = input.unsigned()?;
     load_batches(input, entries, |blob| {
         let mut entry = codec::decode_entry(blob).ok()?;
@@ -304,6 +307,9 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     let settings = codec::decode_settings(&input.buffer()?).ok()?;
     let mut mailbox = Mailbox::new(settings);
     let last_id = MessageId::new(input.unsigned()?, input.unsigned()?);
+    if !last_id.leaves_room() {
+        return None;
+    }
     // Counts come from the file: never trust them for allocation, only as loop bounds
     // that end at the first short read.
     for _ in 0..input.unsigned()? {
@@ -418,6 +424,23 @@ mod tests {
         for cut in 0..out.items.len() {
             let mut short = RdbItems { items: out.items[..cut].to_vec(), pos: 0 };
             assert!(load(&mut short, ENCODING_VERSION).is_none(), "cut at {cut}");
+        }
+    }
+
+    /// A last id that leaves no next id (a flipped byte in a dump can make one) is
+    /// refused: sends after it would reuse ids and lose messages.
+    #[test]
+    fn ids_without_room_after_them_are_refused() {
+        for (last, loads) in [
+            (MessageId::MAX, false),
+            (MessageId::new(MessageId::LIMIT_MS, 0), false),
+            (MessageId::new(MessageId::LIMIT_MS - 1, u64::MAX), true),
+        ] {
+            let mut mb = sample();
+            mb.last_id = last;
+            let mut out = RdbItems::default();
+            save(&mb, &mut out);
+            assert_eq!(load(&mut out, ENCODING_VERSION).is_some(), loads, "last id {last}");
         }
     }
 

@@ -32,13 +32,20 @@ fn with_last_id<R>(f: impl FnOnce(&mut MessageId) -> R) -> R {
     }
 }
 
-/// A new id for a message to a mailbox whose last id is `last`.
-pub fn new_id(last: MessageId, now: u64) -> MessageId {
-    with_last_id(|g| {
-        let id = MessageId::next_after((*g).max(last), now);
-        *g = id;
-        id
-    })
+/// A new id for a message to a mailbox whose last id is `last`; an error, never
+/// an id already used, when no next id is left (see `MessageId::LIMIT_MS`).
+pub fn new_id(last: MessageId, now: u64) -> Result<MessageId, RedisError> {
+    with_last_id(|clock| advance(clock, last, now))
+}
+
+/// The id after both `clock` (the server's last id) and `last`, which `clock` moves to.
+fn advance(clock: &mut MessageId, last: MessageId, now: u64) -> Result<MessageId, RedisError> {
+    let id = MessageId::next_after((*clock).max(last), now);
+    if !id.leaves_room() {
+        return Err(RedisError::Str(errors::NO_NEXT_ID));
+    }
+    *clock = id;
+    Ok(id)
 }
 
 /// Records an id that arrived from elsewhere (a replicated effect, a load), so
@@ -96,13 +103,25 @@ pub fn open_or_create<'k>(
     if let Some(mb) = mailbox_mut(key)? {
         return Ok((mb, false));
     }
-    let mb = Mailbox::new(config::default_settings());
+    Ok((create(ctx, key, name, config::default_settings())?, true))
+}
+
+/// Creates mailbox `name` at the empty `key` with `settings`: registered in its
+/// namespace, replicated.
+pub fn create<'k>(
+    ctx: &Context,
+    key: &'k RedisKeyWritable,
+    name: &[u8],
+    settings: crate::core::Settings,
+) -> Result<&'k mut Mailbox, RedisError> {
+    // The namespace first: it is the step that can fail (its key may hold another
+    // type), and a refused command must leave no mailbox behind.
+    register(ctx, name)?;
+    let mb = Mailbox::new(settings);
     replicate(ctx, name, &Effect::Init { settings: mb.settings, last_id: mb.last_id });
     gauge_add(&mb);
     key.set_value(&MAILBOX_TYPE, mb).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    register(ctx, name)?;
-    let mb = mailbox_mut(key)?.ok_or(RedisError::Str(errors::WRONGTYPE))?;
-    Ok((mb, true))
+    mailbox_mut(key)?.ok_or(RedisError::Str(errors::WRONGTYPE))
 }
 
 /// Makes sure the namespace lists mailbox `name` (for broadcast and presence).
@@ -212,9 +231,18 @@ pub fn count_thread(ctx: &Context, name: &[u8], thread: Option<&[u8]>) {
     if config::get(&config::MAX_THREAD_MESSAGES) <= 0 {
         return;
     }
+    let now = crate::commands::now_ms();
+    let idle_ms = u64::try_from(config::get(&config::THREAD_IDLE_MS)).unwrap_or(u64::MAX);
     let _ = with_namespace(ctx, name, |ns, ns_key| {
+        // Threads quiet for mailbox.thread-idle-ms are forgotten (replicated as a count of 0).
+        for idle in ns.idle_threads(now, idle_ms) {
+            if idle != thread {
+                ns_apply(ctx, ns, ns_key, NsEffect::ThreadCount { thread: idle, count: 0 });
+            }
+        }
         let count = ns.thread_count(thread) + 1;
         ns_apply(ctx, ns, ns_key, NsEffect::ThreadCount { thread: thread.to_vec(), count });
+        ns.thread_counted(thread, now);
     });
 }
 
@@ -298,6 +326,24 @@ pub fn deliver_many(
 }
 
 /// The id for a message going to all of `receivers`: later than each one's last id.
-pub fn next_id(receivers: &[Receiver], now: u64) -> MessageId {
+pub fn next_id(receivers: &[Receiver], now: u64) -> Result<MessageId, RedisError> {
     new_id(receivers.iter().map(|r| r.last_id).max().unwrap_or(MessageId::MIN), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_id_is_handed_out_twice_at_the_limit() {
+        let mut clock = MessageId::MIN;
+        let last = MessageId::new(MessageId::LIMIT_MS - 1, u64::MAX - 1);
+        let id = advance(&mut clock, last, 5).unwrap();
+        assert_eq!(id, MessageId::new(MessageId::LIMIT_MS - 1, u64::MAX));
+        // Past it there is no id left: an error each time, never the same id again.
+        assert!(advance(&mut clock, id, 5).is_err());
+        assert!(advance(&mut clock, MessageId::MAX, 5).is_err());
+        assert!(advance(&mut clock, MessageId::MIN, 5).is_err(), "the server's clock is not moved back");
+        assert_eq!(clock, id);
+    }
 }

@@ -39,6 +39,14 @@ pub fn payload_too_large(len: usize, limit: i64) -> String {
     format!("ERR payload is {len} bytes, over the mailbox.max-payload-bytes limit of {limit}")
 }
 
+pub fn payload_and_meta_too_large(len: usize, limit: i64) -> String {
+    format!("ERR payload and META are {len} bytes, over the mailbox.max-payload-bytes limit of {limit}")
+}
+
+pub fn field_too_long(name: &str, len: usize, limit: usize) -> String {
+    format!("ERR {name} is {len} bytes, over the limit of {limit}")
+}
+
 pub fn other_namespace(name: &[u8]) -> String {
     format!("ERR '{}' is in another namespace (hash tag) than the mailbox", String::from_utf8_lossy(name))
 }
@@ -73,19 +81,46 @@ pub fn unknown_permission(p: &[u8]) -> String {
     )
 }
 
-pub fn unknown_acl_subcommand(s: &[u8]) -> String {
-    format!(
-        "ERR unknown MAILBOX.ACL subcommand '{}', expected GRANT, REVOKE, LIST, CHECK or QUOTA",
-        String::from_utf8_lossy(s)
-    )
-}
-
 pub fn needs_hash_tag(name: &[u8]) -> String {
     format!(
         "ERR in Redis Cluster every name needs a hash tag, like {{team1}}alice; '{}' has none",
         String::from_utf8_lossy(name)
     )
 }
+
+pub fn noperm(agent: &[u8], permission: &str, name: &[u8]) -> String {
+    format!(
+        "NOPERM agent '{}' has no '{permission}' permission on '{}'",
+        String::from_utf8_lossy(agent),
+        String::from_utf8_lossy(name)
+    )
+}
+
+pub fn mightier_agent(user: &[u8], agent: &[u8]) -> String {
+    format!(
+        "NOPERM agent '{}' may not act as '{}', who is a superuser or holds admin or impersonate where '{}' does not",
+        String::from_utf8_lossy(user),
+        String::from_utf8_lossy(agent),
+        String::from_utf8_lossy(user)
+    )
+}
+
+pub fn reserved_name(name: &[u8]) -> String {
+    format!(
+        "ERR '{}' is a key of the module's own (a namespace or an audit stream), not a mailbox or topic name",
+        String::from_utf8_lossy(name)
+    )
+}
+
+/// `home` is shown escaped (`\xff`): it is not UTF-8, and a reply must be.
+pub fn no_receipt_mailbox(home: &[u8]) -> String {
+    format!(
+        "ERR CONFIRM sends receipts to '{}', which is not a mailbox name; give REPLYTO",
+        home.escape_ascii()
+    )
+}
+
+pub const NO_NEXT_ID: &str = "ERR no message id is left after the last one this server or mailbox used";
 
 pub const MIN_NEEDS_BLOCK: &str = "ERR MIN needs BLOCK";
 pub const EPHEMERAL_CONFLICT: &str =

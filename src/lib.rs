@@ -33,12 +33,102 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     // Corrupt RDB or RESTORE input must fail the load, not abort the server.
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
     log_panics();
+    if register_subcommands(ctx) == Status::Err {
+        return Status::Err;
+    }
     info::register(ctx);
     command_info::register(ctx);
     info::subscribe_server_events(ctx);
     sweeper::check_eviction_policy(ctx, u64::MAX);
     sweeper::start(ctx);
     watch_subscribes(ctx)
+}
+
+type Subcommand = (&'static std::ffi::CStr, &'static std::ffi::CStr, std::os::raw::c_int);
+
+/// `MAILBOX.ACL` and `MAILBOX.DEAD` are containers: each subcommand has flags of its
+/// own, so the writing ones carry `write` (held by `CLIENT PAUSE WRITE`, refused in
+/// `EVAL_RO` and on replicas) and the reading ones stay runnable everywhere.
+/// Name, flags and the position of its one key (the mailbox, or the name whose
+/// namespace holds the grants).
+const SUBCOMMANDS: [(&str, &[Subcommand]); 2] = [
+    (
+        "mailbox.acl",
+        &[
+            (c"grant", c"write deny-oom", 4),
+            (c"revoke", c"write", 4),
+            (c"quota", c"write deny-oom", 4),
+            (c"check", c"readonly fast", 4),
+            (c"list", c"readonly", 2),
+        ],
+    ),
+    (
+        "mailbox.dead",
+        &[(c"list", c"readonly", 2), (c"requeue", c"write deny-oom", 2), (c"purge", c"write", 2)],
+    ),
+];
+
+fn register_subcommands(ctx: &Context) -> Status {
+    use redis_module::raw;
+    let (Some(create), Some(get), Some(create_sub)) = (unsafe {
+        (raw::RedisModule_CreateCommand, raw::RedisModule_GetCommand, raw::RedisModule_CreateSubcommand)
+    }) else {
+        ctx.log_warning("mailbox: this server has no module subcommands (Redis 7.0 or later is needed)");
+        return Status::Err;
+    };
+    for (container, subs) in SUBCOMMANDS {
+        let Ok(name) = std::ffi::CString::new(container) else { return Status::Err };
+        let handler: raw::RedisModuleCmdFunc =
+            if container == "mailbox.acl" { Some(acl_command) } else { Some(dead_command) };
+        // SAFETY: the module API is initialised (OnLoad), the strings outlive the calls,
+        // and a container command is created with no handler, as the API requires.
+        let parent = unsafe {
+            if create(ctx.ctx, name.as_ptr(), None, c"".as_ptr(), 0, 0, 0) != raw::Status::Ok as i32 {
+                return Status::Err;
+            }
+            get(ctx.ctx, name.as_ptr())
+        };
+        if parent.is_null() {
+            return Status::Err;
+        }
+        for (sub, flags, key) in subs.iter() {
+            // SAFETY: `parent` is the container just created; the strings are constants.
+            let status = unsafe { create_sub(parent, sub.as_ptr(), handler, flags.as_ptr(), *key, *key, 1) };
+            if status != raw::Status::Ok as i32 {
+                ctx.log_warning(&format!("mailbox: could not create {container}|{}", sub.to_string_lossy()));
+                return Status::Err;
+            }
+        }
+    }
+    Status::Ok
+}
+
+extern "C" fn acl_command(
+    ctx: *mut redis_module::raw::RedisModuleCtx,
+    argv: *mut *mut redis_module::raw::RedisModuleString,
+    argc: std::os::raw::c_int,
+) -> std::os::raw::c_int {
+    run_command(ctx, argv, argc, commands::acl::command)
+}
+
+extern "C" fn dead_command(
+    ctx: *mut redis_module::raw::RedisModuleCtx,
+    argv: *mut *mut redis_module::raw::RedisModuleString,
+    argc: std::os::raw::c_int,
+) -> std::os::raw::c_int {
+    run_command(ctx, argv, argc, commands::dead::command)
+}
+
+/// What the `redis_module!` macro does for each of its commands.
+fn run_command(
+    ctx: *mut redis_module::raw::RedisModuleCtx,
+    argv: *mut *mut redis_module::raw::RedisModuleString,
+    argc: std::os::raw::c_int,
+    command: fn(&Context, Vec<RedisString>) -> redis_module::RedisResult,
+) -> std::os::raw::c_int {
+    let context = Context::new(ctx);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    context.reply(command(&context, args)) as std::os::raw::c_int
 }
 
 /// A command filter tells `push` when a client may have begun to listen.
@@ -75,7 +165,6 @@ redis_module! {
         ["mailbox.peek", commands::peek::command, "readonly", 1, 1, 1, ""],
         ["mailbox.create", commands::create::command, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.info", commands::info::command, "readonly fast", 1, 1, 1, ""],
-        ["mailbox.dead", commands::dead::command, "", 1, 1, 1, ""],
         ["mailbox.stats", commands::stats::command, "readonly fast", 0, 0, 0, ""],
         ["mailbox.publish", commands::publish::publish, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.broadcast", commands::publish::broadcast, "write deny-oom", 1, 1, 1, ""],
@@ -86,7 +175,6 @@ redis_module! {
         ["mailbox.sub", commands::sub::sub, "write deny-oom", 1, 1, 1, ""],
         ["mailbox.unsub", commands::sub::unsub, "write", 1, 1, 1, ""],
         ["mailbox.subs", commands::sub::subs, "readonly", 1, 1, 1, ""],
-        ["mailbox.acl", commands::acl::command, "", 0, 0, 0, ""],
         ["mailbox.effect", commands::effect::command, "write", 1, 1, 1, ""],
     ],
     event_handlers: [
@@ -104,6 +192,7 @@ redis_module! {
             ["send-rate", &SEND_RATE, DEFAULT_SEND_RATE, 0, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
             ["send-burst", &SEND_BURST, DEFAULT_SEND_BURST, 1, 1_000_000_000, ConfigurationFlags::DEFAULT, None],
             ["max-thread-messages", &MAX_THREAD_MESSAGES, DEFAULT_MAX_THREAD_MESSAGES, 0, i64::MAX, ConfigurationFlags::DEFAULT, None],
+            ["thread-idle-ms", &THREAD_IDLE_MS, DEFAULT_THREAD_IDLE_MS, 1, MAX_DURATION_MS, ConfigurationFlags::DEFAULT, None],
             ["sweep-interval-ms", &SWEEP_INTERVAL_MS, DEFAULT_SWEEP_INTERVAL_MS, 1, 60_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [

@@ -1,6 +1,9 @@
 //! Delivery receipts (`CONFIRM`): when a confirmed message leaves a mailbox — acked,
 //! dead-lettered or expired — a receipt lands in the sender's mailbox (or its
 //! `reply_to`). Receipts are ordinary messages and are never confirmed themselves.
+//! Their sender is `RECEIPT_SENDER`, a name no ACL user can have (Redis refuses user
+//! names with spaces), so a receipt never reads as words of the agent that settled
+//! the message; who settled it is the payload's `by`.
 
 use std::cell::{Cell, RefCell};
 
@@ -15,6 +18,9 @@ use crate::core::{Envelope, EnvelopeRef};
 use crate::stats;
 
 pub const CONTENT_TYPE: &str = "application/vnd.mailbox.receipt+json";
+
+/// The `from` of every receipt.
+pub const RECEIPT_SENDER: &[u8] = b"mailbox receipt";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -149,8 +155,13 @@ fn send(ctx: &Context, p: &Pending) {
     let parts = env.parts();
     let target =
         parts.reply_to.map_or_else(|| namespace::agent_mailbox(&p.mailbox, parts.from), <[u8]>::to_vec);
-    // A receipt stays in the slot of the mailbox it reports on.
-    if crate::commands::in_cluster(ctx) && namespace::hash_tag(&target) != namespace::hash_tag(&p.mailbox) {
+    // A receipt stays in the slot of the mailbox it reports on, and goes only to a
+    // name commands take (sends check this too; a message from before they did may not).
+    let cross_slot =
+        crate::commands::in_cluster(ctx) && namespace::hash_tag(&target) != namespace::hash_tag(&p.mailbox);
+    let bad_name =
+        crate::args::check_name(&target).is_err() || crate::commands::check_not_reserved(&target).is_err();
+    if cross_slot || bad_name {
         stats::RECEIPTS_DROPPED.incr();
         return;
     }
@@ -162,7 +173,7 @@ fn send(ctx: &Context, p: &Pending) {
         ..SendOptions::default()
     };
     let body = payload(env, p.outcome, &p.mailbox, &by, p.at, p.reason);
-    let caller = Caller { agent: by, via: None };
+    let caller = Caller { agent: RECEIPT_SENDER.to_vec(), via: None };
     let key = crate::commands::rstring(ctx, target.as_slice());
     SENDING.with(|s| s.set(true));
     let sent = send_one(ctx, &key, &body, opts, &caller, p.at);

@@ -113,9 +113,9 @@ fn acl_check(con: &mut Connection, agent: &str, permission: &str, name: &str) ->
     }
 }
 
-/// `MAILBOX.ACL LIST [agent]` as rows of text.
-fn acl_list(con: &mut Connection, agent: Option<&str>) -> Vec<Vec<String>> {
-    let mut args = vec!["MAILBOX.ACL", "LIST"];
+/// `MAILBOX.ACL LIST namespace [agent]` as rows of text.
+fn acl_list_in(con: &mut Connection, space: &str, agent: Option<&str>) -> Vec<Vec<String>> {
+    let mut args = vec!["MAILBOX.ACL", "LIST", space];
     args.extend(agent);
     let rows = match try_run(con, &args) {
         Ok(Value::Array(rows)) => rows,
@@ -128,6 +128,19 @@ fn acl_list(con: &mut Connection, agent: Option<&str>) -> Vec<Vec<String>> {
             cells.iter().map(text).collect()
         })
         .collect()
+}
+
+/// The grants of the namespaces these tests use (`{t}`, `{u}`, the default one), in the
+/// order LIST gives within one: by agent, permission (send, read, subscribe, publish,
+/// admin, impersonate), pattern.
+fn acl_list(con: &mut Connection, agent: Option<&str>) -> Vec<Vec<String>> {
+    let rank = |p: &str| {
+        ["send", "read", "subscribe", "publish", "admin", "impersonate"].iter().position(|x| *x == p)
+    };
+    let mut all: Vec<Vec<String>> =
+        ["{t}", "{u}", "default"].iter().flat_map(|space| acl_list_in(con, space, agent)).collect();
+    all.sort_by(|a, b| (&a[0], rank(&a[1]), &a[2]).cmp(&(&b[0], rank(&b[1]), &b[2])));
+    all
 }
 
 fn rows(expected: &[[&str; 3]]) -> Vec<Vec<String>> {
@@ -239,7 +252,7 @@ fn permission_matrix_under_both_policies() {
             admin_only,
             admin_only,
         ),
-        case(&["MAILBOX.DEAD", "{t}alice", "LIST"], "mailbox.dead", admin_only, admin_only),
+        case(&["MAILBOX.DEAD", "LIST", "{t}alice"], "mailbox.dead", admin_only, admin_only),
         case(
             &["MAILBOX.PRESENCE", "{t}"],
             "mailbox.presence",
@@ -331,6 +344,9 @@ fn impersonation_needs_the_grant_and_is_audited() {
     let mut gw = agent(&server, &mut admin, "gw");
     let mut bob = agent(&server, &mut admin, "bob");
     let stream = "mailbox:audit:{t}";
+    // The namespace exists (refusals about a namespace that does not are audited in the
+    // default namespace's stream).
+    create(&mut admin, "{t}bob", &[]);
 
     // Without the grant: refused on `impersonate`, audited, nothing stored.
     let before = snapshot(&mut admin);
@@ -930,13 +946,554 @@ fn writing_subcommands_are_refused_on_a_replica() {
     for args in [
         &["MAILBOX.ACL", "GRANT", "x", "read", "{t}*"][..],
         &["MAILBOX.ACL", "QUOTA", "x", "5", "{t}"],
-        &["MAILBOX.DEAD", "{t}a", "PURGE", "ALL"],
-        &["MAILBOX.DEAD", "{t}a", "REQUEUE", "ALL"],
+        &["MAILBOX.DEAD", "PURGE", "{t}a", "ALL"],
+        &["MAILBOX.DEAD", "REQUEUE", "{t}a", "ALL"],
     ] {
         let err = redis::cmd(args[0]).arg(&args[1..]).query::<redis::Value>(&mut rcon).unwrap_err();
         assert!(format!("{err}").contains("read only replica"), "{args:?} on a replica: {err}");
     }
-    let listed: redis::Value = redis::cmd("MAILBOX.DEAD").arg("{t}a").arg("LIST").query(&mut rcon).unwrap();
+    let listed: redis::Value = redis::cmd("MAILBOX.DEAD").arg("LIST").arg("{t}a").query(&mut rcon).unwrap();
     assert_eq!(listed, redis::Value::Array(vec![]));
     assert_eq!(replica.digest(), master.digest());
+}
+
+// ---- 9. a hostile agent under `closed` -----------------------------------------
+//
+// Each test tries one way past the grants that once worked, and shows it no longer does.
+
+/// A server under `mailbox.policy closed`, its superuser connection, and `agent` logged in.
+fn closed_server() -> (Server, Connection) {
+    let server = Server::start();
+    let mut admin = server.client();
+    config_set(&mut admin, "mailbox.policy", "closed");
+    (server, admin)
+}
+
+fn grant(admin: &mut Connection, agent: &str, permission: &str, pattern: &str) {
+    assert_eq!(int_of(run(admin, &["MAILBOX.ACL", "GRANT", agent, permission, pattern])), 1);
+}
+
+fn dbsize(con: &mut Connection) -> i64 {
+    int_of(run(con, &["DBSIZE"]))
+}
+
+#[test]
+fn receipts_need_send_on_their_target_and_never_speak_for_the_receiver() {
+    let (server, mut admin) = closed_server();
+    let mut eve = agent(&server, &mut admin, "eve");
+    let mut bob = agent(&server, &mut admin, "bob");
+    grant(&mut admin, "eve", "send", "{t}bob");
+
+    // REPLYTO a mailbox eve may not send to: refused, nothing stored or created.
+    let before = snapshot(&mut admin);
+    let forged =
+        ["MAILBOX.SEND", "{t}bob", "x", "CONFIRM", "REPLYTO", "{t}victim", "THREAD", "URGENT from bob"];
+    assert_eq!(error_of(&mut eve, &forged), noperm("eve", "send", "{t}victim"));
+    let fresh = ["MAILBOX.SEND", "{t}bob", "x", "CONFIRM", "REPLYTO", "{zz}brand-new"];
+    assert_eq!(error_of(&mut eve, &fresh), noperm("eve", "send", "{zz}brand-new"));
+    assert_eq!(snapshot(&mut admin), before);
+    assert_eq!(run(&mut admin, &["EXISTS", "{zz}brand-new", "mailbox:ns:{zz}"]), Value::Int(0));
+
+    // With send on the REPLYTO target too, the receipt lands there, from nobody's name.
+    grant(&mut admin, "eve", "send", "{t}eve-desk");
+    let id =
+        send(&mut eve, "{t}bob", "x", &["CONFIRM", "REPLYTO", "{t}eve-desk", "THREAD", "URGENT from bob"]);
+    let got = read_one(&mut bob, "{t}bob", &[]);
+    assert_eq!(got.id, id);
+    assert_eq!(ack(&mut bob, "{t}bob", &[&id]), 1);
+    let receipts = peek(&mut admin, "{t}eve-desk", &[]);
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    let receipt = &receipts[0];
+    assert_eq!(receipt.str("from"), "mailbox receipt", "a receipt is never the receiver's words");
+    assert_eq!(receipt.str("type"), "application/vnd.mailbox.receipt+json");
+    assert_eq!(receipt.str("correlation"), id);
+    let body: serde_json::Value = serde_json::from_str(&receipt.payload()).unwrap();
+    assert_eq!(body["by"], "bob");
+    assert_eq!(body["outcome"], "acked");
+    // No ACL user can be that sender: Redis refuses user names with spaces.
+    assert!(try_run(&mut admin, &["ACL", "SETUSER", "mailbox receipt", "on"]).is_err());
+}
+
+#[test]
+fn confirm_without_a_mailbox_name_for_the_sender_is_refused() {
+    let server = Server::start();
+    let mut admin = server.client();
+    // An ACL user whose name is not UTF-8: its receipts would land in a mailbox no
+    // command can name.
+    let name: &[u8] = b"ev\xffe";
+    let _: Value = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(name)
+        .arg("on")
+        .arg(">pw")
+        .arg("~*")
+        .arg("+@all")
+        .query(&mut admin)
+        .unwrap();
+    let mut odd = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let _: Value = redis::cmd("AUTH").arg(name).arg("pw").query(&mut odd).unwrap();
+    let before = snapshot(&mut admin);
+    let err = error_of(&mut odd, &["MAILBOX.SEND", "{t}bob", "x", "CONFIRM"]);
+    assert_eq!(err, "ERR CONFIRM sends receipts to '{t}ev\\xffe', which is not a mailbox name; give REPLYTO");
+    assert_eq!(snapshot(&mut admin), before);
+    // With a REPLYTO the receipt has somewhere to go.
+    send(&mut odd, "{t}bob", "x", &["CONFIRM", "REPLYTO", "{t}desk"]);
+    // Without CONFIRM nothing needs that mailbox.
+    send(&mut odd, "{t}bob", "y", &[]);
+}
+
+#[test]
+fn the_modules_own_keys_are_no_mailboxes() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut eve = agent(&server, &mut admin, "eve");
+    send(&mut admin, "{vic}alice", "first", &[]);
+    // An audit stream exists for {au}, and the default namespace has its key.
+    run(&mut admin, &["MAILBOX.ACL", "GRANT", "x", "read", "{au}*"]);
+    send(&mut admin, "plain", "first", &[]);
+    let reserved = |name: &str| {
+        format!(
+            "ERR '{name}' is a key of the module's own (a namespace or an audit stream), not a mailbox or topic name"
+        )
+    };
+    let digest = debug_digest(&mut admin);
+    for name in ["mailbox:ns:{vic}", "mailbox:ns", "mailbox:audit:{au}", "mailbox:audit", "mailbox:ns:{new}"]
+    {
+        for args in [
+            vec!["MAILBOX.SEND", name, "x"],
+            vec!["MAILBOX.CREATE", name],
+            vec!["MAILBOX.SUB", name, "news.#"],
+            vec!["MAILBOX.READ", name],
+            vec!["MAILBOX.PUBLISH", name, "x"],
+            vec!["MAILBOX.SEND", "{vic}alice", "x", "REPLYTO", name],
+        ] {
+            assert_eq!(error_of(&mut eve, &args), reserved(name), "{args:?}");
+        }
+    }
+    assert_eq!(debug_digest(&mut admin), digest, "a refused command changes nothing");
+    // The namespaces still work, and the audit stream still records.
+    send(&mut eve, "{vic}bob", "still fine", &[]);
+    run(&mut eve, &["MAILBOX.SUB", "{vic}eve", "news.#"]);
+    send(&mut eve, "plain2", "still fine", &[]);
+    assert_eq!(run(&mut admin, &["TYPE", "mailbox:audit:{au}"]), Value::SimpleString("stream".into()));
+    let denied_before = events_of(&mut admin, "mailbox:audit:{au}", "denied").len();
+    error_of(&mut eve, &["MAILBOX.READ", "{au}bob"]);
+    assert_eq!(events_of(&mut admin, "mailbox:audit:{au}", "denied").len(), denied_before + 1);
+
+    // A namespace key that holds something else: the send is refused and leaves no mailbox.
+    run(&mut admin, &["SET", "mailbox:ns:{w}", "not a namespace"]);
+    let digest = debug_digest(&mut admin);
+    assert!(error_of(&mut eve, &["MAILBOX.SEND", "{w}bob", "x"]).starts_with("WRONGTYPE"));
+    assert!(error_of(&mut admin, &["MAILBOX.CREATE", "{w}bob"]).starts_with("WRONGTYPE"));
+    assert_eq!(run(&mut admin, &["EXISTS", "{w}bob"]), Value::Int(0));
+    assert_eq!(debug_digest(&mut admin), digest);
+}
+
+#[test]
+fn impersonation_never_reaches_a_mightier_agent() {
+    let (server, mut admin) = closed_server();
+    let mut gw = agent(&server, &mut admin, "gw");
+    agent(&server, &mut admin, "boss");
+    grant(&mut admin, "gw", "impersonate", "{team1}*");
+    grant(&mut admin, "boss", "admin", "{team1}*");
+    grant(&mut admin, "alice", "send", "{team1}*");
+    grant(&mut admin, "alice", "send", "{team2}*");
+    let mightier = |agent: &str| {
+        format!(
+            "NOPERM agent 'gw' may not act as '{agent}', who is a superuser or holds admin or impersonate where 'gw' does not"
+        )
+    };
+    let digest = debug_digest(&mut admin);
+    let audit_before = events_of(&mut admin, "mailbox:audit:{team1}", "denied").len();
+    assert_eq!(
+        error_of(&mut gw, &["MAILBOX.BROADCAST", "{team1}", "spam", "AS", "default"]),
+        mightier("default")
+    );
+    assert_eq!(error_of(&mut gw, &["MAILBOX.SEND", "{team1}bob", "x", "AS", "boss"]), mightier("boss"));
+    assert_eq!(error_of(&mut gw, &["MAILBOX.READ", "{team1}boss", "AS", "boss"]), mightier("boss"));
+    assert_eq!(error_of(&mut gw, &["MAILBOX.ACK", "{team1}boss", "1-0", "AS", "boss"]), mightier("boss"));
+    // A wider gateway is mightier too: gw2 may act for anyone in {team1}, while
+    // `small` may act only for the agents whose names start with "g".
+    let mut small = agent(&server, &mut admin, "small");
+    grant(&mut admin, "small", "impersonate", "{team1}g*");
+    grant(&mut admin, "gw2", "impersonate", "{team1}*");
+    let small_err = error_of(&mut small, &["MAILBOX.SEND", "{team1}bob", "x", "AS", "gw2"]);
+    assert!(small_err.starts_with("NOPERM agent 'small' may not act as 'gw2'"), "{small_err}");
+    // gw holds what gw2 holds: not mightier.
+    grant(&mut admin, "gw2", "send", "{team1}bob");
+    send(&mut gw, "{team1}bob", "as an equal", &["AS", "gw2"]);
+    let denied = events_of(&mut admin, "mailbox:audit:{team1}", "denied");
+    assert_eq!(denied.len(), audit_before + 5, "each refusal is audited");
+    let digest_after = debug_digest(&mut admin);
+    assert_ne!(digest_after, digest, "the grant to gw2 changed the namespace");
+
+    // REPLY AS default into another namespace: refused before anything lands in {team2}.
+    let question = send(&mut admin, "{team1}gw", "question", &["REPLYTO", "{team2}victim"]);
+    grant(&mut admin, "gw", "read", "{team1}gw");
+    assert_eq!(
+        error_of(&mut gw, &["MAILBOX.REPLY", "{team1}gw", &question, "x", "AS", "default"]),
+        mightier("default")
+    );
+    // Even AS an ordinary agent, the answer's namespace needs impersonate of its own.
+    grant(&mut admin, "alice", "read", "{team1}gw");
+    assert_eq!(
+        error_of(&mut gw, &["MAILBOX.REPLY", "{team1}gw", &question, "x", "AS", "alice"]),
+        noperm("gw", "impersonate", "{team2}alice")
+    );
+    assert_eq!(run(&mut admin, &["EXISTS", "{team2}victim"]), Value::Int(0));
+
+    // An ordinary agent: allowed, as before.
+    let id = send(&mut gw, "{team1}bob", "hello", &["AS", "alice"]);
+    let msg = peek(&mut admin, "{team1}bob", &[]).into_iter().find(|m| m.id == id).unwrap();
+    assert_eq!((msg.str("from").as_str(), msg.get("via").as_deref()), ("alice", Some("gw")));
+    // A superuser may act as anyone.
+    grant(&mut admin, "boss", "send", "{team1}*");
+    send(&mut admin, "{team1}bob", "from boss", &["AS", "boss"]);
+}
+
+#[test]
+fn a_revoked_grant_ends_a_blocked_read() {
+    let (server, mut admin) = closed_server();
+    let mut alice = agent(&server, &mut admin, "alice");
+    let eve = agent(&server, &mut admin, "eve");
+    grant(&mut admin, "eve", "read", "{rv}bob");
+    grant(&mut admin, "alice", "send", "{rv}bob");
+    create(&mut admin, "{rv}bob", &[]);
+    let reader = std::thread::spawn(move || {
+        let mut eve = eve;
+        try_run(&mut eve, &["MAILBOX.READ", "{rv}bob", "BLOCK", "0"]).map_err(|e| err_text(&e))
+    });
+    wait_until("eve blocked", 10_000, || blocked_clients(&server) == 1);
+    run(&mut admin, &["MAILBOX.ACL", "REVOKE", "eve", "read", "{rv}bob"]);
+    let id = send(&mut alice, "{rv}bob", "for bob only", &[]);
+    let outcome = reader.join().unwrap();
+    assert_eq!(outcome, Err(noperm("eve", "read", "{rv}bob")), "the wake-up is refused");
+    assert_eq!(blocked_clients(&server), 0);
+    let held = peek(&mut admin, "{rv}bob", &[]);
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].id.as_str(), held[0].str("state").as_str()), (id.as_str(), "ready"));
+    assert_eq!(held[0].deliveries(), 0, "eve leased nothing");
+}
+
+#[test]
+fn refusals_do_not_create_keys() {
+    let (server, mut admin) = closed_server();
+    let mut eve = agent(&server, &mut admin, "eve");
+    let keys_before = dbsize(&mut admin);
+    for i in 0..300 {
+        let name = format!("{{r{i}}}x");
+        assert_eq!(error_of(&mut eve, &["MAILBOX.PEEK", &name]), noperm("eve", "read", &name));
+    }
+    // One capped stream of the default namespace at most, not one per made-up namespace.
+    assert!(dbsize(&mut admin) <= keys_before + 1, "{} keys", dbsize(&mut admin));
+    let denied = events_of(&mut admin, "mailbox:audit", "denied");
+    assert_eq!(denied.len(), 300, "the refusals are still recorded");
+    assert_eq!(field(&denied[299], "name"), Some("{r299}x"));
+    // A namespace that exists keeps its own stream.
+    send(&mut admin, "{real}bob", "x", &[]);
+    error_of(&mut eve, &["MAILBOX.PEEK", "{real}bob"]);
+    assert_eq!(events_of(&mut admin, "mailbox:audit:{real}", "denied").len(), 1);
+}
+
+#[test]
+fn grants_are_listed_and_checked_only_by_their_agent_or_an_admin() {
+    let (server, mut admin) = closed_server();
+    let mut eve = agent(&server, &mut admin, "eve");
+    let mut lead = agent(&server, &mut admin, "lead");
+    grant(&mut admin, "gw", "impersonate", "{team1}*");
+    grant(&mut admin, "eve", "send", "{team1}bob");
+    grant(&mut admin, "lead", "admin", "{team1}*");
+    grant(&mut admin, "eve", "send", "{team2}bob");
+
+    // Not eve's to see: another agent's grants, or the whole namespace.
+    assert_eq!(error_of(&mut eve, &["MAILBOX.ACL", "LIST", "{team1}"]), noperm("eve", "admin", "{team1}"));
+    assert_eq!(
+        error_of(&mut eve, &["MAILBOX.ACL", "LIST", "{team1}", "gw"]),
+        noperm("eve", "admin", "{team1}")
+    );
+    assert_eq!(
+        error_of(&mut eve, &["MAILBOX.ACL", "CHECK", "gw", "impersonate", "{team1}x"]),
+        noperm("eve", "admin", "{team1}x")
+    );
+    // Her own: yes.
+    let own: Vec<Vec<String>> = match run(&mut eve, &["MAILBOX.ACL", "LIST", "{team1}", "eve"]) {
+        Value::Array(rows) => rows
+            .iter()
+            .map(|r| match r {
+                Value::Array(c) => c.iter().map(text).collect(),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(own, rows(&[["eve", "send", "{team1}bob"]]), "only {{team1}}, only eve");
+    assert_eq!(acl_check(&mut eve, "eve", "send", "{team1}bob"), 1);
+    assert_eq!(acl_check(&mut eve, "eve", "send", "{team1}carol"), 0);
+    // An admin of the namespace sees all of it, and nothing of another namespace.
+    let all = match run(&mut lead, &["MAILBOX.ACL", "LIST", "{team1}"]) {
+        Value::Array(rows) => rows.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(all, 3);
+    assert_eq!(acl_check(&mut lead, "gw", "impersonate", "{team1}x"), 1);
+    assert_eq!(error_of(&mut lead, &["MAILBOX.ACL", "LIST", "{team2}"]), noperm("lead", "admin", "{team2}"));
+    // LIST takes a namespace: the old forms are arity errors.
+    assert!(error_of(&mut admin, &["MAILBOX.ACL", "LIST"]).contains("wrong number of arguments"));
+}
+
+#[test]
+fn every_field_of_a_message_is_bounded() {
+    let server = Server::start();
+    let mut admin = server.client();
+    config_set(&mut admin, "mailbox.max-payload-bytes", "1024");
+    let mut eve = agent(&server, &mut admin, "eve");
+    send(&mut eve, "{t}bob", "ok", &[]);
+    let digest = debug_digest(&mut admin);
+    let big = "x".repeat(5_000);
+    let meta = format!("{{\"k\":\"{}\"}}", "y".repeat(1_020));
+    assert_eq!(
+        error_of(&mut eve, &["MAILBOX.SEND", "{t}bob", "tiny", "META", &meta]),
+        format!(
+            "ERR payload and META are {} bytes, over the mailbox.max-payload-bytes limit of 1024",
+            4 + meta.len()
+        )
+    );
+    for option in ["THREAD", "TYPE", "CORRELATION", "DEDUP"] {
+        assert_eq!(
+            error_of(&mut eve, &["MAILBOX.SEND", "{t}bob", "tiny", option, &big]),
+            format!("ERR {option} is 5000 bytes, over the limit of 1024"),
+        );
+    }
+    let long_name = format!("{{t}}{big}");
+    assert_eq!(
+        error_of(&mut eve, &["MAILBOX.SEND", "{t}bob", "tiny", "REPLYTO", &long_name]),
+        format!("ERR REPLYTO is {} bytes, over the limit of 1024", long_name.len()),
+    );
+    assert_eq!(
+        error_of(&mut eve, &["MAILBOX.PUBLISH", "{t}news", "tiny", "THREAD", &big]),
+        "ERR THREAD is 5000 bytes, over the limit of 1024"
+    );
+    assert_eq!(debug_digest(&mut admin), digest);
+    // At the bounds: accepted.
+    let thread = "t".repeat(1024);
+    send(&mut eve, "{t}bob", "tiny", &["THREAD", &thread, "META", "{\"a\":1}"]);
+}
+
+#[test]
+fn thread_counters_of_quiet_threads_are_forgotten() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let replica = server.replica();
+    config_set(&mut admin, "mailbox.max-thread-messages", "2");
+    config_set(&mut admin, "mailbox.thread-idle-ms", "300");
+    let thread = "z".repeat(1000);
+    send(&mut admin, "{t}bob", "1", &["THREAD", &thread]);
+    send(&mut admin, "{t}bob", "2", &["THREAD", &thread]);
+    // The loop breaker still holds while the thread is busy.
+    assert_eq!(
+        error_of(&mut admin, &["MAILBOX.SEND", "{t}bob", "3", "THREAD", &thread]),
+        thread_error(&thread, 2)
+    );
+    let with_counter = int_of(run(&mut admin, &["MEMORY", "USAGE", "mailbox:ns:{t}"]));
+    sleep_ms(700);
+    // The next count in the namespace forgets the quiet thread, on the replica too.
+    send(&mut admin, "{t}bob", "y", &["THREAD", "other"]);
+    let after = int_of(run(&mut admin, &["MEMORY", "USAGE", "mailbox:ns:{t}"]));
+    assert!(
+        after + 900 < with_counter,
+        "the quiet thread's counter is gone: {with_counter} -> {after} bytes"
+    );
+    send(&mut admin, "{t}bob", "3", &["THREAD", &thread]);
+    server.wait_for_replica(&replica);
+    assert_eq!(replica.digest(), server.digest());
+}
+
+#[test]
+fn the_writing_forms_of_acl_and_dead_are_write_commands() {
+    let server = Server::start();
+    let mut admin = server.client();
+    create(&mut admin, "{t}a", &[]);
+    let flags = |con: &mut Connection, name: &str| -> Vec<String> {
+        let Value::Array(info) = run(con, &["COMMAND", "INFO", name]) else { panic!("COMMAND INFO {name}") };
+        let Some(Value::Array(fields)) = info.first() else { panic!("COMMAND INFO {name}: {info:?}") };
+        let Value::Array(flags) = &fields[2] else { panic!("flags of {name}: {fields:?}") };
+        flags.iter().map(text).collect()
+    };
+    for name in [
+        "mailbox.acl|grant",
+        "mailbox.acl|revoke",
+        "mailbox.acl|quota",
+        "mailbox.dead|requeue",
+        "mailbox.dead|purge",
+    ] {
+        assert!(
+            flags(&mut admin, name).contains(&"write".to_string()),
+            "{name}: {:?}",
+            flags(&mut admin, name)
+        );
+    }
+    for name in ["mailbox.acl|list", "mailbox.acl|check", "mailbox.dead|list"] {
+        assert!(
+            flags(&mut admin, name).contains(&"readonly".to_string()),
+            "{name}: {:?}",
+            flags(&mut admin, name)
+        );
+    }
+
+    // A read-only script may read but not write.
+    let ro = |con: &mut Connection, args: &[&str]| {
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let script = format!("return redis.call({})", quoted.join(","));
+        try_run(con, &["EVAL_RO", &script, "0"])
+    };
+    let digest = debug_digest(&mut admin);
+    for args in [
+        &["MAILBOX.ACL", "GRANT", "x", "send", "{t}*"][..],
+        &["MAILBOX.ACL", "QUOTA", "x", "5", "{t}"],
+        &["MAILBOX.DEAD", "PURGE", "{t}a", "ALL"],
+        &["MAILBOX.DEAD", "REQUEUE", "{t}a", "ALL"],
+    ] {
+        let err = ro(&mut admin, args).expect_err("a write in EVAL_RO");
+        assert!(
+            err_text(&err).contains("Write commands are not allowed from read-only scripts"),
+            "{args:?}: {}",
+            err_text(&err)
+        );
+    }
+    assert_eq!(debug_digest(&mut admin), digest);
+    assert_eq!(ro(&mut admin, &["MAILBOX.DEAD", "LIST", "{t}a"]).unwrap(), Value::Array(vec![]));
+    assert_eq!(ro(&mut admin, &["MAILBOX.ACL", "CHECK", "x", "send", "{t}a"]).unwrap(), Value::Int(1));
+
+    // CLIENT PAUSE WRITE holds a GRANT (FAILOVER relies on it) but not a LIST.
+    assert_eq!(run(&mut admin, &["CLIENT", "PAUSE", "60000", "WRITE"]), Value::Okay);
+    let held = server.client();
+    let granting = std::thread::spawn(move || {
+        let mut held = held;
+        try_run(&mut held, &["MAILBOX.ACL", "GRANT", "late", "send", "{t}*"]).map_err(|e| err_text(&e))
+    });
+    let mut other = server.client();
+    assert_eq!(run(&mut other, &["MAILBOX.DEAD", "LIST", "{t}a"]), Value::Array(vec![]));
+    sleep_ms(300);
+    assert!(acl_list_in(&mut other, "{t}", Some("late")).is_empty(), "a paused GRANT ran");
+    assert!(!granting.is_finished(), "the GRANT was held");
+    assert_eq!(run(&mut other, &["CLIENT", "UNPAUSE"]), Value::Okay);
+    assert_eq!(granting.join().unwrap(), Ok(Value::Int(1)));
+    assert_eq!(acl_list_in(&mut other, "{t}", Some("late")).len(), 1);
+}
+
+#[test]
+fn a_reply_is_charged_to_the_namespace_it_lands_in() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut eve = agent(&server, &mut admin, "eve");
+    run(&mut admin, &["MAILBOX.ACL", "QUOTA", "eve", "1", "{team2}", "BURST", "1"]);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(send(&mut admin, "{team1}eve", &format!("q{i}"), &["REPLYTO", "{team2}victim"]));
+    }
+    let mut landed = 0;
+    let mut refused = 0;
+    for id in &ids {
+        match try_run(&mut eve, &["MAILBOX.REPLY", "{team1}eve", id, "answer"]) {
+            Ok(_) => landed += 1,
+            Err(e) => {
+                assert_eq!(err_text(&e), quota_error("eve", 1, 1));
+                refused += 1;
+            }
+        }
+    }
+    // The bucket refills one a second: the six replies above take well under six seconds.
+    assert!(landed <= 2 && refused >= 4, "{landed} landed, {refused} refused");
+    assert_eq!(peek(&mut admin, "{team2}victim", &[]).len(), landed);
+}
+
+#[test]
+fn dedup_keys_are_scoped_by_sender() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut alice = agent(&server, &mut admin, "alice");
+    let mut eve = agent(&server, &mut admin, "eve");
+    // eve tries to pre-empt alice's key: alice's message is stored all the same.
+    let eves = send(&mut eve, "{t}bob", "decoy", &["DEDUP", "order-42"]);
+    let alices = send(&mut alice, "{t}bob", "the real order", &["DEDUP", "order-42"]);
+    assert_ne!(alices, eves);
+    // A retry by the same sender is still deduplicated.
+    assert_eq!(send(&mut alice, "{t}bob", "the real order", &["DEDUP", "order-42"]), alices);
+    let held: Vec<String> = peek(&mut admin, "{t}bob", &[]).iter().map(|m| m.payload()).collect();
+    assert_eq!(held, ["decoy", "the real order"]);
+    // The same for a topic.
+    run(&mut admin, &["MAILBOX.SUB", "{t}carol", "news"]);
+    let Value::Array(first) = run(&mut eve, &["MAILBOX.PUBLISH", "{t}news", "x", "DEDUP", "k"]) else {
+        panic!()
+    };
+    let Value::Array(second) = run(&mut alice, &["MAILBOX.PUBLISH", "{t}news", "y", "DEDUP", "k"]) else {
+        panic!()
+    };
+    assert_eq!((first[1].clone(), second[1].clone()), (Value::Int(1), Value::Int(1)));
+}
+
+/// `scripts/agent-acl`'s rules, applied as the README says.
+fn least_privilege_agent(server: &Server, admin: &mut Connection, name: &str, tag: &str) -> Connection {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/agent-acl");
+    let out = Command::new(&script).arg(name).arg(tag).output().expect("scripts/agent-acl runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rules = String::from_utf8(out.stdout).unwrap();
+    let mut args = vec!["ACL", "SETUSER", name];
+    args.extend(rules.split_whitespace());
+    let password = format!(">{name}-pw");
+    args.push(&password);
+    assert_eq!(run(admin, &args), Value::Okay, "{args:?}");
+    login(server, name)
+}
+
+#[test]
+fn the_least_privilege_agent_acl_holds() {
+    let server = Server::start();
+    let mut admin = server.client();
+    let mut alice = least_privilege_agent(&server, &mut admin, "alice", "team1");
+    let mut bob = least_privilege_agent(&server, &mut admin, "bob", "team1");
+
+    // What an agent does: all of it works.
+    let id = send(&mut alice, "{team1}bob", "task", &["CONFIRM", "THREAD", "t1"]);
+    let got = read_one(&mut bob, "{team1}bob", &[]);
+    assert_eq!((got.id.as_str(), got.str("from").as_str()), (id.as_str(), "alice"));
+    run(&mut bob, &["MAILBOX.REPLY", "{team1}bob", &id, "done"]);
+    assert_eq!(ack(&mut bob, "{team1}bob", &[&id]), 1);
+    run(&mut bob, &["MAILBOX.SUB", "{team1}bob", "news.#"]);
+    run(&mut alice, &["MAILBOX.PUBLISH", "{team1}news.x", "hello"]);
+    let answers = read(&mut alice, "{team1}alice", &["COUNT", "10"]).expect("alice's mail");
+    assert_eq!(answers.len(), 2, "the reply and the receipt");
+    assert_eq!(acl_check(&mut alice, "alice", "read", "{team1}alice"), 1);
+    // Its own push channel: allowed (the confirmation, not an error).
+    let mut listening = login(&server, "bob");
+    let confirmed = run(&mut listening, &["SSUBSCRIBE", "mailbox:{team1}bob"]);
+    assert!(matches!(&confirmed, Value::Array(items) if text(&items[0]) == "ssubscribe"), "{confirmed:?}");
+    drop(listening);
+
+    // What the README says an agent with `+@all` could do, and this one cannot.
+    let forbidden: Vec<Vec<&str>> = vec![
+        vec!["COPY", "{team1}bob", "{team1}eve"],
+        vec!["CONFIG", "SET", "mailbox.superusers", "default alice"],
+        vec!["SSUBSCRIBE", "mailbox:{team1}bob"],
+        vec!["SUBSCRIBE", "mailbox:{team1}bob"],
+        vec!["DUMP", "{team1}bob"],
+        vec!["RESTORE", "{team1}x", "0", "payload"],
+        vec!["GET", "mailbox:ns:{team1}"],
+        vec!["DEL", "mailbox:ns:{team1}"],
+        vec!["XADD", "mailbox:audit:{team1}", "*", "event", "forged"],
+        vec!["MAILBOX.EFFECT", "{team1}bob", "PUT", "x"],
+        vec!["MAILBOX.CREATE", "{team1}alice", "MAXLEN", "1", "UPDATE"],
+        vec!["MAILBOX.DEAD", "PURGE", "{team1}bob", "ALL"],
+        vec!["MAILBOX.ACL", "GRANT", "alice", "read", "{team1}*"],
+        vec!["MAILBOX.SEND", "{team2}bob", "outside the namespace"],
+        vec!["FLUSHALL"],
+    ];
+    let digest = debug_digest(&mut admin);
+    for args in &forbidden {
+        let mut con = login(&server, "alice");
+        let err = try_run(&mut con, args).expect_err(&format!("{args:?} must be refused"));
+        let text = err_text(&err);
+        assert!(text.starts_with("NOPERM"), "{args:?}: {text}");
+    }
+    assert_eq!(debug_digest(&mut admin), digest, "nothing changed");
 }

@@ -166,13 +166,19 @@ fn options_of_every_command() {
         exact(&["MAILBOX.THREAD", "{t}a", "t", "LIMIT", "1"], "ERR unknown option 'LIMIT'"),
         // Missing arguments where the arity allows the command.
         exact(&["MAILBOX.NACK", "{t}a", "DELAY", "5"], "ERR syntax error"),
-        exact(&["MAILBOX.DEAD", "{t}a", "REQUEUE"], "ERR syntax error"),
-        exact(&["MAILBOX.DEAD", "{t}a", "PURGE"], "ERR syntax error"),
         exact(
-            &["MAILBOX.DEAD", "{t}a", "EXPLODE"],
-            "ERR unknown MAILBOX.DEAD subcommand 'EXPLODE', expected LIST, REQUEUE or PURGE",
+            &["MAILBOX.DEAD", "REQUEUE", "{t}a"],
+            "ERR wrong number of arguments for 'mailbox.dead|requeue' command",
         ),
-        exact(&["MAILBOX.DEAD", "{t}a", "LIST", "-"], "ERR unknown option '-'"),
+        exact(
+            &["MAILBOX.DEAD", "PURGE", "{t}a"],
+            "ERR wrong number of arguments for 'mailbox.dead|purge' command",
+        ),
+        exact(
+            &["MAILBOX.DEAD", "EXPLODE", "{t}a"],
+            "ERR unknown subcommand 'EXPLODE'. Try MAILBOX.DEAD HELP.",
+        ),
+        exact(&["MAILBOX.DEAD", "LIST", "{t}a", "-"], "ERR unknown option '-'"),
         // Ids.
         exact(&["MAILBOX.ACK", "{t}a", "abc"], "ERR invalid message id 'abc'"),
         exact(&["MAILBOX.ACK", "{t}a", "1-0", "1-"], "ERR invalid message id '1-'"),
@@ -185,7 +191,7 @@ fn options_of_every_command() {
         exact(&["MAILBOX.NACK", "{t}a", "x"], "ERR invalid message id 'x'"),
         exact(&["MAILBOX.PEEK", "{t}a", "x", "+"], "ERR invalid message id 'x'"),
         exact(&["MAILBOX.PEEK", "{t}a", "-", "1-x"], "ERR invalid message id '1-x'"),
-        exact(&["MAILBOX.DEAD", "{t}a", "PURGE", "1-0", "zz"], "ERR invalid message id 'zz'"),
+        exact(&["MAILBOX.DEAD", "PURGE", "{t}a", "1-0", "zz"], "ERR invalid message id 'zz'"),
         exact(&["MAILBOX.STATUS", "{t}a", "zz"], "ERR invalid message id 'zz'"),
         exact(&["MAILBOX.REPLY", "{t}a", "zz", "p"], "ERR invalid message id 'zz'"),
         // Refused on the state of the data.
@@ -228,7 +234,7 @@ fn options_of_every_command() {
         exact(&["MAILBOX.ACK", "str", "1-0"], WRONGTYPE),
         exact(&["MAILBOX.NACK", "str", "1-0"], WRONGTYPE),
         exact(&["MAILBOX.CREATE", "str"], WRONGTYPE),
-        exact(&["MAILBOX.DEAD", "str", "LIST"], WRONGTYPE),
+        exact(&["MAILBOX.DEAD", "LIST", "str"], WRONGTYPE),
         exact(&["MAILBOX.THREAD", "str", "t"], WRONGTYPE),
         exact(&["MAILBOX.STATUS", "str", "1-0"], WRONGTYPE),
         exact(&["MAILBOX.SUB", "str", "x"], WRONGTYPE),
@@ -298,7 +304,7 @@ const NAMED: &[&[&str]] = &[
     &["MAILBOX.PEEK", ""],
     &["MAILBOX.CREATE", ""],
     &["MAILBOX.INFO", ""],
-    &["MAILBOX.DEAD", "", "LIST"],
+    &["MAILBOX.DEAD", "LIST", ""],
     &["MAILBOX.THREAD", "", "t"],
     &["MAILBOX.STATUS", "", "1-0"],
     &["MAILBOX.SUB", "", "x"],
@@ -316,7 +322,8 @@ fn empty_and_invalid_utf8_names() {
     for template in NAMED {
         for name in [&b""[..], &[0xff, 0xfe], b"{t}\xc3", b"ok\xed\xa0\x80"] {
             let mut args = bytes_of(template);
-            args[1] = name.to_vec();
+            let at = template.iter().position(|a| a.is_empty()).expect("a name to fill in");
+            args[at] = name.to_vec();
             cases.push(exact_bytes(args, BAD_NAME));
         }
     }
@@ -531,16 +538,19 @@ fn wrong_arity_for_every_command() {
         let error = format!("ERR wrong number of arguments for '{name}' command");
         // Arguments made of the command and `n - 1` arguments that would otherwise be valid
         // enough to reach the module.
+        // A subcommand (`mailbox.dead|list`) is called as two words.
         let with = |n: usize| -> Vec<&str> {
-            let mut args = vec![name.as_str()];
-            args.extend(std::iter::repeat_n("{t}a", n.saturating_sub(1)));
+            let mut args: Vec<&str> = name.split('|').collect();
+            let words = args.len();
+            args.extend(std::iter::repeat_n("{t}a", n.saturating_sub(words)));
             args
         };
+        let first = name.split('|').count();
         let counts: Vec<usize> = if arity > 0 {
             let a = arity as usize;
-            (1..a).chain([a + 1, a + 5]).collect()
+            (first..a).chain([a + 1, a + 5]).collect()
         } else {
-            (1..(-arity) as usize).collect()
+            (first..(-arity) as usize).collect()
         };
         for n in counts {
             cases.push(exact(&with(n), error.clone()));

@@ -652,7 +652,6 @@ fn agents_in_namespaces_on_every_shard_send_publish_broadcast_and_read() {
         vec!["MAILBOX.PEEK", &b],
         vec!["MAILBOX.CREATE", &b, "UPDATE"],
         vec!["MAILBOX.INFO", &b],
-        vec!["MAILBOX.DEAD", &b, "LIST"],
         vec!["MAILBOX.REPLY", &b, "1-0", "hi"],
         vec!["MAILBOX.THREAD", &b, "th"],
         vec!["MAILBOX.SUB", &b, "news.#"],
@@ -669,11 +668,19 @@ fn agents_in_namespaces_on_every_shard_send_publish_broadcast_and_read() {
         (vec!["MAILBOX.ACL", "REVOKE", "bob", "read", &grant_pattern], 4),
         (vec!["MAILBOX.ACL", "CHECK", "bob", "read", &b], 4),
         (vec!["MAILBOX.ACL", "QUOTA", "bob", "10", &ns], 4),
+        (vec!["MAILBOX.ACL", "LIST", &ns], 2),
     ];
     let owner_port = cluster.port(cluster.master_of(key_slot(&ns)));
     let other = (0..MASTERS).find(|&m| cluster.port(m) != owner_port).expect("another master");
     let mut wrong = cluster.con(other);
     let expected_moved = format!("MOVED {} 127.0.0.1:{owner_port}", key_slot(&ns));
+    // MAILBOX.DEAD's subcommands name the mailbox after the subcommand.
+    for args in [vec!["MAILBOX.DEAD", "LIST", &b], vec!["MAILBOX.DEAD", "PURGE", &b, "ALL"]] {
+        let mut getkeys = vec!["COMMAND", "GETKEYS"];
+        getkeys.extend_from_slice(&args);
+        assert_eq!(run(&mut con0, &getkeys), Value::Array(vec![Value::BulkString(b.as_bytes().to_vec())]));
+        assert_eq!(error_of(&mut wrong, &args), expected_moved, "{args:?} on a node without the slot");
+    }
     for args in &keyed {
         let mut getkeys = vec!["COMMAND", "GETKEYS"];
         getkeys.extend_from_slice(args);
@@ -695,9 +702,15 @@ fn agents_in_namespaces_on_every_shard_send_publish_broadcast_and_read() {
             Value::Array(vec![Value::BulkString(route.as_bytes().to_vec())]),
             "GETKEYS {args:?}"
         );
-        let info = run(&mut con0, &["COMMAND", "INFO", args[0]]);
+        // MAILBOX.ACL is a container: its subcommands hold the key positions.
+        let name = if args[0] == "MAILBOX.ACL" {
+            format!("mailbox.acl|{}", args[1].to_ascii_lowercase())
+        } else {
+            args[0].to_string()
+        };
+        let info = run(&mut con0, &["COMMAND", "INFO", &name]);
         let first_key = int(&array(&array(&info)[0])[3]);
-        assert_eq!(first_key, *index as i64, "COMMAND INFO {}: first key position", args[0]);
+        assert_eq!(first_key, *index as i64, "COMMAND INFO {name}: first key position");
         assert_eq!(error_of(&mut wrong, args), expected_moved, "{args:?} on a node without the slot");
     }
 
@@ -758,7 +771,7 @@ fn names_without_a_hash_tag_are_refused_in_cluster_mode() {
         ("bob", vec!["MAILBOX.ACK", "bob", "1-0"]),
         ("bob", vec!["MAILBOX.NACK", "bob", "1-0"]),
         ("bob", vec!["MAILBOX.INFO", "bob"]),
-        ("bob", vec!["MAILBOX.DEAD", "bob", "LIST"]),
+        ("bob", vec!["MAILBOX.DEAD", "LIST", "bob"]),
         ("bob", vec!["MAILBOX.REPLY", "bob", "1-0", "hi"]),
         ("bob", vec!["MAILBOX.THREAD", "bob", "t1"]),
         ("bob", vec!["MAILBOX.SUB", "bob", "news.#"]),
@@ -1025,7 +1038,7 @@ impl BlockedReader {
 }
 
 fn dead_list_of(client: &mut ClusterClient, mailbox: &str) -> Vec<Msg> {
-    messages(&client.q(mailbox, &["MAILBOX.DEAD", mailbox, "LIST"])).unwrap_or_default()
+    messages(&client.q(mailbox, &["MAILBOX.DEAD", "LIST", mailbox])).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

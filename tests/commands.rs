@@ -719,7 +719,7 @@ fn info_errors() {
 fn dead_list_requeue_and_purge_replies() {
     let server = Server::start();
     let mut con = server.client();
-    assert_eq!(run(&mut con, &["MAILBOX.DEAD", "nobody", "LIST"]), Value::Array(vec![]));
+    assert_eq!(run(&mut con, &["MAILBOX.DEAD", "LIST", "nobody"]), Value::Array(vec![]));
     assert_eq!(dead(&mut con, "nobody", "REQUEUE", &["ALL"]), 0);
     assert_eq!(dead(&mut con, "nobody", "PURGE", &["ALL"]), 0);
 
@@ -767,23 +767,24 @@ fn dead_errors() {
     run(&mut con, &["SET", "str", "v"]);
     let cases: Vec<(Vec<&str>, String)> = vec![
         (vec!["MAILBOX.DEAD"], arity("mailbox.dead")),
-        (vec!["MAILBOX.DEAD", "d"], arity("mailbox.dead")),
-        (vec!["MAILBOX.DEAD", "", "LIST"], BAD_NAME.into()),
+        (vec!["MAILBOX.DEAD", "LIST"], arity("mailbox.dead|list")),
+        (vec!["MAILBOX.DEAD", "d"], "ERR unknown subcommand 'd'. Try MAILBOX.DEAD HELP.".into()),
+        (vec!["MAILBOX.DEAD", "LIST", ""], BAD_NAME.into()),
         (
-            vec!["MAILBOX.DEAD", "d", "EXPLODE"],
-            "ERR unknown MAILBOX.DEAD subcommand 'EXPLODE', expected LIST, REQUEUE or PURGE".into(),
+            vec!["MAILBOX.DEAD", "EXPLODE", "d"],
+            "ERR unknown subcommand 'EXPLODE'. Try MAILBOX.DEAD HELP.".into(),
         ),
-        (vec!["MAILBOX.DEAD", "d", "REQUEUE"], SYNTAX.into()),
-        (vec!["MAILBOX.DEAD", "d", "PURGE"], SYNTAX.into()),
-        (vec!["MAILBOX.DEAD", "d", "REQUEUE", "nope"], "ERR invalid message id 'nope'".into()),
-        (vec!["MAILBOX.DEAD", "d", "PURGE", "1-0", "ALL"], "ERR invalid message id 'ALL'".into()),
-        (vec!["MAILBOX.DEAD", "d", "LIST", "x", "+"], "ERR invalid message id 'x'".into()),
+        (vec!["MAILBOX.DEAD", "REQUEUE", "d"], arity("mailbox.dead|requeue")),
+        (vec!["MAILBOX.DEAD", "PURGE", "d"], arity("mailbox.dead|purge")),
+        (vec!["MAILBOX.DEAD", "REQUEUE", "d", "nope"], "ERR invalid message id 'nope'".into()),
+        (vec!["MAILBOX.DEAD", "PURGE", "d", "1-0", "ALL"], "ERR invalid message id 'ALL'".into()),
+        (vec!["MAILBOX.DEAD", "LIST", "d", "x", "+"], "ERR invalid message id 'x'".into()),
         (
-            vec!["MAILBOX.DEAD", "d", "LIST", "COUNT", "0"],
+            vec!["MAILBOX.DEAD", "LIST", "d", "COUNT", "0"],
             "ERR COUNT must be an integer from 1 to 100000".into(),
         ),
-        (vec!["MAILBOX.DEAD", "str", "LIST"], WRONGTYPE.into()),
-        (vec!["MAILBOX.DEAD", "str", "PURGE", "ALL"], WRONGTYPE.into()),
+        (vec!["MAILBOX.DEAD", "LIST", "str"], WRONGTYPE.into()),
+        (vec!["MAILBOX.DEAD", "PURGE", "str", "ALL"], WRONGTYPE.into()),
     ];
     expect_errors(&server, &mut con, &cases);
 }
@@ -1002,15 +1003,19 @@ fn names_must_be_non_empty_utf8() {
         ("MAILBOX.PEEK", vec![]),
         ("MAILBOX.CREATE", vec![]),
         ("MAILBOX.INFO", vec![]),
-        ("MAILBOX.DEAD", vec!["LIST"]),
+        ("MAILBOX.DEAD LIST", vec![]),
     ] {
-        let mut c = redis::cmd(command);
+        // A subcommand's words come before the name.
+        let mut words = command.split(' ');
+        let mut c = redis::cmd(words.next().unwrap());
+        c.arg(words.collect::<Vec<_>>());
         c.arg(bad);
         for r in &rest {
             c.arg(*r);
         }
         assert_eq!(error_of_cmd(&mut con, &c), BAD_NAME, "{command} with invalid UTF-8");
-        let mut args = vec![command, ""];
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("");
         args.extend(rest.iter());
         assert_eq!(error_of(&mut con, &args), BAD_NAME, "{command} with an empty name");
     }

@@ -377,7 +377,7 @@ fn check_restored(server: &Server, con: &mut Connection, key: &str, what: &str, 
             for args in [
                 &["MAILBOX.INFO", key][..],
                 &["MAILBOX.PEEK", key],
-                &["MAILBOX.DEAD", key, "LIST"],
+                &["MAILBOX.DEAD", "LIST", key],
                 &["MAILBOX.THREAD", key, "th"],
                 &["DEBUG", "DIGEST-VALUE", key],
                 &["MEMORY", "USAGE", key],

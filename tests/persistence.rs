@@ -165,7 +165,7 @@ fn snapshot(server: &Server) -> Snapshot {
         for name in names {
             snap.values.push((db, name.to_string(), digest_value(&mut con, name)));
             snap.peeks.push((db, name.to_string(), run(&mut con, &["MAILBOX.PEEK", name])));
-            snap.dead.push((db, name.to_string(), run(&mut con, &["MAILBOX.DEAD", name, "LIST"])));
+            snap.dead.push((db, name.to_string(), run(&mut con, &["MAILBOX.DEAD", "LIST", name])));
             let info = info(&mut con, name).into_iter().filter(|(n, _)| n != "oldest-age").collect();
             snap.infos.push((db, name.to_string(), info));
         }
@@ -479,14 +479,14 @@ fn timer_driven_changes_are_in_the_aof() {
             && info_int(&mut con, "dedup", "dedup-keys") == 0
     });
     let before = server.digest();
-    let dead_before = run(&mut con, &["MAILBOX.DEAD", "dead", "LIST"]);
+    let dead_before = run(&mut con, &["MAILBOX.DEAD", "LIST", "dead"]);
     drop(con);
     server.kill9();
     server.restart();
     assert_eq!(server.digest(), before, "the timer's changes were not replayed as they happened");
     let mut con = server.client();
     // `dead_at` is the master's time of death, not the replay's.
-    assert_eq!(run(&mut con, &["MAILBOX.DEAD", "dead", "LIST"]), dead_before);
+    assert_eq!(run(&mut con, &["MAILBOX.DEAD", "LIST", "dead"]), dead_before);
 }
 
 #[test]

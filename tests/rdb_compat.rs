@@ -640,10 +640,12 @@ fn v1_fixture_loads_with_exact_contents() {
     assert_messages("PEEK db1box", &peek(&mut con, "db1box", &[]), DB1BOX);
     select(&mut con, 0);
 
-    // The loaded data works: the dedup key still answers with the first id, a broadcast
-    // reaches every mailbox the namespace listed, and a read of bob's copy of the
-    // published message leaves alice's copy alone.
-    assert_eq!(send(&mut con, "{t}alice", "again", &["DEDUP", "d-1"]), "1795833215024-0");
+    // The loaded data works: the dedup key is held (a key saved before DEDUP keys were
+    // scoped by sender matches no send: the retry is stored), a broadcast reaches every
+    // mailbox the namespace listed, and a read of bob's copy of the published message
+    // leaves alice's copy alone.
+    assert_eq!(info_int(&mut con, "{t}alice", "dedup-keys"), 1);
+    assert_ne!(send(&mut con, "{t}alice", "again", &["DEDUP", "d-1"]), "1795833215024-0");
     let reply = run(&mut con, &["MAILBOX.BROADCAST", "{t}", "to all"]);
     let Value::Array(parts) = &reply else { panic!("BROADCAST replied {reply:?}") };
     assert_eq!(parts[1], Value::Int(4), "receivers of a broadcast to {{t}}: {reply:?}");
@@ -977,7 +979,7 @@ fn assert_v3_data_loads(fixture: &str) {
         rows(&[&["alerts.*", "minpriority", "5"], &["news.*", "from", "bob"]])
     );
     assert_eq!(subscription_rows(&mut con, "{t}ring"), rows(&[]));
-    let grants: Vec<Vec<String>> = match run(&mut con, &["MAILBOX.ACL", "LIST"]) {
+    let grants: Vec<Vec<String>> = match run(&mut con, &["MAILBOX.ACL", "LIST", "{t}"]) {
         Value::Array(rows) => rows.iter().map(strings).collect(),
         other => panic!("MAILBOX.ACL LIST replied {other:?}"),
     };
@@ -1038,8 +1040,9 @@ fn assert_v3_data_loads(fixture: &str) {
     }
     config_set(&mut con, "mailbox.policy", "open");
 
-    // The dedup key still answers with the first id.
-    assert_eq!(send(&mut con, "{t}alice", "again", &["DEDUP", "d-1"]), "1795835203121-0");
+    // The dedup key is held; saved before DEDUP keys were scoped by sender, it matches no send.
+    assert_eq!(info_int(&mut con, "{t}alice", "dedup-keys"), 1);
+    assert_ne!(send(&mut con, "{t}alice", "again", &["DEDUP", "d-1"]), "1795835203121-0");
 
     // CONFIRM survived: acking the loaded message sent AS robot sends robot a receipt.
     let via = read_one(&mut con, "{t}alice", &["COUNT", "1"]);
@@ -1052,7 +1055,7 @@ fn assert_v3_data_loads(fixture: &str) {
     assert_eq!(
         (receipt.str("from"), receipt.get("type"), receipt.get("correlation"), receipt.get("thread")),
         (
-            "default".to_string(),
+            "mailbox receipt".to_string(),
             Some(RECEIPT_TYPE.to_string()),
             Some("1795835203121-1".to_string()),
             Some("th-1".to_string())
@@ -1476,7 +1479,7 @@ fn generate_v3_fixture() {
         println!("INFO {key}: {:?}", info_text(&mut admin, key));
         println!("SUBS {key}: {:?}", run(&mut admin, &["MAILBOX.SUBS", key]));
     }
-    println!("ACL LIST: {:?}", run(&mut admin, &["MAILBOX.ACL", "LIST"]));
+    println!("ACL LIST: {:?}", run(&mut admin, &["MAILBOX.ACL", "LIST", "{t}"]));
     println!("PRESENCE {{t}}: {:?}", run(&mut admin, &["MAILBOX.PRESENCE", "{t}"]));
     println!("DIGEST: {}", debug_digest(&mut admin));
 }

@@ -474,7 +474,7 @@ fn r17_soak_with_kills_and_a_replica() {
         while let Some(batch) = read(&mut con, &b, &["COUNT", "1000", "NOACK"]) {
             drained += batch.len();
         }
-        run(&mut con, &["MAILBOX.DEAD", &b, "PURGE", "ALL"]);
+        run(&mut con, &["MAILBOX.DEAD", "PURGE", &b, "ALL"]);
         assert_eq!(info_int(&mut con, &b, "ready") + info_int(&mut con, &b, "dead"), 0);
     }
     // The receipts of the drain itself, and the receipts read above.

@@ -160,8 +160,8 @@ fn presence(con: &mut Connection, space: &str) -> Vec<Presence> {
 
 /// What must be identical after a reload, a restart or on a replica: the subscriptions, every
 /// held and dead message (with state and deliveries), and the presence (without the idle time,
-/// which moves with the clock). `dead`: include `MAILBOX.DEAD LIST`, which a read-only replica
-/// refuses (`MAILBOX.DEAD` is a write command); the digest covers dead letters there.
+/// which moves with the clock). `dead`: include `MAILBOX.DEAD LIST` (read-only: it runs on a
+/// replica too).
 fn snapshot(server: &Server, mailboxes: &[&str], spaces: &[&str], dead: bool) -> Vec<String> {
     let mut con = server.client();
     let mut out = Vec::new();
@@ -169,7 +169,7 @@ fn snapshot(server: &Server, mailboxes: &[&str], spaces: &[&str], dead: bool) ->
         out.push(format!("{mb} SUBS {:?}", subs(&mut con, mb)));
         out.push(format!("{mb} PEEK {:?}", run(&mut con, &["MAILBOX.PEEK", mb])));
         if dead && exists(&mut con, mb) {
-            out.push(format!("{mb} DEAD {:?}", run(&mut con, &["MAILBOX.DEAD", mb, "LIST"])));
+            out.push(format!("{mb} DEAD {:?}", run(&mut con, &["MAILBOX.DEAD", "LIST", mb])));
         }
     }
     for space in spaces {

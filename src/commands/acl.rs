@@ -1,13 +1,15 @@
 //! `MAILBOX.ACL GRANT|REVOKE|LIST|CHECK|QUOTA`: the module's grants, kept in the
-//! namespace key of the name pattern they cover.
+//! namespace key of the name pattern they cover. Each is a subcommand of its own
+//! (`mailbox.acl|grant`, ...) with its own flags: GRANT, REVOKE and QUOTA write;
+//! LIST and CHECK only read one namespace key, and run on replicas.
 
-use redis_module::{Context, KeysCursor, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::{err, now_ms};
 use crate::acl;
 use crate::args;
 use crate::core::grants::{Grant, Permission};
-use crate::core::namespace::Namespace;
+use crate::core::namespace::{self, Namespace};
 use crate::delivery::{ns_apply, touch, with_namespace};
 use crate::effects::NsEffect;
 use crate::errors;
@@ -24,14 +26,23 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             args::check_agent(agent).map_err(err)?;
             super::check_name(ctx, name)?;
             let permission = parse_permission(permission)?;
+            own_or_admin(ctx, agent, name, "mailbox.acl check")?;
             Ok(RedisValue::Integer(i64::from(acl::allowed(ctx, agent, permission, name))))
         }
-        (b"LIST", []) => list(ctx, None),
-        (b"LIST", [agent]) => list(ctx, Some(agent)),
+        (b"LIST", [space]) => list(ctx, space, None),
+        (b"LIST", [space, agent]) => list(ctx, space, Some(agent)),
         (b"QUOTA", [agent, rate, space, opts @ ..]) => quota(ctx, agent, rate, space, opts),
-        (b"GRANT" | b"REVOKE" | b"CHECK" | b"LIST" | b"QUOTA", _) => Err(RedisError::WrongArity),
-        _ => Err(err(errors::unknown_acl_subcommand(sub))),
+        _ => Err(RedisError::WrongArity),
     }
+}
+
+/// An agent may look at its own grants; anyone else's need `admin` on `name`.
+fn own_or_admin(ctx: &Context, agent: &[u8], name: &[u8], command: &str) -> Result<(), RedisError> {
+    let caller = ctx.get_current_user();
+    if caller.as_slice() == agent {
+        return Ok(());
+    }
+    acl::authorize(ctx, caller.as_slice(), Permission::Admin, name, command)
 }
 
 fn parse_permission(permission: &[u8]) -> Result<Permission, RedisError> {
@@ -79,21 +90,31 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
     Ok(RedisValue::Integer(i64::from(changed)))
 }
 
-/// Every grant of every namespace on this server (of the selected database), as
-/// `[agent, permission, pattern]`; with `agent`, only that agent's.
-fn list(ctx: &Context, agent: Option<&[u8]>) -> RedisResult {
-    let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = Vec::new();
-    let cursor = KeysCursor::new();
-    let collect = |_: &Context, _: &RedisString, key: Option<&redis_module::key::RedisKey>| {
-        if let Some(Ok(Some(ns))) = key.map(|k| k.get_value::<Namespace>(&NAMESPACE_TYPE)) {
-            for g in ns.grants() {
-                if agent.is_none_or(|a| a == g.agent.as_slice()) {
-                    rows.push((g.agent.clone(), g.permission, g.pattern.clone()));
-                }
-            }
+/// The grants of one namespace (`space` names it, as in `BROADCAST`), as
+/// `[agent, permission, pattern]`; with `agent`, only that agent's. Reads the one
+/// namespace key: nothing walks the keyspace.
+fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
+    super::check_name(ctx, space)?;
+    match agent {
+        Some(agent) => {
+            args::check_agent(agent).map_err(err)?;
+            own_or_admin(ctx, agent, space, "mailbox.acl list")?;
         }
-    };
-    while cursor.scan(ctx, &collect) {}
+        None => {
+            let caller = ctx.get_current_user();
+            acl::authorize(ctx, caller.as_slice(), Permission::Admin, space, "mailbox.acl list")?;
+        }
+    }
+    let key = ctx.open_key(&super::rstring(ctx, namespace::namespace_key(space)));
+    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = ns
+        .map(|ns| {
+            ns.grants()
+                .filter(|g| agent.is_none_or(|a| a == g.agent.as_slice()))
+                .map(|g| (g.agent.clone(), g.permission, g.pattern.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     rows.sort();
     Ok(RedisValue::Array(
         rows.into_iter()

@@ -7,8 +7,7 @@ use crate::acl;
 use crate::args::{self, CreateOptions};
 use crate::config;
 use crate::core::grants::Permission;
-use crate::core::{Mailbox, Settings};
-use crate::data_type::{gauge_add, MAILBOX_TYPE};
+use crate::core::Settings;
 use crate::effects::Effect;
 use crate::errors;
 
@@ -33,11 +32,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::SimpleStringStatic("OK"))
         }
         None => {
-            let mailbox = Mailbox::new(apply(config::default_settings(), &opts));
-            replicate(ctx, all[0], &Effect::Init { settings: mailbox.settings, last_id: mailbox.last_id });
-            gauge_add(&mailbox);
-            key.set_value(&MAILBOX_TYPE, mailbox).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-            crate::delivery::register(ctx, all[0])?;
+            crate::delivery::create(ctx, &key, all[0], apply(config::default_settings(), &opts))?;
             crate::delivery::touch(ctx, all[0], agent.as_slice(), super::now_ms());
             notify(ctx, c"mailbox.create", &argv[1]);
             Ok(RedisValue::SimpleStringStatic("OK"))

@@ -1,4 +1,6 @@
-//! `MAILBOX.DEAD mailbox LIST [start end] [COUNT n] | REQUEUE id... | ALL | PURGE id... | ALL`
+//! `MAILBOX.DEAD LIST mailbox [start end] [COUNT n]`, `MAILBOX.DEAD REQUEUE mailbox id...|ALL`,
+//! `MAILBOX.DEAD PURGE mailbox id...|ALL`: subcommands, so that LIST is read-only (it
+//! runs on replicas and in `EVAL_RO`) and the others carry the `write` flag.
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
@@ -8,23 +10,28 @@ use crate::args::{self, DeadAction, Selection};
 use crate::core::grants::Permission;
 use crate::core::{Mailbox, MessageId};
 use crate::data_type::tracked;
+use crate::data_type::MAILBOX_TYPE;
 use crate::effects::Effect;
+use crate::errors;
 use crate::stats;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
         return Err(RedisError::WrongArity);
     }
-    let all = super::arg_slices(&argv);
-    super::check_name(ctx, all[0])?;
-    let action = args::parse_dead(&all[1..]).map_err(err)?;
+    // argv: MAILBOX.DEAD <action> <mailbox> [args]; the parser takes <action> [args].
+    let mut all = super::arg_slices(&argv);
+    let name = all.remove(1);
+    super::check_name(ctx, name)?;
+    let action = args::parse_dead(&all).map_err(err)?;
     let agent = ctx.get_current_user();
-    acl::authorize(ctx, agent.as_slice(), Permission::Admin, all[0], "mailbox.dead")?;
-    let key = ctx.open_key_writable(&argv[1]);
-    let mailbox = mailbox_mut(&key)?;
-    let name = all[0];
+    acl::authorize(ctx, agent.as_slice(), Permission::Admin, name, "mailbox.dead")?;
+    let key_name = &argv[2];
     match action {
         DeadAction::List(range) => {
+            let key = ctx.open_key(key_name);
+            let mailbox =
+                key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
             let dead =
                 mailbox.map(|mb| mb.dead_range(range.start, range.end, range.count)).unwrap_or_default();
             redis_module::raw::reply_with_array(ctx.ctx, dead.len() as std::os::raw::c_long);
@@ -39,8 +46,9 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         }
         DeadAction::Requeue(selection) => {
             super::require_master(ctx)?;
-            let Some(mb) = mailbox else { return Ok(RedisValue::Integer(0)) };
-            sweep(ctx, &argv[1], mb, now_ms());
+            let key = ctx.open_key_writable(key_name);
+            let Some(mb) = mailbox_mut(&key)? else { return Ok(RedisValue::Integer(0)) };
+            sweep(ctx, key_name, mb, now_ms());
             let ids = select(mb, selection);
             let revived = tracked(mb, |mb| mb.revive(&ids));
             let n = revived.len();
@@ -57,16 +65,17 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                     ],
                 );
                 replicate(ctx, name, &Effect::Revive { ids: revived });
-                notify(ctx, c"mailbox.dead-requeue", &argv[1]);
-                signal_ready(ctx, &argv[1]);
-                reschedule(ctx, &argv[1], mb);
+                notify(ctx, c"mailbox.dead-requeue", key_name);
+                signal_ready(ctx, key_name);
+                reschedule(ctx, key_name, mb);
             }
             crate::receipts::flush(ctx);
             Ok(RedisValue::Integer(n as i64))
         }
         DeadAction::Purge(selection) => {
             super::require_master(ctx)?;
-            let Some(mb) = mailbox else { return Ok(RedisValue::Integer(0)) };
+            let key = ctx.open_key_writable(key_name);
+            let Some(mb) = mailbox_mut(&key)? else { return Ok(RedisValue::Integer(0)) };
             let ids = select(mb, selection);
             let purged = tracked(mb, |mb| mb.purge_dead(&ids));
             let n = purged.len();
@@ -83,7 +92,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                     ],
                 );
                 replicate(ctx, name, &Effect::Bury { ids: purged });
-                notify(ctx, c"mailbox.dead-purge", &argv[1]);
+                notify(ctx, c"mailbox.dead-purge", key_name);
             }
             Ok(RedisValue::Integer(n as i64))
         }

@@ -22,6 +22,7 @@ pub mod thread;
 use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisError, RedisString};
 
+use crate::config;
 use crate::core::{Entry, Envelope, Mailbox, SweepOutcome};
 use crate::data_type::{tracked, MAILBOX_TYPE};
 use crate::effects::Effect;
@@ -41,7 +42,25 @@ pub fn arg_slices(args: &[RedisString]) -> Args<'_> {
 /// one slot (the default namespace cannot live in one slot).
 pub fn check_name(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
     crate::args::check_name(name).map_err(err)?;
+    check_not_reserved(name)?;
     check_cluster_tag(ctx, name)
+}
+
+/// The module's own keys are no mailbox or topic: the namespace keys
+/// (`mailbox:ns`, `mailbox:ns:{tag}`) and the audit streams (`mailbox.audit-stream`,
+/// with `:{tag}`). A command that took one as a mailbox would turn it into one.
+pub fn check_not_reserved(name: &[u8]) -> Result<(), RedisError> {
+    use crate::core::namespace;
+    let is_ns_key =
+        name.starts_with(namespace::NAMESPACE_KEY_PREFIX) && namespace::namespace_key(name) == name;
+    let is_audit = !is_ns_key
+        && config::with_audit_stream(|stream| {
+            name.starts_with(stream.as_bytes()) && crate::acl::audit_stream_in(stream, name) == name
+        });
+    if is_ns_key || is_audit {
+        return Err(err(errors::reserved_name(name)));
+    }
+    Ok(())
 }
 
 /// Whether the server runs in cluster mode (`cluster-enabled`, fixed at start):

@@ -26,11 +26,14 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
     let topic = all[0];
     topics::validate_topic(&namespace::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
+    super::check_not_reserved(topic)?;
     super::check_cluster_tag(ctx, topic)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
     let caller = acl::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
     acl::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
-    check_payload(all[1])?;
+    acl::authorize_options(ctx, topic, &caller, &opts, "mailbox.publish")?;
+    let opts = opts.dedup_scoped_to(&caller.agent);
+    check_payload(all[1], &opts)?;
     // Admitted before any receiver's key is opened for writing.
     let now = now_ms();
     admit(ctx, topic, &caller.agent, opts.thread.as_deref(), now)?;
@@ -62,7 +65,9 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let opts = args::parse_send(&all[2..]).map_err(err)?;
     let caller = acl::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
     acl::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;
-    check_payload(all[1])?;
+    acl::authorize_options(ctx, space, &caller, &opts, "mailbox.broadcast")?;
+    let opts = opts.dedup_scoped_to(&caller.agent);
+    check_payload(all[1], &opts)?;
     let now = now_ms();
     admit(ctx, space, &caller.agent, opts.thread.as_deref(), now)?;
     let receivers = live_mailboxes(ctx, space, !opts.ephemeral)?;
@@ -124,7 +129,7 @@ fn send_to_all(
     caller: &Caller,
     now: u64,
 ) -> RedisResult {
-    let id = next_id(receivers, now);
+    let id = next_id(receivers, now)?;
     if opts.ephemeral {
         let env = envelope(id, to, payload, opts, caller, 0, now);
         let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, &r.name, &env)).sum();

@@ -41,9 +41,19 @@ pub fn serve_timed_out(ctx: &Context, argv: &[RedisString]) -> Result<bool, Redi
     let all = super::arg_slices(argv);
     let opts = args::parse_read(all.get(1..).unwrap_or_default()).map_err(err)?;
     match (argv.get(1), opts.min) {
-        (Some(key), Some(_)) => serve(ctx, key, &opts, false),
+        (Some(key), Some(_)) => {
+            still_allowed(ctx, key.as_slice(), &opts)?;
+            serve(ctx, key, &opts, false)
+        }
         _ => Ok(false),
     }
+}
+
+/// A blocked reader is checked again whenever it would be served: a grant revoked
+/// (or an impersonation withdrawn) while it waited ends the wait with `NOPERM`.
+fn still_allowed(ctx: &Context, name: &[u8], opts: &ReadOptions) -> Result<(), RedisError> {
+    let caller = acl::caller_unaudited(ctx, name, opts.as_agent.as_deref(), "mailbox.read")?;
+    acl::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.read")
 }
 
 /// Called when a blocked reader's key was signalled: the same read again.
@@ -52,7 +62,10 @@ pub fn serve_blocked(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisE
     let all = super::arg_slices(argv);
     let opts = args::parse_read(all.get(1..).unwrap_or_default()).map_err(err)?;
     match argv.get(1) {
-        Some(key) => serve(ctx, key, &opts, true),
+        Some(key) => {
+            still_allowed(ctx, key.as_slice(), &opts)?;
+            serve(ctx, key, &opts, true)
+        }
         None => Err(RedisError::WrongArity),
     }
 }

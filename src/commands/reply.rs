@@ -21,13 +21,13 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
     super::check_name(ctx, all[0])?;
     let id = args::parse_id(all[1]).map_err(err)?;
-    let mut opts = args::parse_send(&all[3..]).map_err(err)?;
+    let opts = args::parse_send(&all[3..]).map_err(err)?;
     if opts.correlation.is_some() {
         return Err(RedisError::Str(errors::REPLY_CORRELATION));
     }
     let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.reply")?;
     acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.reply")?;
-    check_payload(all[2])?;
+    check_payload(all[2], &opts)?;
 
     let (target, thread) = {
         let key = ctx.open_key_writable(&argv[1]);
@@ -51,19 +51,30 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if crate::commands::in_cluster(ctx) && namespace::hash_tag(&target) != namespace::hash_tag(all[0]) {
         return Err(RedisError::Str(errors::CROSSSLOT));
     }
+    // Acting for an agent in one namespace is no licence in another: the answer
+    // lands in the target's namespace, so the gateway needs `impersonate` there too.
+    if let Some(via) = &caller.via {
+        if namespace::hash_tag(&target) != namespace::hash_tag(all[0]) {
+            let as_target = namespace::agent_mailbox(&target, &caller.agent);
+            acl::authorize(ctx, via, Permission::Impersonate, &as_target, "mailbox.reply")?;
+        }
+    }
     acl::authorize(ctx, &caller.agent, Permission::Send, &target, "mailbox.reply")?;
+    acl::authorize_options(ctx, &target, &caller, &opts, "mailbox.reply")?;
+    let mut opts = opts.dedup_scoped_to(&caller.agent);
     if opts.thread.is_none() {
         opts.thread = Some(thread);
     }
     opts.correlation = Some(id.to_string().into_bytes());
     let now = now_ms();
-    admit(ctx, all[0], &caller.agent, opts.thread.as_deref(), now)?;
+    // Charged to the namespace the answer lands in: its quota and its thread limit.
+    admit(ctx, &target, &caller.agent, opts.thread.as_deref(), now)?;
     let thread = opts.thread.clone();
     let target_key = crate::commands::rstring(ctx, target.as_slice());
     let sent = send_one(ctx, &target_key, all[2], opts, &caller, now);
     crate::receipts::flush(ctx);
     let new_id = sent?;
-    count_thread(ctx, all[0], thread.as_deref());
+    count_thread(ctx, &target, thread.as_deref());
     touch(ctx, all[0], &caller.agent, now);
     Ok(RedisValue::BulkString(new_id.to_string()))
 }

@@ -25,11 +25,13 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let opts = args::parse_send(&all[2..]).map_err(err)?;
     let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.send")?;
     acl::authorize(ctx, &caller.agent, Permission::Send, name, "mailbox.send")?;
-    check_payload(payload)?;
+    acl::authorize_options(ctx, name, &caller, &opts, "mailbox.send")?;
+    let opts = opts.dedup_scoped_to(&caller.agent);
+    check_payload(payload, &opts)?;
     let now = now_ms();
     admit(ctx, name, &caller.agent, opts.thread.as_deref(), now)?;
     if opts.ephemeral {
-        return Ok(send_ephemeral(ctx, &argv[1], payload, opts, &caller, now));
+        return send_ephemeral(ctx, &argv[1], payload, opts, &caller, now);
     }
     let thread = opts.thread.clone();
     let sent = send_one(ctx, &argv[1], payload, opts, &caller, now);
@@ -52,7 +54,7 @@ fn send_ephemeral(
     opts: SendOptions,
     caller: &Caller,
     now: u64,
-) -> RedisValue {
+) -> RedisResult {
     let last = {
         let key = ctx.open_key(key_name);
         match key.get_value::<Mailbox>(&crate::data_type::MAILBOX_TYPE) {
@@ -60,19 +62,26 @@ fn send_ephemeral(
             _ => MessageId::MIN,
         }
     };
-    let id = crate::delivery::new_id(last, now);
+    let id = crate::delivery::new_id(last, now)?;
     let env = envelope(id, key_name.as_slice(), payload, opts, caller, 0, now);
     let listeners = crate::push::push_now(ctx, key_name.as_slice(), &env);
     stats::EPHEMERAL.incr();
     touch(ctx, key_name.as_slice(), &caller.agent, now);
-    RedisValue::Array(vec![RedisValue::BulkString(id.to_string()), RedisValue::Integer(listeners as i64)])
+    Ok(RedisValue::Array(vec![RedisValue::BulkString(id.to_string()), RedisValue::Integer(listeners as i64)]))
 }
 
-pub fn check_payload(payload: &[u8]) -> Result<(), RedisError> {
+/// The payload, and the payload with `META`, within `mailbox.max-payload-bytes`.
+pub fn check_payload(payload: &[u8], opts: &SendOptions) -> Result<(), RedisError> {
     let limit = config::get(&config::MAX_PAYLOAD_BYTES);
-    if payload.len() as u64 > limit.max(0) as u64 {
+    let max = limit.max(0) as u64;
+    let with_meta = payload.len() + opts.meta.as_ref().map_or(0, Vec::len);
+    if payload.len() as u64 > max {
         stats::SIZE_REFUSED.incr();
         return Err(err(errors::payload_too_large(payload.len(), limit)));
+    }
+    if with_meta as u64 > max {
+        stats::SIZE_REFUSED.incr();
+        return Err(err(errors::payload_and_meta_too_large(with_meta, limit)));
     }
     Ok(())
 }
@@ -168,7 +177,7 @@ pub fn send_one(
         }
     }
     make_room(ctx, key_name, mailbox, now)?;
-    let id = crate::delivery::new_id(mailbox.last_id, now);
+    let id = crate::delivery::new_id(mailbox.last_id, now)?;
     let dedup = dedup_for(mailbox, opts.dedup.clone(), now);
     let env = envelope(id, name, payload, opts, caller, mailbox.settings.ttl_ms, now);
     let entry = Entry::ready(env.clone());

@@ -19,6 +19,15 @@ impl super::chunked::Keyed for MessageId {
 impl MessageId {
     pub const MIN: MessageId = MessageId { ms: 0, seq: 0 };
     pub const MAX: MessageId = MessageId { ms: u64::MAX, seq: u64::MAX };
+    /// Ids a mailbox holds or hands out stay below this millisecond (2^48, the year
+    /// 10889), so there is always a next id: a loaded id at or past it is refused, and
+    /// so is a send that would need one.
+    pub const LIMIT_MS: u64 = 1 << 48;
+
+    /// Whether ids after this one can still be made (see `LIMIT_MS`).
+    pub fn leaves_room(self) -> bool {
+        self.ms < Self::LIMIT_MS
+    }
 
     pub fn new(ms: u64, seq: u64) -> Self {
         MessageId { ms, seq }

@@ -47,9 +47,12 @@ pub fn agent_mailbox(name: &[u8], agent: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The key of the default namespace, and the start of every namespace key.
+pub const NAMESPACE_KEY_PREFIX: &[u8] = b"mailbox:ns";
+
 /// The key that holds the namespace of `name`.
 pub fn namespace_key(name: &[u8]) -> Vec<u8> {
-    let mut key = b"mailbox:ns".to_vec();
+    let mut key = NAMESPACE_KEY_PREFIX.to_vec();
     if let Some(tag) = hash_tag(name) {
         key.extend_from_slice(b":{");
         key.extend_from_slice(tag);
@@ -102,6 +105,11 @@ pub struct Namespace {
     quotas: BTreeMap<Vec<u8>, (u64, u64)>,
     /// Messages sent so far in each thread of the namespace (the loop breaker).
     thread_counts: BTreeMap<Vec<u8>, u64>,
+    /// When each thread was last counted on this server; never saved (a thread not
+    /// seen since a load counts as seen when first looked at).
+    thread_seen: BTreeMap<Vec<u8>, u64>,
+    /// When `idle_threads` looks again; never saved.
+    next_thread_look: u64,
 }
 
 impl Namespace {
@@ -292,8 +300,36 @@ impl Namespace {
         *n
     }
 
+    /// Sets a thread's counter; 0 forgets the thread.
     pub fn set_thread_count(&mut self, thread: &[u8], n: u64) {
-        self.thread_counts.insert(thread.to_vec(), n);
+        if n == 0 {
+            self.thread_counts.remove(thread);
+            self.thread_seen.remove(thread);
+        } else {
+            self.thread_counts.insert(thread.to_vec(), n);
+        }
+    }
+
+    /// Notes that a message was counted in `thread` at `now`.
+    pub fn thread_counted(&mut self, thread: &[u8], now: u64) {
+        self.thread_seen.insert(thread.to_vec(), now);
+    }
+
+    /// The threads whose counter was last counted `idle_ms` or more before `now`: the
+    /// loop breaker forgets them. Looks at most four times per `idle_ms`.
+    pub fn idle_threads(&mut self, now: u64, idle_ms: u64) -> Vec<Vec<u8>> {
+        if now < self.next_thread_look {
+            return Vec::new();
+        }
+        self.next_thread_look = now.saturating_add((idle_ms / 4).max(1));
+        let mut idle = Vec::new();
+        for thread in self.thread_counts.keys() {
+            let seen = *self.thread_seen.entry(thread.clone()).or_insert(now);
+            if now.saturating_sub(seen) >= idle_ms {
+                idle.push(thread.clone());
+            }
+        }
+        idle
     }
 
     pub fn thread_counts(&self) -> impl Iterator<Item = (&[u8], u64)> {

@@ -202,7 +202,7 @@ pub fn peek(con: &mut Connection, mailbox: &str, opts: &[&str]) -> Vec<Msg> {
 }
 
 pub fn dead_list(con: &mut Connection, mailbox: &str, opts: &[&str]) -> Vec<Msg> {
-    messages(&run_owned(con, &with(&["MAILBOX.DEAD", mailbox, "LIST"], opts)))
+    messages(&run_owned(con, &with(&["MAILBOX.DEAD", "LIST", mailbox], opts)))
         .unwrap_or_else(|| panic!("DEAD {mailbox} LIST replied nil"))
 }
 
@@ -229,9 +229,9 @@ pub fn nack_delay(con: &mut Connection, mailbox: &str, ids: &[&str], delay_ms: u
     int(run_owned(con, &args), "NACK DELAY")
 }
 
-/// `MAILBOX.DEAD mailbox REQUEUE|PURGE ids...`
+/// `MAILBOX.DEAD REQUEUE|PURGE mailbox ids...`
 pub fn dead(con: &mut Connection, mailbox: &str, action: &str, ids: &[&str]) -> i64 {
-    int(run_owned(con, &with(&["MAILBOX.DEAD", mailbox, action], ids)), "DEAD")
+    int(run_owned(con, &with(&["MAILBOX.DEAD", action, mailbox], ids)), "DEAD")
 }
 
 pub fn create(con: &mut Connection, mailbox: &str, opts: &[&str]) {
