@@ -167,7 +167,7 @@ struct Outcome {
 /// file. A server still up at the deadline is killed (by its pid) and reported.
 fn start_expecting_exit(dir: &TempDir, with_module: bool) -> Outcome {
     let log_path = dir.0.join("redis.log");
-    let mut cmd = Command::new("redis-server");
+    let mut cmd = Command::new(server_binary());
     cmd.arg("--port")
         .arg(free_port().to_string())
         .args(["--bind", "127.0.0.1"])
@@ -184,7 +184,7 @@ fn start_expecting_exit(dir: &TempDir, with_module: bool) -> Outcome {
     let out = fs::File::create(dir.0.join("stdout.log")).expect("create stdout.log");
     let err = out.try_clone().expect("clone stdout.log");
     cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
-    let mut child = cmd.spawn().expect("run redis-server");
+    let mut child = cmd.spawn().expect("run the server binary");
     let deadline = Instant::now() + EXIT_TIMEOUT;
     let status = loop {
         match child.try_wait() {
