@@ -9,7 +9,6 @@ mod mailbox_helpers;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -888,7 +887,7 @@ fn mailbox_over_tls() {
         .expect("run openssl (is it installed?)");
     assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
 
-    let tls_port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let tls_port = free_port();
     let started = Server::try_start_with(ServerOptions {
         config: vec![
             ("tls-port".to_string(), tls_port.to_string()),

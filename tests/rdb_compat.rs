@@ -18,7 +18,6 @@ mod common;
 mod mailbox_helpers;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -150,10 +149,6 @@ fn with_encver(rdb: &[u8], name: &str, from: u64, to: u64) -> Vec<u8> {
 }
 
 // ---- a redis-server that is expected to exit ------------------------------------
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
 
 /// How a server started on an RDB file ended.
 struct Outcome {

@@ -504,20 +504,30 @@ pub fn wait_until(what: &str, timeout_ms: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn connect(port: u16, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+pub fn connect(port: u16, timeout: Duration) -> redis::RedisResult<redis::Connection> {
     redis::Client::open(format!("redis://127.0.0.1:{port}/"))?.get_connection_with_timeout(timeout)
 }
 
-/// A port nobody listens on right now: bind port 0 and let the listener go.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+/// Ports handed out stay below this, so that a cluster node's bus port (port + 10000) exists.
+const MAX_PORT: u16 = 55535;
+
+/// A port below `MAX_PORT` nobody listens on right now: bind port 0 (again while the kernel
+/// hands out a higher one) and let the listener go.
+pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0 to find a free port");
+        if port < MAX_PORT {
+            return port;
+        }
+    }
+    panic!("the kernel handed out no port below {MAX_PORT} in 1000 tries");
 }
 
 /// A fresh directory under the system temp dir, unique by pid, counter and time.
-fn new_temp_dir() -> PathBuf {
+pub fn new_temp_dir() -> PathBuf {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let dir = std::env::temp_dir().join(format!(
         "redis-mailbox-test-{}-{}-{}",
@@ -529,7 +539,7 @@ fn new_temp_dir() -> PathBuf {
     dir
 }
 
-fn parse_info_field(info: &str, field: &str) -> Option<String> {
+pub fn parse_info_field(info: &str, field: &str) -> Option<String> {
     info.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         (key == field).then(|| value.trim().to_string())
