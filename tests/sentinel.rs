@@ -3,7 +3,8 @@
 //! with SIGKILL; Sentinel promotes a replica. Every confirmed message is on the new master
 //! exactly once with its id; leases, dead letters, subscriptions and grants are there; lease
 //! and TTL deadlines that had not passed at the kill are acted on by the new master, once (one
-//! more delivery, one receipt); a client that asks Sentinel for the master resumes sending and
+//! more delivery, one receipt), a lease that ran out between the kill and the promotion
+//! included; a client that asks Sentinel for the master resumes sending and
 //! reading; the survivors end with equal `DEBUG DIGEST`s.
 //!
 //! The sentinels run the same server binary as the data servers (`--sentinel`), so the test runs
@@ -36,6 +37,9 @@ const DISCOVERY_TIMEOUT_MS: u64 = 60_000;
 const FAILOVER_DEADLINE_MS: u64 = 90_000;
 /// Leases and the TTL that must run out after the kill, on the new master.
 const LEASE_MS: u64 = 10_000;
+/// A lease that runs out while there is no master: shorter than `DOWN_AFTER_MS`, so no
+/// sentinel can have promoted a replica yet when it passes.
+const GAP_LEASE_MS: u64 = 1_500;
 /// Sends confirmed before the kill.
 const CONFIRMED_BEFORE_KILL: usize = 150;
 /// Sends confirmed after the failover, through the master Sentinel names.
@@ -246,6 +250,7 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     create(&mut con, "expiring", &["MAXDELIVER", "5"]);
     create(&mut con, "dying", &["MAXDELIVER", "1"]);
     create(&mut con, "ttl", &[]);
+    create(&mut con, "gap", &["MAXDELIVER", "5"]);
     let grants = run(&mut con, &["MAILBOX.ACL", "LIST", "alice"]);
     let subs = run(&mut con, &["MAILBOX.SUBS", "inbox"]);
     assert!(format!("{subs:?}").contains("news.*"), "{subs:?}");
@@ -263,6 +268,8 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     let dying_id = send(&mut con, "dying", "lease runs out, dead", &["CONFIRM"]);
     read_one(&mut con, "dying", &["LEASE", &lease]);
     let ttl_id = send(&mut con, "ttl", "expires", &["TTL", &lease, "CONFIRM"]);
+    let gap_id = send(&mut con, "gap", "lease runs out between the masters", &[]);
+    read_one(&mut con, "gap", &["LEASE", &GAP_LEASE_MS.to_string()]);
     assert_eq!(wait_count(&mut con, 2, 5000), 2, "both replicas have the leases");
     let deadlines_set = Instant::now();
     drop(con);
@@ -286,6 +293,7 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
         assert_eq!(info_int(&mut r, "expiring", "leased"), 1, "replica {}", replica.port);
         assert_eq!(info_int(&mut r, "dying", "leased"), 1, "replica {}", replica.port);
         assert_eq!(info_int(&mut r, "ttl", "ready"), 1, "replica {}", replica.port);
+        assert_eq!(info_int(&mut r, "gap", "leased"), 1, "replica {}", replica.port);
     }
 
     // Sentinel promotes one replica and points the other at it.
@@ -303,6 +311,19 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     );
     let (promoted, rest) = if new_port == first.port { (&first, &second) } else { (&second, &first) };
     assert_eq!(promoted.port, new_port);
+    assert!(
+        killed_at.elapsed() > Duration::from_millis(GAP_LEASE_MS),
+        "promoted before the gap lease ran out"
+    );
+
+    // The lease that ran out while there was no master is acted on by the new one, once.
+    let mut m = promoted.client();
+    wait_until("the new master acts on the lease that ran out between masters", FAILOVER_DEADLINE_MS, || {
+        info_int(&mut m, "gap", "ready") == 1
+    });
+    let again = read_one(&mut m, "gap", &[]);
+    assert_eq!((again.id.as_str(), again.deliveries()), (gap_id.as_str(), 2));
+    assert_eq!(ack(&mut m, "gap", &[&gap_id]), 1);
     wait_until("the other replica follows the new master", FAILOVER_DEADLINE_MS, || {
         rest.info_field("replication", "master_port") == Some(new_port.to_string())
             && rest.info_field("replication", "master_link_status").as_deref() == Some("up")
@@ -316,7 +337,6 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     );
 
     // Every confirmed send is there exactly once, with its id; nothing is there twice.
-    let mut m = promoted.client();
     let stored = held(&mut m, "stream");
     let mut by_payload: HashMap<String, Vec<String>> = HashMap::new();
     for msg in &stored {
@@ -410,4 +430,50 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     assert_eq!(receipts(&mut r).len(), 3, "the replica made no receipt of its own");
     assert_eq!(promoted.info_field("replication", "role").as_deref(), Some("master"));
     assert_eq!(rest.info_field("replication", "role").as_deref(), Some("slave"));
+}
+
+/// `min-replicas-to-write 1`: a master without a connected replica refuses sends, reads and
+/// acks, and changes nothing; with a replica attached they work again.
+#[test]
+fn min_replicas_to_write_holds_back_writes_without_a_replica() {
+    let master = Server::start_with(ServerOptions {
+        config: vec![
+            ("min-replicas-to-write".to_string(), "1".to_string()),
+            ("min-replicas-max-lag".to_string(), "10".to_string()),
+        ],
+        module_args: Vec::new(),
+    });
+    let mut con = master.client();
+    let digest = master.digest();
+    for args in [
+        &["MAILBOX.SEND", "bob", "x"][..],
+        &["MAILBOX.READ", "bob"],
+        &["MAILBOX.ACK", "bob", "1-0"],
+        &["MAILBOX.CREATE", "bob"],
+        &["MAILBOX.SUB", "bob", "news.*"],
+    ] {
+        assert_eq!(error_of(&mut con, args), "NOREPLICAS Not enough good replicas to write.", "{args:?}");
+    }
+    assert_eq!(master.digest(), digest, "a refused write changed nothing");
+    assert!(peek(&mut con, "bob", &[]).is_empty());
+
+    let replica = master.replica();
+    // The master counts the replica as good at its next check; until then sends are refused.
+    let mut id = String::new();
+    wait_until("a send accepted once the replica is attached", 20_000, || {
+        match try_run(&mut con, &["MAILBOX.SEND", "bob", "with a replica"]) {
+            Ok(reply) => {
+                id = text(&reply);
+                true
+            }
+            Err(e) => {
+                assert!(err_text(&e).starts_with("NOREPLICAS"), "{}", err_text(&e));
+                false
+            }
+        }
+    });
+    assert_eq!(wait_count(&mut con, 1, 5000), 1);
+    master.wait_for_replica(&replica);
+    let mut r = replica.client();
+    assert_eq!(peek(&mut r, "bob", &[]).iter().map(|m| m.id.clone()).collect::<Vec<_>>(), vec![id]);
 }
