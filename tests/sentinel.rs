@@ -5,7 +5,8 @@
 //! and TTL deadlines that had not passed at the kill are acted on by the new master, once (one
 //! more delivery, one receipt), a lease that ran out between the kill and the promotion
 //! included; a client that asks Sentinel for the master resumes sending and
-//! reading; the survivors end with equal `DEBUG DIGEST`s.
+//! reading; the survivors end with equal `DEBUG DIGEST`s, and so does the old master once it is
+//! back and Sentinel has made it a replica.
 //!
 //! The sentinels run the same server binary as the data servers (`--sentinel`), so the test runs
 //! on Redis and on Valkey alike. A sentinel loads no module.
@@ -156,11 +157,24 @@ fn ask_sentinels(sentinels: &[Sentinel]) -> Option<u16> {
     sentinels.iter().find_map(|s| s.master_addr()).map(|(_, port)| port)
 }
 
-fn role(port: u16) -> Option<String> {
+/// One field of `INFO replication`, or `None` when the server does not answer: Sentinel closes
+/// the client connections of a server it reconfigures, a query may meet that.
+fn replication_field(port: u16, field: &str) -> Option<String> {
     let mut con = connect(port, Duration::from_secs(2)).ok()?;
     let _ = con.set_read_timeout(Some(Duration::from_secs(5)));
     let info: String = redis::cmd("INFO").arg("replication").query(&mut con).ok()?;
-    parse_info_field(&info, "role")
+    parse_info_field(&info, field)
+}
+
+fn role(port: u16) -> Option<String> {
+    replication_field(port, "role")
+}
+
+/// The server on `port` is a replica of `master_port`, with its link up and no sync under way.
+fn follows(port: u16, master_port: u16) -> bool {
+    replication_field(port, "master_port") == Some(master_port.to_string())
+        && replication_field(port, "master_link_status").as_deref() == Some("up")
+        && replication_field(port, "master_sync_in_progress").as_deref() == Some("0")
 }
 
 fn wait_count(con: &mut Connection, replicas: i64, timeout_ms: i64) -> i64 {
@@ -325,8 +339,7 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     assert_eq!((again.id.as_str(), again.deliveries()), (gap_id.as_str(), 2));
     assert_eq!(ack(&mut m, "gap", &[&gap_id]), 1);
     wait_until("the other replica follows the new master", FAILOVER_DEADLINE_MS, || {
-        rest.info_field("replication", "master_port") == Some(new_port.to_string())
-            && rest.info_field("replication", "master_link_status").as_deref() == Some("up")
+        follows(rest.port, new_port)
     });
     promoted.wait_for_replica(rest);
     eprintln!(
@@ -430,6 +443,16 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     assert_eq!(receipts(&mut r).len(), 3, "the replica made no receipt of its own");
     assert_eq!(promoted.info_field("replication", "role").as_deref(), Some("master"));
     assert_eq!(rest.info_field("replication", "role").as_deref(), Some("slave"));
+
+    // The old master comes back (empty: it had no persistence); Sentinel makes it a replica of
+    // the new master and it takes the new master's data, not the other way round.
+    master.restart();
+    wait_until("Sentinel turns the old master into a replica of the new one", FAILOVER_DEADLINE_MS, || {
+        follows(master.port, new_port)
+    });
+    promoted.wait_for_replica(&master);
+    assert_eq!(master.digest(), promoted.digest(), "DEBUG DIGEST of the old master, now a replica");
+    assert_eq!(ask_sentinels(&sentinels), Some(new_port));
 }
 
 /// `min-replicas-to-write 1`: a master without a connected replica refuses sends, reads and
