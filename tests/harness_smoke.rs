@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{wait_until, Server, ServerOptions};
+use common::{
+    free_port, parse_server_version, server_version, wait_until, Server, ServerKind, ServerOptions,
+};
 use redis::Commands;
 
 #[test]
@@ -113,4 +115,36 @@ fn module_args_and_config_reach_the_module() {
     let replica = server.replica();
     let mut rcon = replica.client();
     assert_eq!(get(&mut rcon, "mailbox.default-lease-ms"), "500");
+}
+
+#[test]
+fn the_server_is_the_one_mailbox_server_names() {
+    assert_eq!(
+        parse_server_version(
+            "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0"
+        ),
+        Some((ServerKind::Redis, (7, 0, 15)))
+    );
+    assert_eq!(
+        parse_server_version(
+            "Valkey server v=9.1.2 sha=00000000:1 malloc=libc bits=64 build=1536df31c0395150"
+        ),
+        Some((ServerKind::Valkey, (9, 1, 2)))
+    );
+    assert_eq!(parse_server_version("KeyDB server v=6.3.4"), None);
+    // The running server reports the version its binary printed.
+    let (kind, (major, minor, patch)) = server_version();
+    let server = Server::start();
+    let field = match kind {
+        ServerKind::Redis => "redis_version",
+        ServerKind::Valkey => "valkey_version",
+    };
+    assert_eq!(server.info_field("server", field), Some(format!("{major}.{minor}.{patch}")));
+}
+
+#[test]
+fn free_ports_leave_room_for_a_cluster_bus_port() {
+    for _ in 0..200 {
+        assert!(free_port() < 55535);
+    }
 }

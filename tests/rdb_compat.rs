@@ -18,7 +18,6 @@ mod common;
 mod mailbox_helpers;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -151,10 +150,6 @@ fn with_encver(rdb: &[u8], name: &str, from: u64, to: u64) -> Vec<u8> {
 
 // ---- a redis-server that is expected to exit ------------------------------------
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
 /// How a server started on an RDB file ended.
 struct Outcome {
     /// `None`: still running (and answering PING) at the deadline; it was killed then.
@@ -167,7 +162,7 @@ struct Outcome {
 /// file. A server still up at the deadline is killed (by its pid) and reported.
 fn start_expecting_exit(dir: &TempDir, with_module: bool) -> Outcome {
     let log_path = dir.0.join("redis.log");
-    let mut cmd = Command::new("redis-server");
+    let mut cmd = Command::new(server_binary());
     cmd.arg("--port")
         .arg(free_port().to_string())
         .args(["--bind", "127.0.0.1"])
@@ -184,7 +179,7 @@ fn start_expecting_exit(dir: &TempDir, with_module: bool) -> Outcome {
     let out = fs::File::create(dir.0.join("stdout.log")).expect("create stdout.log");
     let err = out.try_clone().expect("clone stdout.log");
     cmd.stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
-    let mut child = cmd.spawn().expect("run redis-server");
+    let mut child = cmd.spawn().expect("run the server binary");
     let deadline = Instant::now() + EXIT_TIMEOUT;
     let status = loop {
         match child.try_wait() {

@@ -3,6 +3,9 @@
 //!
 //! Every test file uses it with `mod common;`. The module is `MAILBOX_MODULE` or
 //! `target/debug/libredis_mailbox.so` (run `cargo build` first; `scripts/test` does).
+//! The server binary is `MAILBOX_SERVER` or `redis-server` from PATH; a `valkey-server` there runs
+//! the same tests on Valkey (`scripts/test --server valkey`), and `server_kind()` tells a test
+//! which server it runs on where the two legitimately differ.
 //! A server is shut down and its directory removed when the `Server` is dropped; if the test is
 //! panicking, the directory is kept and its path and log tail are printed to stderr.
 #![allow(dead_code)]
@@ -12,6 +15,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,12 +72,18 @@ impl Server {
     }
 
     pub fn start_with(opts: ServerOptions) -> Server {
+        Server::try_start_with(opts).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `start_with`, with the reason (and the log tails of each try) as an error instead of a
+    /// panic, for a test that expects a server to refuse its options.
+    pub fn try_start_with(opts: ServerOptions) -> Result<Server, String> {
         let mut failures = Vec::new();
         for _ in 0..START_TRIES {
             let mut server =
                 Server { port: free_port(), dir: new_temp_dir(), child: None, options: opts.clone() };
             match server.spawn_and_wait() {
-                Ok(()) => return server,
+                Ok(()) => return Ok(server),
                 Err(e) => {
                     failures.push(format!(
                         "{}\n  dir {}\n  log tail:\n{}",
@@ -90,7 +100,12 @@ impl Server {
                 }
             }
         }
-        panic!("redis-server did not start ({} tries):\n{}", failures.len(), failures.join("\n"));
+        Err(format!(
+            "{} did not start ({} tries):\n{}",
+            server_binary().display(),
+            failures.len(),
+            failures.join("\n")
+        ))
     }
 
     /// A server with the AOF on and fsynced on every write, for restart and crash tests.
@@ -294,7 +309,7 @@ impl Server {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = Command::new(server_binary());
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1"])
@@ -326,10 +341,9 @@ impl Server {
 
     /// Spawns redis-server and waits until it answers PING and has finished loading.
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
-        let child = self
-            .command()
-            .spawn()
-            .map_err(|e| StartError::NotReady(format!("cannot run redis-server (is it installed?): {e}")))?;
+        let child = self.command().spawn().map_err(|e| {
+            StartError::NotReady(format!("cannot run {} (is it installed?): {e}", server_binary().display()))
+        })?;
         let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -420,6 +434,58 @@ impl Drop for Server {
     }
 }
 
+/// Which server the tests run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    Redis,
+    Valkey,
+}
+
+/// The server binary the tests start: `MAILBOX_SERVER`, or `redis-server` from PATH.
+pub fn server_binary() -> PathBuf {
+    match std::env::var_os("MAILBOX_SERVER") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("redis-server"),
+    }
+}
+
+/// The kind and version of `server_binary()`, from its `--version` line
+/// ("Redis server v=7.0.15 ..." or "Valkey server v=9.1.2 ..."), asked once per test process.
+pub fn server_version() -> (ServerKind, (u32, u32, u32)) {
+    static VERSION: OnceLock<(ServerKind, (u32, u32, u32))> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let binary = server_binary();
+        let out = Command::new(&binary)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} --version: {e}", binary.display()));
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        parse_server_version(&line)
+            .unwrap_or_else(|| panic!("{} --version printed {line:?}", binary.display()))
+    })
+}
+
+pub fn server_kind() -> ServerKind {
+    server_version().0
+}
+
+/// "Redis server v=7.0.15 sha=..." -> (Redis, (7, 0, 15)); "Valkey server v=9.1.2 ..." -> Valkey.
+pub fn parse_server_version(line: &str) -> Option<(ServerKind, (u32, u32, u32))> {
+    let kind = if line.starts_with("Valkey server") {
+        ServerKind::Valkey
+    } else if line.starts_with("Redis server") {
+        ServerKind::Redis
+    } else {
+        return None;
+    };
+    let v = line.split_whitespace().find_map(|w| w.strip_prefix("v="))?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next()??;
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some((kind, (major, minor, patch)))
+}
+
 pub fn sleep_ms(ms: u64) {
     thread::sleep(Duration::from_millis(ms));
 }
@@ -438,20 +504,30 @@ pub fn wait_until(what: &str, timeout_ms: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn connect(port: u16, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+pub fn connect(port: u16, timeout: Duration) -> redis::RedisResult<redis::Connection> {
     redis::Client::open(format!("redis://127.0.0.1:{port}/"))?.get_connection_with_timeout(timeout)
 }
 
-/// A port nobody listens on right now: bind port 0 and let the listener go.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+/// Ports handed out stay below this, so that a cluster node's bus port (port + 10000) exists.
+const MAX_PORT: u16 = 55535;
+
+/// A port below `MAX_PORT` nobody listens on right now: bind port 0 (again while the kernel
+/// hands out a higher one) and let the listener go.
+pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0 to find a free port");
+        if port < MAX_PORT {
+            return port;
+        }
+    }
+    panic!("the kernel handed out no port below {MAX_PORT} in 1000 tries");
 }
 
 /// A fresh directory under the system temp dir, unique by pid, counter and time.
-fn new_temp_dir() -> PathBuf {
+pub fn new_temp_dir() -> PathBuf {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let dir = std::env::temp_dir().join(format!(
         "redis-mailbox-test-{}-{}-{}",
@@ -463,7 +539,7 @@ fn new_temp_dir() -> PathBuf {
     dir
 }
 
-fn parse_info_field(info: &str, field: &str) -> Option<String> {
+pub fn parse_info_field(info: &str, field: &str) -> Option<String> {
     info.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         (key == field).then(|| value.trim().to_string())
