@@ -19,8 +19,9 @@ pub const MODULE_CATEGORY: &str = "mailbox";
 
 /// Standard categories of each command, as Redis gives its own commands: `write` to whatever
 /// changes data (a read leases, so it writes, as `XREADGROUP` does), `read` to what only looks,
-/// `fast` or `slow`, and `blocking` to what can block. `MAILBOX.DEAD` and `MAILBOX.ACL` are in
-/// `write` as a whole, as one of their subcommands changes data.
+/// `fast` or `slow`, and `blocking` to what can block. `MAILBOX.DEAD` and `MAILBOX.ACL` are
+/// containers, never run themselves: each subcommand has its own (the containers count as
+/// `write`, as some of their subcommands write).
 const CATEGORIES: &[(&str, &str)] = &[
     ("mailbox.send", "write slow"),
     ("mailbox.read", "write slow blocking"),
@@ -30,6 +31,9 @@ const CATEGORIES: &[(&str, &str)] = &[
     ("mailbox.create", "write slow"),
     ("mailbox.info", "read fast"),
     ("mailbox.dead", "write slow"),
+    ("mailbox.dead|list", "read slow"),
+    ("mailbox.dead|requeue", "write slow"),
+    ("mailbox.dead|purge", "write slow"),
     ("mailbox.stats", "read fast"),
     ("mailbox.publish", "write slow"),
     ("mailbox.broadcast", "write slow"),
@@ -41,6 +45,11 @@ const CATEGORIES: &[(&str, &str)] = &[
     ("mailbox.unsub", "write slow"),
     ("mailbox.subs", "read slow"),
     ("mailbox.acl", "write slow"),
+    ("mailbox.acl|grant", "write slow"),
+    ("mailbox.acl|revoke", "write slow"),
+    ("mailbox.acl|quota", "write slow"),
+    ("mailbox.acl|check", "read fast"),
+    ("mailbox.acl|list", "read slow"),
     ("mailbox.effect", "write slow"),
 ];
 

@@ -265,7 +265,7 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     create(&mut con, "dying", &["MAXDELIVER", "1"]);
     create(&mut con, "ttl", &[]);
     create(&mut con, "gap", &["MAXDELIVER", "5"]);
-    let grants = run(&mut con, &["MAILBOX.ACL", "LIST", "alice"]);
+    let grants = run(&mut con, &["MAILBOX.ACL", "LIST", "held", "alice"]);
     let subs = run(&mut con, &["MAILBOX.SUBS", "inbox"]);
     assert!(format!("{subs:?}").contains("news.*"), "{subs:?}");
     assert_eq!(wait_count(&mut con, 2, 5000), 2, "both replicas have the set-up");
@@ -376,7 +376,11 @@ fn sentinel_failover_keeps_every_confirmed_message_and_moves_the_timers() {
     assert_eq!(dead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec![dead_id.as_str()]);
     assert_eq!(run(&mut m, &["MAILBOX.SUBS", "inbox"]), subs, "the subscriptions on the new master");
     assert_eq!(run(&mut m, &["MAILBOX.ACL", "CHECK", "alice", "read", "held"]), Value::Int(1));
-    assert_eq!(run(&mut m, &["MAILBOX.ACL", "LIST", "alice"]), grants, "the grants on the new master");
+    assert_eq!(
+        run(&mut m, &["MAILBOX.ACL", "LIST", "held", "alice"]),
+        grants,
+        "the grants on the new master"
+    );
     let published = run(&mut m, &["MAILBOX.PUBLISH", "news.today", "after the failover"]);
     let Value::Array(reply) = &published else { panic!("PUBLISH replied {published:?}") };
     assert_eq!(reply.get(1), Some(&Value::Int(1)), "the subscription receives: {published:?}");
@@ -474,6 +478,10 @@ fn min_replicas_to_write_holds_back_writes_without_a_replica() {
         &["MAILBOX.ACK", "bob", "1-0"],
         &["MAILBOX.CREATE", "bob"],
         &["MAILBOX.SUB", "bob", "news.*"],
+        &["MAILBOX.ACL", "GRANT", "alice", "read", "held"],
+        &["MAILBOX.ACL", "QUOTA", "alice", "5", "held"],
+        &["MAILBOX.DEAD", "PURGE", "bob", "ALL"],
+        &["MAILBOX.DEAD", "REQUEUE", "bob", "ALL"],
     ] {
         assert_eq!(error_of(&mut con, args), "NOREPLICAS Not enough good replicas to write.", "{args:?}");
     }
