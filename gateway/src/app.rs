@@ -131,6 +131,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            // A body that is JSON but not of the expected shape is bad input like any other.
+            Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY => {
+                Err(ApiError::bad_request(e.body_text()))
+            }
             Err(e) => Err(ApiError::new(e.status(), e.body_text())),
         }
     }

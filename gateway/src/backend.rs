@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{Client, Cmd, RedisError, Value};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, ApiResult};
@@ -20,7 +20,7 @@ pub struct Backend {
     open: AtomicBool,
     last_error: Mutex<String>,
     idle: Mutex<Vec<MultiplexedConnection>>,
-    blocking_slots: Semaphore,
+    blocking_slots: Arc<Semaphore>,
     max_idle: usize,
     pub timeout: Duration,
     metrics: Arc<Metrics>,
@@ -59,7 +59,7 @@ impl Backend {
             open: AtomicBool::new(true),
             last_error: Mutex::new("not connected yet".to_string()),
             idle: Mutex::new(Vec::new()),
-            blocking_slots: Semaphore::new(max_blocking),
+            blocking_slots: Arc::new(Semaphore::new(max_blocking)),
             max_idle: 32,
             timeout,
             metrics,
@@ -230,7 +230,70 @@ impl Backend {
         }
     }
 
+    /// A connection of its own for a real-time stream's reads, with its client id so
+    /// that a blocked read can be woken (`CLIENT UNBLOCK`) when the stream goes away.
+    pub async fn dedicated(&self) -> Result<Dedicated, CallError> {
+        self.fail_fast()?;
+        let permit = match self.blocking_slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => return Err(CallError::Unavailable("too many blocking reads in progress".to_string())),
+        };
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(Duration::from_secs(24 * 3600));
+        let mut conn = match tokio::time::timeout(
+            self.timeout,
+            self.client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(self.classify(e)),
+            Err(_) => return Err(CallError::Unavailable("connect timed out".to_string())),
+        };
+        let id = match tokio::time::timeout(
+            self.timeout,
+            conn.send_packed_command(&redis::cmd("CLIENT").arg("ID").clone()),
+        )
+        .await
+        {
+            Ok(Ok(Value::Int(id))) => id,
+            Ok(Err(e)) => return Err(self.classify(e)),
+            _ => return Err(CallError::Unavailable("CLIENT ID failed".to_string())),
+        };
+        Ok(Dedicated { conn, id, _permit: permit })
+    }
+
+    /// A blocking command on a stream's own connection.
+    pub async fn call_dedicated(
+        &self,
+        d: &mut Dedicated,
+        cmd: &Cmd,
+        block: Duration,
+    ) -> Result<Value, CallError> {
+        self.fail_fast()?;
+        let result = tokio::time::timeout(block + self.timeout, d.conn.send_packed_command(cmd))
+            .await
+            .map(|r| r.and_then(Value::extract_error));
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Err(_) => {
+                self.metrics.redis_errors.with_label_values(&["timeout"]).inc();
+                self.trip("blocking read timed out".to_string());
+                Err(CallError::Unavailable("timed out".to_string()))
+            }
+        }
+    }
+
     pub async fn api(&self, cmd: &Cmd) -> ApiResult<Value> {
         self.call(cmd).await.map_err(ApiError::from)
     }
+}
+
+/// A stream's own connection (see [`Backend::dedicated`]).
+pub struct Dedicated {
+    conn: MultiplexedConnection,
+    pub id: i64,
+    _permit: OwnedSemaphorePermit,
 }

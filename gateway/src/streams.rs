@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use crate::app::{check_permission, valid_id, Agent, App, AppState, Path, Query};
-use crate::backend::CallError;
+use crate::backend::{CallError, Dedicated};
 use crate::problem::ApiResult;
 use crate::reply::{self, Message};
 use crate::routes::mailboxes::{ack_ids, nack_ids, SendRequest};
@@ -48,25 +48,40 @@ async fn reader(
     held: Held,
 ) {
     let block = app.settings.stream_block;
-    loop {
-        if tx.is_closed() {
-            break;
-        }
+    let mut conn: Option<Dedicated> = None;
+    while !tx.is_closed() {
+        let d = match conn.as_mut() {
+            Some(d) => d,
+            None => match app.backend.dedicated().await {
+                Ok(d) => conn.insert(d),
+                Err(_) => {
+                    // Redis is down: wait for the circuit to close, keep the stream.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        _ = tx.closed() => break,
+                    }
+                }
+            },
+        };
+        let client_id = d.id;
         let mut cmd = redis::cmd("MAILBOX.READ");
         cmd.arg(&mailbox).arg("COUNT").arg(16).arg("BLOCK").arg(block.as_millis() as u64);
         if let Some(l) = lease_ms {
             cmd.arg("LEASE").arg(l);
         }
         cmd.arg("AS").arg(&agent);
-        let read = app.backend.call_blocking(&cmd, block);
-        tokio::pin!(read);
-        let (result, closed) = tokio::select! {
-            r = &mut read => (r, false),
-            _ = tx.closed() => {
-                // Put back what was handed out, then let the read in flight finish
-                // (within its BLOCK) and put back what it got too.
-                release(&app, &agent, &mailbox, &held).await;
-                (read.await, true)
+        let backend = app.backend.clone();
+        let (result, closed) = {
+            let read = backend.call_dedicated(d, &cmd, block);
+            tokio::pin!(read);
+            tokio::select! {
+                r = &mut read => (r, false),
+                _ = tx.closed() => {
+                    // Wake the blocked read so that it hands out nothing more, and put back
+                    // whatever it got before it woke.
+                    let _ = app.backend.call(redis::cmd("CLIENT").arg("UNBLOCK").arg(client_id)).await;
+                    (read.await, true)
+                }
             }
         };
         match result {
@@ -91,11 +106,7 @@ async fn reader(
                     break;
                 }
             }
-            Err(CallError::Unavailable(_)) if !closed => {
-                // Redis is down: wait for the circuit to close, keep the stream.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(CallError::Unavailable(_)) => break,
+            Err(CallError::Unavailable(_)) => conn = None,
             Err(e) => {
                 let _ = tx.send(Item::Error(mailbox.clone(), e.into())).await;
                 break;
