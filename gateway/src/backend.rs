@@ -141,6 +141,16 @@ impl Backend {
     }
 
     fn classify(&self, e: RedisError) -> CallError {
+        if e.kind() == redis::ErrorKind::ParseError {
+            // Redis answered, with an error reply whose text is not UTF-8 (the module
+            // echoes arguments in its error texts): a refusal, not an outage. The
+            // managed connection reconnects by itself.
+            self.metrics.redis_errors.with_label_values(&["reply"]).inc();
+            return CallError::Refused {
+                code: "ERR".to_string(),
+                detail: "the request was refused; the server's error text was not UTF-8".to_string(),
+            };
+        }
         if is_link_failure(&e) {
             self.metrics.redis_errors.with_label_values(&["connection"]).inc();
             let why = e.to_string();

@@ -155,6 +155,14 @@ async fn change_grant(app: &AppState, agent: &Agent, verb: &str, g: &Grant) -> A
     if g.pattern.is_empty() {
         return Err(ApiError::bad_request("pattern must not be empty"));
     }
+    const PERMISSIONS: [&str; 6] = ["send", "read", "subscribe", "publish", "admin", "impersonate"];
+    if !PERMISSIONS.contains(&g.permission.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "unknown permission '{}', expected one of {}",
+            g.permission,
+            PERMISSIONS.join(", ")
+        )));
+    }
     check_permission(app, agent.name(), "admin", &g.pattern).await?;
     let cmd = redis::cmd("MAILBOX.ACL").arg(verb).arg(&g.agent).arg(&g.permission).arg(&g.pattern).clone();
     reply::expect_int(&app.backend.api(&cmd).await?, "MAILBOX.ACL")
