@@ -59,6 +59,25 @@ def test_redis_killed_and_restarted_under_sends(own):
                         stream_got.append(ev.id)
                         return
 
+    # WebSocket sends go on across the outage on one socket.
+    ws_results: list[dict] = []
+
+    def ws_sender():
+        import json
+
+        from websockets.sync.client import connect
+
+        url = gw.url.replace("http://", "ws://") + "/v1/ws"
+        with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                ws.send(json.dumps({"op": "send", "mailbox": "alice", "payload": f"w{i}", "ref": i}))
+                ws_results.append(json.loads(ws.recv(timeout=DEADLINE)))
+                time.sleep(0.01)
+
+    wt = threading.Thread(target=ws_sender)
+    wt.start()
     lt = threading.Thread(target=listener)
     lt.start()
     wait_until(lambda: "blocked_clients:1" in redis.cli("INFO", "clients"), "the stream to block")
@@ -75,6 +94,7 @@ def test_redis_killed_and_restarted_under_sends(own):
     metrics = httpx.get(gw.url + "/metrics", timeout=10).text
     assert "mailbox_gateway_circuit_open 1" in metrics and "mailbox_gateway_redis_up 0" in metrics
     before_restart = len(results)
+    ws_before_restart = len(ws_results)
     redis.start()
     n_ok_before = sum(1 for r in results[:before_restart] if r[1] == 201)
     wait_until(
@@ -82,16 +102,23 @@ def test_redis_killed_and_restarted_under_sends(own):
         "sends to succeed again without restarting the gateway",
         deadline=60,
     )
+    wait_until(
+        lambda: any(r["type"] == "sent" for r in ws_results[ws_before_restart:]), "WebSocket sends to resume"
+    )
     stop.set()
     t.join(timeout=DEADLINE)
+    wt.join(timeout=DEADLINE)
+    assert any(r["type"] == "error" and r["status"] == 503 for r in ws_results), "no 503 over the socket"
+    assert {r["type"] for r in ws_results} <= {"sent", "error"}
+    assert {r["status"] for r in ws_results if r["type"] == "error"} == {503}
     assert gw.proc.poll() is None and gw.proc.pid == gw_pid
     assert n_ok_before >= 20
     codes = {r[1] for r in results}
     assert codes <= {201, 503}, codes
     # Every id the gateway reported is stored (appendfsync always: a kill -9 loses none).
-    stored = [r for r in results if r[1] == 201]
+    stored = [r[2] for r in results if r[1] == 201] + [r["id"] for r in ws_results if r["type"] == "sent"]
     with gw.client(token) as c:
-        for _, _, mid, _ in stored:
+        for mid in stored:
             assert c.get(f"/v1/mailboxes/alice/messages/{mid}/status").json()["status"] == "ready", mid
     # The stream opened before the outage is still there and gets a message sent now.
     with gw.client(token) as c:

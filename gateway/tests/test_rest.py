@@ -87,6 +87,28 @@ def test_own_mailbox_binary(alice, gateway, unique):
     assert alice.get(f"/v1/mailboxes/alice/threads/{unique}").json()["messages"] == []
 
 
+def test_raw_body_send_keeps_its_content_type_and_query_options(alice, unique):
+    raw = bytes(range(256))
+    r = alice.post(
+        "/v1/mailboxes/alice/messages",
+        content=raw,
+        headers={"content-type": "application/octet-stream"},
+        params={"priority": 7, "thread": unique, "meta": '{"n": 1}', "dedup": unique},
+    )
+    assert r.status_code == 201, r.text
+    mid = r.json()["id"]
+    [m] = alice.get(f"/v1/mailboxes/alice/threads/{unique}").json()["messages"]
+    assert m["id"] == mid and base64.b64decode(m["payload_base64"]) == raw
+    assert (m["type"], m["priority"], m["meta"]) == ("application/octet-stream", 7, {"n": 1})
+    r = alice.post("/v1/mailboxes/alice/messages", content="é text", headers={"content-type": "text/plain; charset=utf-8"},
+                   params={"thread": unique})
+    assert r.status_code == 201
+    msgs = alice.get(f"/v1/mailboxes/alice/threads/{unique}").json()["messages"]
+    assert msgs[-1]["payload"] == "é text" and msgs[-1]["type"] == "text/plain; charset=utf-8"
+    alice.post("/v1/mailboxes/alice/ack", json={"ids": [x["id"] for x in msgs]})
+    drain(alice, "alice")
+
+
 def test_long_poll_read_wakes_when_a_message_lands(alice, bob, gateway):
     import threading
 
@@ -262,7 +284,10 @@ def test_bad_input_is_400(alice):
     problem(alice.post(url, json={"payload": "a", "priority": -1}), 400)
     problem(alice.post(url, json={"payload": "a", "unknown": 1}), 400)
     problem(alice.post(url, json={"payload": "a", "meta": [1]}), 400)
-    problem(alice.post(url, content=b"x", headers={"content-type": "text/plain"}), 415)
+    problem(alice.post(url, content=b"x", headers={"content-type": ""}), 415)
+    problem(alice.post(url, json={"payload": "a"}, params={"priority": 1}), 400)
+    problem(alice.post(url, content=b"x", headers={"content-type": "text/plain"}, params={"meta": "[1]"}), 400)
+    problem(alice.post(url, content=b"x", headers={"content-type": "text/plain"}, params={"bogus": "1"}), 400)
     problem(alice.get(url, params={"count": 0}), 400)
     problem(alice.get(url, params={"count": "many"}), 400)
     # Ids are checked before they reach a command line where they could read as options.

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use base64::Engine;
 use redis::Cmd;
@@ -101,25 +103,118 @@ pub struct SendResponse {
     pub listeners: Option<i64>,
 }
 
-/// Sends a message to a mailbox (`MAILBOX.SEND ... AS <agent>`).
+/// The options of a send whose body is the raw payload (any content type but JSON).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RawSendParams {
+    #[param(minimum = 0, maximum = 9)]
+    pub priority: Option<u8>,
+    pub ttl_ms: Option<u64>,
+    pub dedup: Option<String>,
+    pub thread: Option<String>,
+    pub correlation: Option<String>,
+    pub reply_to: Option<String>,
+    /// A JSON object, as text.
+    pub meta: Option<String>,
+    pub confirm: Option<bool>,
+    pub ephemeral: Option<bool>,
+}
+
+/// The payload and options of a send: a JSON body (`SendRequest`), or the raw payload as
+/// the body, recorded with its `Content-Type`, and the options in the query string.
+pub fn send_input(
+    headers: &HeaderMap,
+    query: RawSendParams,
+    raw: &[u8],
+) -> ApiResult<(Vec<u8>, SendRequest)> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "give Content-Type: application/json, or the raw payload with its own content type",
+            )
+        })?;
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if essence == "application/json" {
+        let given = [
+            query.priority.is_some(),
+            query.ttl_ms.is_some(),
+            query.dedup.is_some(),
+            query.thread.is_some(),
+            query.correlation.is_some(),
+            query.reply_to.is_some(),
+            query.meta.is_some(),
+            query.confirm.is_some(),
+            query.ephemeral.is_some(),
+        ];
+        if given.iter().any(|g| *g) {
+            return Err(ApiError::bad_request(
+                "with a JSON body, give the options in the body, not the query",
+            ));
+        }
+        let req: SendRequest = serde_json::from_slice(raw)
+            .map_err(|e| ApiError::bad_request(format!("Failed to parse the JSON body: {e}")))?;
+        return Ok((req.payload()?, req));
+    }
+    let meta = match query.meta {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => return Err(ApiError::bad_request("meta must be a JSON object")),
+        },
+        None => None,
+    };
+    let req = SendRequest {
+        payload: None,
+        payload_base64: None,
+        priority: query.priority,
+        ttl_ms: query.ttl_ms,
+        dedup: query.dedup,
+        content_type: Some(content_type),
+        thread: query.thread,
+        correlation: query.correlation,
+        reply_to: query.reply_to,
+        meta,
+        confirm: query.confirm,
+        ephemeral: query.ephemeral,
+    };
+    Ok((raw.to_vec(), req))
+}
+
+/// The body of a send, bounded by the body limit; its rejections are problem details.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|e| ApiError::new(e.status(), e.body_text()))
+}
+
+/// Sends a message to a mailbox (`MAILBOX.SEND ... AS <agent>`): a JSON body with the
+/// payload and every option, or the raw payload as the body with its content type (the
+/// options then in the query string).
 #[utoipa::path(post, path = "/v1/mailboxes/{name}/messages", tag = "mailboxes",
-    params(("name" = String, Path, description = "mailbox name, e.g. `bob` or `{team1}bob`")),
-    request_body = SendRequest,
+    params(("name" = String, Path, description = "mailbox name, e.g. `bob` or `{team1}bob`"), RawSendParams),
+    request_body(content((SendRequest = "application/json"), (String = "application/octet-stream"), (String = "text/plain"))),
     responses((status = 201, description = "stored (only when the module replied with the id)", body = SendResponse), Errors),
     security(("bearer" = [])))]
 pub async fn send(
     State(app): State<AppState>,
     agent: Agent,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<SendRequest>,
+    Query(query): Query<RawSendParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<SendResponse>)> {
     agent.require("send")?;
+    let raw = body_bytes(body)?;
+    let (payload, opts) = send_input(&headers, query, &raw)?;
     let mut cmd = redis::cmd("MAILBOX.SEND");
-    cmd.arg(&name).arg(body.payload()?);
-    body.push_options(&mut cmd)?;
+    cmd.arg(&name).arg(payload);
+    opts.push_options(&mut cmd)?;
     cmd.arg("AS").arg(agent.name());
     let reply = app.backend.api(&cmd).await?;
-    let res = if body.ephemeral == Some(true) {
+    let res = if opts.ephemeral == Some(true) {
         let (id, listeners) = reply::id_and_count(&reply, "MAILBOX.SEND")?;
         SendResponse { id, listeners: Some(listeners) }
     } else {
