@@ -287,6 +287,17 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let app = build_app(&args.redis, settings, args.rate_limit, args.rate_burst, args.max_blocking)?;
     tokio::spawn(app.backend.clone().supervise());
+    let limits_app = app.clone();
+    tokio::spawn(async move {
+        // Forget the rate-limit state of tokens not seen lately, so the table stays small.
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if let Some(limiter) = &limits_app.limiter {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    });
     let limits = server::HttpLimits {
         max_body_bytes: args.max_body_bytes,
         max_header_bytes: args.max_header_bytes,
