@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 if not TARGET.is_absolute():
     TARGET = REPO / TARGET
-MODULE = TARGET / "debug" / "libredis_mailbox.so"
+# MAILBOX_TEST_MODULE runs the tests against another build of the module.
+MODULE = Path(os.environ.get("MAILBOX_TEST_MODULE", TARGET / "debug" / "libredis_mailbox.so"))
 GATEWAY = TARGET / "debug" / "mailbox-gateway"
 GW_USER, GW_PASS = "gw", "gw-secret-pw"
 AGENT_PASS = "agent-pw"

@@ -12,6 +12,25 @@ use crate::app::{check_ids, check_permission, Agent, AppState, JsonBody, Path, Q
 use crate::problem::{ApiError, ApiResult};
 use crate::reply;
 
+/// Whether the module has `command|sub` as a subcommand (`COMMAND INFO`): later versions
+/// of the module put the subcommand of `MAILBOX.DEAD` first and give `MAILBOX.ACL LIST` a
+/// namespace, and the gateway speaks to either.
+async fn has_subcommand(app: &AppState, name: &str) -> ApiResult<bool> {
+    let reply = app.backend.api(redis::cmd("COMMAND").arg("INFO").arg(name)).await?;
+    Ok(matches!(reply, redis::Value::Array(items) if items.iter().any(|i| !matches!(i, redis::Value::Nil))))
+}
+
+/// `MAILBOX.DEAD <sub> <mailbox>` (or `MAILBOX.DEAD <mailbox> <sub>` on older modules).
+async fn dead_cmd(app: &AppState, name: &str, sub: &str) -> ApiResult<redis::Cmd> {
+    let mut cmd = redis::cmd("MAILBOX.DEAD");
+    if has_subcommand(app, "mailbox.dead|list").await? {
+        cmd.arg(sub).arg(name);
+    } else {
+        cmd.arg(name).arg(sub);
+    }
+    Ok(cmd)
+}
+
 /// The dead letters of a mailbox (`MAILBOX.DEAD ... LIST`).
 #[utoipa::path(get, path = "/v1/mailboxes/{name}/dead", tag = "admin",
     params(("name" = String, Path, description = "mailbox name"), RangeParams),
@@ -24,8 +43,7 @@ pub async fn dead_list(
     Query(q): Query<RangeParams>,
 ) -> ApiResult<Json<Messages>> {
     agent.require("admin")?;
-    let mut cmd = redis::cmd("MAILBOX.DEAD");
-    cmd.arg(&name).arg("LIST");
+    let mut cmd = dead_cmd(&app, &name, "LIST").await?;
     push_range(&mut cmd, &q, app.settings.max_count)?;
     check_permission(&app, agent.name(), "admin", &name).await?;
     Ok(Json(Messages { messages: reply::messages(&app.backend.api(&cmd).await?, "MAILBOX.DEAD")? }))
@@ -47,8 +65,7 @@ async fn dead_action(
     body: &DeadRequest,
 ) -> ApiResult<i64> {
     agent.require("admin")?;
-    let mut cmd = redis::cmd("MAILBOX.DEAD");
-    cmd.arg(name).arg(action);
+    let mut cmd = dead_cmd(app, name, action).await?;
     match (&body.ids, body.all) {
         (Some(ids), None | Some(false)) => {
             check_ids(ids)?;
@@ -112,11 +129,14 @@ pub struct Grants {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GrantFilter {
+    /// The namespace (`{team1}`, or `default`); the module lists one namespace at a time
+    /// (modules that list every namespace at once ignore it).
+    pub namespace: Option<String>,
     /// Only this agent's grants.
     pub agent: Option<String>,
 }
 
-/// Every grant of every namespace (`MAILBOX.ACL LIST`).
+/// The grants of a namespace (`MAILBOX.ACL LIST`).
 #[utoipa::path(get, path = "/v1/grants", tag = "admin",
     params(GrantFilter),
     responses((status = 200, description = "the grants", body = Grants), Errors),
@@ -129,6 +149,9 @@ pub async fn grants_list(
     agent.require("admin")?;
     let mut cmd = redis::cmd("MAILBOX.ACL");
     cmd.arg("LIST");
+    if has_subcommand(&app, "mailbox.acl|list").await? {
+        cmd.arg(q.namespace.as_deref().unwrap_or("default"));
+    }
     if let Some(a) = &q.agent {
         cmd.arg(a);
     }
