@@ -81,6 +81,9 @@ struct ServeArgs {
     /// Largest total size of the request headers, in bytes.
     #[arg(long, default_value_t = 16 * 1024)]
     max_header_bytes: usize,
+    /// How long a client may take to send a request's headers, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
     /// Blocking reads (long-polls and streams) in progress at once, each on its own connection.
     #[arg(long, default_value_t = 512)]
     max_blocking: usize,
@@ -308,7 +311,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     };
     let router = server::build(app, &limits);
     let tls = args.tls_cert.zip(args.tls_key);
-    server::serve(router, args.listen, tls).await.map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+    server::serve(router, args.listen, tls, Duration::from_millis(args.header_timeout_ms))
+        .await
+        .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
 }
 
 fn main() -> ExitCode {

@@ -151,14 +151,57 @@ pub fn openapi_json(app: AppState) -> String {
     routes(app).1.to_pretty_json().unwrap_or_default()
 }
 
-pub async fn serve(router: Router, addr: SocketAddr, tls: Option<(String, String)>) -> std::io::Result<()> {
+pub async fn serve(
+    router: Router,
+    addr: SocketAddr,
+    tls: Option<(String, String)>,
+    header_timeout: Duration,
+) -> std::io::Result<()> {
     match tls {
-        None => {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            tracing::info!(%addr, "listening (http)");
-            axum::serve(listener, router).with_graceful_shutdown(shutdown()).await
-        }
+        None => serve_plain(router, addr, header_timeout).await,
         Some((cert, key)) => serve_tls(router, addr, cert, key).await,
+    }
+}
+
+/// HTTP/1.1 with upgrades (WebSocket), and a deadline for a request's headers to arrive,
+/// so a client that trickles them in does not hold a connection for ever.
+async fn serve_plain(router: Router, addr: SocketAddr, header_timeout: Duration) -> std::io::Result<()> {
+    use hyper::body::Incoming;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "listening (http)");
+    let stop = shutdown();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(
+            router.clone().map_request(|req: axum::http::Request<Incoming>| req.map(axum::body::Body::new)),
+        );
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
     }
 }
 

@@ -117,3 +117,23 @@ def test_tokens_are_never_in_logs_or_in_redis_in_clear(gateway, tokens, alice, r
     disk = b"".join(p.read_bytes() for p in redis.dir.rglob("*") if p.is_file() and p.suffix != ".log")
     for s in secrets:
         assert s.encode() not in disk, "a token is in Redis's files"
+
+
+def test_a_client_that_trickles_its_headers_is_cut_off(redis, tmp_path):
+    import socket
+
+    from conftest import Gateway
+
+    g = Gateway(redis, tmp_path, "--header-timeout-ms", "500")
+    g.start()
+    try:
+        slow = socket.create_connection(("127.0.0.1", g.port))
+        slow.sendall(b"GET /v1/me HTTP/1.1\r\nHost: gateway\r\n")  # and never the end of the headers
+        slow.settimeout(DEADLINE)
+        closed_or_refused = slow.recv(4096)
+        assert closed_or_refused == b"" or closed_or_refused.startswith(b"HTTP/1.1 408"), closed_or_refused
+        slow.close()
+        # Others are served meanwhile and after.
+        assert httpx.get(g.url + "/healthz").status_code == 200
+    finally:
+        g.stop()
