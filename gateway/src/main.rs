@@ -338,19 +338,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Token { action } => token_command(action).await,
             Command::Openapi => {
-                let settings = Settings {
-                    key_prefix: String::new(),
-                    max_wait: Duration::ZERO,
-                    max_count: 1,
-                    stream_block: Duration::ZERO,
-                };
-                let redis = RedisArgs {
-                    redis: "redis://127.0.0.1".into(),
-                    key_prefix: String::new(),
-                    redis_timeout_ms: 1,
-                };
-                let app = build_app(&redis, settings, 0, 0, 1)?;
-                println!("{}", server::openapi_json(app));
+                println!("{}", server::openapi_json());
                 Ok(())
             }
         }

@@ -42,6 +42,17 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The document, made once from the routes when the router is built.
+static OPENAPI: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "the OpenAPI 3.1 document of these routes", body = Object)))]
+async fn openapi_document() -> impl IntoResponse {
+    let body = OPENAPI.get().cloned().unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body)
+}
+
 /// Limits of the HTTP side.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
@@ -52,8 +63,8 @@ pub struct HttpLimits {
 }
 
 /// The routes and the OpenAPI document generated from the same list.
-pub fn routes(app: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .routes(routes!(mailboxes::send, mailboxes::read))
         .routes(routes!(mailboxes::ack))
         .routes(routes!(mailboxes::nack))
@@ -78,21 +89,14 @@ pub fn routes(app: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
-        .split_for_parts();
-    let _ = app;
-    (router, api)
+        .routes(routes!(openapi_document))
+        .split_for_parts()
 }
 
 pub fn build(app: AppState, limits: &HttpLimits) -> Router {
-    let (router, api) = routes(app.clone());
-    let api_json = api.to_pretty_json().unwrap_or_default();
+    let (router, api) = routes();
+    let _ = OPENAPI.set(api.to_pretty_json().unwrap_or_default());
     let mut router = router
-        .route(
-            "/openapi.json",
-            axum::routing::get(move || async move {
-                ([(axum::http::header::CONTENT_TYPE, "application/json")], api_json.clone())
-            }),
-        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
@@ -147,8 +151,8 @@ async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Respo
     res
 }
 
-pub fn openapi_json(app: AppState) -> String {
-    routes(app).1.to_pretty_json().unwrap_or_default()
+pub fn openapi_json() -> String {
+    routes().1.to_pretty_json().unwrap_or_default()
 }
 
 pub async fn serve(

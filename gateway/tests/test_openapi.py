@@ -46,6 +46,7 @@ def test_every_documented_route_is_served_and_nothing_else(gateway, tokens):
         r = httpx.request(method, gateway.url + path.replace("{name}", "x"), headers=headers)
         assert r.status_code == 405
     assert httpx.get(gateway.url + "/v1/not-documented", headers=headers).status_code == 404
+    assert ("GET", "/openapi.json") in documented
 
 
 @pytest.fixture
