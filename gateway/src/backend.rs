@@ -14,8 +14,74 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, ApiResult};
 
+/// Where the server is: one address, or the master that Sentinel names.
+pub enum Source {
+    Direct(Client),
+    Sentinel {
+        sentinel: tokio::sync::Mutex<redis::sentinel::Sentinel>,
+        service: String,
+        node: redis::sentinel::SentinelNodeConnectionInfo,
+    },
+}
+
+impl Source {
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master name>`, or any URL
+    /// the redis crate takes.
+    pub fn parse(url: &str) -> Result<Source, String> {
+        let Some(rest) = url.strip_prefix("redis+sentinel://") else {
+            return Client::open(url).map(Source::Direct).map_err(|e| format!("bad --redis URL: {e}"));
+        };
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let (hosts, service) =
+            rest.split_once('/').ok_or("a redis+sentinel:// URL ends with /<master name>")?;
+        if service.is_empty() || hosts.is_empty() {
+            return Err("a redis+sentinel:// URL needs sentinels and a master name".to_string());
+        }
+        let nodes: Vec<String> = hosts.split(',').map(|h| format!("redis://{h}")).collect();
+        let sentinel =
+            redis::sentinel::Sentinel::build(nodes).map_err(|e| format!("bad sentinel address: {e}"))?;
+        let (username, password) = match auth.map(|a| a.split_once(':')) {
+            Some(Some((u, p))) => (Some(u.to_string()).filter(|u| !u.is_empty()), Some(p.to_string())),
+            Some(None) => (None, auth.map(str::to_string)),
+            None => (None, None),
+        };
+        let node = redis::sentinel::SentinelNodeConnectionInfo {
+            tls_mode: None,
+            redis_connection_info: Some(redis::RedisConnectionInfo {
+                db: 0,
+                username,
+                password,
+                protocol: Default::default(),
+            }),
+        };
+        Ok(Source::Sentinel {
+            sentinel: tokio::sync::Mutex::new(sentinel),
+            service: service.to_string(),
+            node,
+        })
+    }
+
+    /// The client of the server to use now: with Sentinel, the master it names at this moment.
+    pub async fn master(&self, timeout: Duration) -> Result<Client, String> {
+        match self {
+            Source::Direct(c) => Ok(c.clone()),
+            Source::Sentinel { sentinel, service, node } => {
+                let mut s = sentinel.lock().await;
+                tokio::time::timeout(timeout, s.async_master_for(service, Some(node)))
+                    .await
+                    .map_err(|_| "Sentinel did not answer in time".to_string())?
+                    .map_err(|e| format!("Sentinel: {e}"))
+            }
+        }
+    }
+}
+
 pub struct Backend {
-    client: Client,
+    source: Source,
+    client: RwLock<Option<Client>>,
     manager: RwLock<Option<ConnectionManager>>,
     open: AtomicBool,
     last_error: Mutex<String>,
@@ -52,9 +118,14 @@ fn is_link_failure(e: &RedisError) -> bool {
 }
 
 impl Backend {
-    pub fn new(client: Client, timeout: Duration, max_blocking: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(source: Source, timeout: Duration, max_blocking: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        let client = match &source {
+            Source::Direct(c) => Some(c.clone()),
+            Source::Sentinel { .. } => None,
+        };
         let backend = Arc::new(Backend {
-            client,
+            source,
+            client: RwLock::new(client),
             manager: RwLock::new(None),
             open: AtomicBool::new(true),
             last_error: Mutex::new("not connected yet".to_string()),
@@ -92,12 +163,30 @@ impl Backend {
         }
     }
 
+    /// Finds the server (asks Sentinel again) and keeps its client for dedicated connections.
+    async fn resolve(&self) -> Result<Client, String> {
+        let client = self.source.master(self.timeout * 2).await?;
+        if let Ok(mut slot) = self.client.write() {
+            *slot = Some(client.clone());
+        }
+        Ok(client)
+    }
+
+    fn client(&self) -> Result<Client, CallError> {
+        self.client
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| CallError::Unavailable("no master known yet".to_string()))
+    }
+
     async fn connect_manager(&self) -> Result<ConnectionManager, String> {
+        let client = self.resolve().await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
             .set_number_of_retries(1);
-        let fut = ConnectionManager::new_with_config(self.client.clone(), config);
+        let fut = ConnectionManager::new_with_config(client, config);
         let mut manager = match tokio::time::timeout(self.timeout * 2, fut).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return Err(e.to_string()),
@@ -158,6 +247,10 @@ impl Backend {
             CallError::Unavailable(why)
         } else {
             self.metrics.redis_errors.with_label_values(&["reply"]).inc();
+            if matches!(e.code(), Some("READONLY" | "MASTERDOWN")) {
+                // The server is not (or no longer) the master: find the master again.
+                self.trip(e.to_string());
+            }
             CallError::Refused {
                 code: e.code().unwrap_or("ERR").to_string(),
                 detail: e.detail().unwrap_or_default().to_string(),
@@ -197,7 +290,8 @@ impl Backend {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(self.timeout)
                     .set_response_timeout(Duration::from_secs(24 * 3600));
-                let fut = self.client.get_multiplexed_async_connection_with_config(&config);
+                let client = self.client()?;
+                let fut = client.get_multiplexed_async_connection_with_config(&config);
                 match tokio::time::timeout(self.timeout, fut).await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => return Err(self.classify(e)),
@@ -251,9 +345,10 @@ impl Backend {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(Duration::from_secs(24 * 3600));
+        let client = self.client()?;
         let mut conn = match tokio::time::timeout(
             self.timeout,
-            self.client.get_multiplexed_async_connection_with_config(&config),
+            client.get_multiplexed_async_connection_with_config(&config),
         )
         .await
         {
@@ -306,4 +401,25 @@ pub struct Dedicated {
     conn: MultiplexedConnection,
     pub id: i64,
     _permit: OwnedSemaphorePermit,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_parse() {
+        let Ok(Source::Sentinel { service, node, .. }) =
+            Source::parse("redis+sentinel://gw:pw@h1:26379,h2:26380/mymaster")
+        else {
+            panic!("not a sentinel source");
+        };
+        assert_eq!(service, "mymaster");
+        let info = node.redis_connection_info.unwrap();
+        assert_eq!((info.username.as_deref(), info.password.as_deref()), (Some("gw"), Some("pw")));
+        assert!(matches!(Source::parse("redis://127.0.0.1:6399"), Ok(Source::Direct(_))));
+        assert!(Source::parse("redis+sentinel://h1:26379").is_err());
+        assert!(Source::parse("redis+sentinel://h1:26379/").is_err());
+        assert!(Source::parse("nonsense://x").is_err());
+    }
 }

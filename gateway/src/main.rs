@@ -143,13 +143,11 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
     Ok(secs * 1000)
 }
 
-fn client(args: &RedisArgs) -> Result<redis::Client, String> {
-    redis::Client::open(args.redis.as_str()).map_err(|e| format!("bad --redis URL: {e}"))
-}
-
 async fn connect(args: &RedisArgs) -> Result<redis::aio::MultiplexedConnection, String> {
     let t = Duration::from_millis(args.redis_timeout_ms);
-    client(args)?
+    backend::Source::parse(&args.redis)?
+        .master(t)
+        .await?
         .get_multiplexed_async_connection_with_config(
             &redis::AsyncConnectionConfig::new().set_connection_timeout(t).set_response_timeout(t),
         )
@@ -273,7 +271,7 @@ fn build_app(
 ) -> Result<app::AppState, String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
     let backend = Backend::new(
-        client(redis)?,
+        backend::Source::parse(&redis.redis)?,
         Duration::from_millis(redis.redis_timeout_ms),
         max_blocking,
         metrics.clone(),

@@ -53,7 +53,9 @@ def wait_until(pred, what: str, deadline: float = DEADLINE, interval: float = 0.
 
 
 class Redis:
-    def __init__(self, workdir: Path, agents: tuple[str, ...] = ("alice", "bob", "carol", "admin")):
+    def __init__(
+        self, workdir: Path, agents: tuple[str, ...] = ("alice", "bob", "carol", "admin"), extra: str = ""
+    ):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -72,6 +74,7 @@ maxmemory-policy noeviction
 user default on nopass ~* &* +@all
 user {GW_USER} on >{GW_PASS} ~* &* +@all
 {users}
+{extra}
 """
         )
 
@@ -111,8 +114,9 @@ user {GW_USER} on >{GW_PASS} ~* &* +@all
 
 
 class Gateway:
-    def __init__(self, redis: Redis, workdir: Path, *extra: str):
+    def __init__(self, redis: Redis, workdir: Path, *extra: str, redis_url: str | None = None):
         self.redis = redis
+        self._redis_url = redis_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"gateway-{self.port}.log"
@@ -121,7 +125,7 @@ class Gateway:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{GW_USER}:{GW_PASS}@127.0.0.1:{self.redis.port}"
+        return self._redis_url or f"redis://{GW_USER}:{GW_PASS}@127.0.0.1:{self.redis.port}"
 
     def start(self) -> None:
         self.log = open(self.log_path, "ab")
