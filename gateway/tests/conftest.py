@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -114,11 +115,14 @@ user {GW_USER} on >{GW_PASS} ~* &* +@all
 
 
 class Gateway:
-    def __init__(self, redis: Redis, workdir: Path, *extra: str, redis_url: str | None = None):
+    def __init__(
+        self, redis: Redis, workdir: Path, *extra: str, redis_url: str | None = None, ca: Path | None = None
+    ):
         self.redis = redis
         self._redis_url = redis_url
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ca = ca
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
         self.log_path = workdir / f"gateway-{self.port}.log"
         self.extra = extra
         self.proc: subprocess.Popen | None = None
@@ -136,7 +140,11 @@ class Gateway:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        wait_until(lambda: httpx.get(self.url + "/readyz", timeout=5).status_code == 200, "the gateway to be ready")
+        verify = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
+        wait_until(
+            lambda: httpx.get(self.url + "/readyz", timeout=5, verify=verify).status_code == 200,
+            "the gateway to be ready",
+        )
 
     def token(self, agent: str, *args: str) -> str:
         out = subprocess.run(

@@ -377,3 +377,21 @@ def test_health_and_readiness(gateway):
     assert r.status_code == 200
     body = r.json()
     assert body["ready"] and body["module_loaded"] and body["role"] == "master"
+
+
+def test_cors_is_off_unless_configured(gateway, redis, tmp_path):
+    from conftest import Gateway
+
+    origin = {"Origin": "https://agents.example", "Access-Control-Request-Method": "POST"}
+    r = httpx.options(gateway.url + "/v1/me", headers=origin)
+    assert "access-control-allow-origin" not in r.headers
+    assert "access-control-allow-origin" not in httpx.get(gateway.url + "/healthz", headers=origin).headers
+    g = Gateway(redis, tmp_path, "--cors-origin", "https://agents.example")
+    g.start()
+    try:
+        r = httpx.options(g.url + "/v1/me", headers=origin)
+        assert r.headers["access-control-allow-origin"] == "https://agents.example"
+        other = {**origin, "Origin": "https://evil.example"}
+        assert "access-control-allow-origin" not in httpx.options(g.url + "/v1/me", headers=other).headers
+    finally:
+        g.stop()

@@ -4,6 +4,8 @@ once; tokens never appear in the gateway's logs or in Redis in clear."""
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import time
 
 import httpx
@@ -135,5 +137,33 @@ def test_a_client_that_trickles_its_headers_is_cut_off(redis, tmp_path):
         slow.close()
         # Others are served meanwhile and after.
         assert httpx.get(g.url + "/healthz").status_code == 200
+    finally:
+        g.stop()
+
+
+def test_https_with_a_certificate(redis, tmp_path):
+    """TLS served by the gateway itself (rustls), given a certificate and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=DEADLINE,
+    )
+    from conftest import Gateway
+
+    g = Gateway(redis, tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), ca=cert)
+    g.start()
+    try:
+        token = g.token("alice")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=g.url, verify=ctx, headers={"Authorization": f"Bearer {token}"}) as c:
+            assert c.get("/v1/me").json()["agent"] == "alice"
+            assert c.post("/v1/mailboxes/alice/messages", json={"payload": "over tls"}).status_code == 201
+        # Plain HTTP to the TLS port gets no HTTP answer.
+        try:
+            r = httpx.get(f"http://127.0.0.1:{g.port}/healthz", timeout=10)
+            assert r.status_code != 200
+        except httpx.HTTPError:
+            pass
     finally:
         g.stop()

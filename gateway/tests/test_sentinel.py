@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import DEADLINE, GW_PASS, GW_USER, Gateway, Redis, free_port, wait_until
+from conftest import DEADLINE, GATEWAY, GW_PASS, GW_USER, Gateway, Redis, free_port, wait_until
 
 
 class Sentinel:
@@ -58,6 +58,25 @@ def sentinel_setup(tmp_path):
     sentinel.stop()
     replica.stop()
     master.stop()
+
+
+def test_a_gateway_on_a_replica_is_not_ready(sentinel_setup, tmp_path):
+    _, replica, _ = sentinel_setup
+    g = Gateway(replica, tmp_path)
+    g.log = open(g.log_path, "ab")
+    g.proc = subprocess.Popen(
+        [str(GATEWAY), "serve", "--redis", g.redis_url, "--listen", f"127.0.0.1:{g.port}"],
+        stdout=g.log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: httpx.get(g.url + "/readyz", timeout=5).json()["redis_reachable"], "Redis reachable")
+        r = httpx.get(g.url + "/readyz", timeout=10)
+        body = r.json()
+        assert r.status_code == 503 and not body["ready"], body
+        assert body["role"] == "slave" and body["master_link"] == "up" and "not a master" in body["reason"]
+    finally:
+        g.stop()
 
 
 def test_failover_behind_sentinel(sentinel_setup, tmp_path):
