@@ -17,7 +17,8 @@ pub struct Metrics {
 }
 
 /// `MAILBOX.STATS` names that are levels, not running totals.
-const MODULE_GAUGES: &[&str] = &["blocked_readers", "mailboxes", "messages", "bytes"];
+const MODULE_GAUGES: &[&str] =
+    &["blocked_readers", "mailboxes", "messages", "bytes", "eviction_policy_warning"];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {

@@ -36,6 +36,9 @@ def test_metrics_parse_with_types_and_move(gateway, alice, bob):
     assert before["mailbox_gateway_circuit_open"].type == "gauge"
     assert value(before, "mailbox_gateway_circuit_open") == 0
     assert value(before, "mailbox_gateway_redis_up") == 1
+    # The test server runs noeviction: INFO mailbox's warning is there, and 0.
+    assert before["mailbox_eviction_policy_warning"].type == "gauge"
+    assert value(before, "mailbox_eviction_policy_warning") == 0
     drain(bob, "bob")
     ids = [send(alice, "bob", f"m{i}") for i in range(3)]
     got = bob.get("/v1/mailboxes/bob/messages", params={"count": 3}).json()["messages"]

@@ -90,14 +90,23 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>
     (status, Json(r))
 }
 
-/// Prometheus text format: the gateway's metrics and the module's `MAILBOX.STATS`.
+/// Prometheus text format: the gateway's metrics, the module's `MAILBOX.STATS` and
+/// `INFO mailbox`'s eviction policy warning.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let (stats, up) = match app.backend.call(&redis::cmd("MAILBOX.STATS")).await {
         Ok(v) => {
-            let pairs: Vec<(String, i64)> =
+            let mut pairs: Vec<(String, i64)> =
                 reply::pairs(&v).into_iter().filter_map(|(k, v)| Some((k, reply::int(&v)?))).collect();
+            // INFO mailbox has one figure more than MAILBOX.STATS.
+            if let Ok(info) = app.backend.call(redis::cmd("INFO").arg("mailbox")).await {
+                let text = reply::string(&info).unwrap_or_default();
+                if let Some(v) = text.lines().find_map(|l| l.strip_prefix("mailbox_eviction_policy_warning:"))
+                {
+                    pairs.push(("eviction_policy_warning".to_string(), v.trim().parse().unwrap_or(0)));
+                }
+            }
             (Some(pairs), true)
         }
         Err(crate::backend::CallError::Refused { .. }) => (None, true),
