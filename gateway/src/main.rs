@@ -1,0 +1,365 @@
+//! `mailbox-gateway`: HTTP, Server-Sent Events and WebSocket access to redis-mailbox
+//! for agents that do not speak RESP. `serve` runs the gateway; `token` manages the
+//! bearer tokens (stored in Redis as hashes only).
+
+mod app;
+mod backend;
+mod metrics;
+mod problem;
+mod reply;
+mod routes;
+mod server;
+mod streams;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{now_ms, App, Settings};
+use crate::backend::Backend;
+use crate::metrics::Metrics;
+use crate::tokens::{Scopes, TokenRecord};
+
+#[derive(Parser)]
+#[command(name = "mailbox-gateway", version, about = "REST, SSE and WebSocket gateway to redis-mailbox")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct RedisArgs {
+    /// Redis URL with the gateway's own ACL user: redis://gateway:password@127.0.0.1:6399
+    /// (rediss:// for TLS).
+    #[arg(long, env = "MAILBOX_GATEWAY_REDIS", default_value = "redis://127.0.0.1:6399")]
+    redis: String,
+    /// Prefix of the gateway's own keys in Redis (tokens).
+    #[arg(long, default_value = "gateway:")]
+    key_prefix: String,
+    /// Timeout of each Redis call, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    redis_timeout_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Create, revoke or list tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+    /// Print the OpenAPI document and exit.
+    Openapi,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Longest long-poll `wait_ms` of a read, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    max_wait_ms: u64,
+    /// Requests per second per token (0: no limit).
+    #[arg(long, default_value_t = 50)]
+    rate_limit: u32,
+    /// Burst of the per-token rate limit.
+    #[arg(long, default_value_t = 100)]
+    rate_burst: u32,
+    /// Largest request body, in bytes (a message payload also meets the module's
+    /// mailbox.max-payload-bytes).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Largest total size of the request headers, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+    /// How long a client may take to send a request's headers, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Blocking reads (long-polls and streams) in progress at once, each on its own connection.
+    #[arg(long, default_value_t = 512)]
+    max_blocking: usize,
+    /// Allow cross-origin requests from this origin (repeatable); none: CORS off.
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+    /// PEM certificate: serve HTTPS (needs the `tls` feature).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for an agent; it is printed once and stored only as a hash.
+    Create {
+        #[command(flatten)]
+        redis: RedisArgs,
+        /// The agent (Redis ACL user name) the token acts for.
+        agent: String,
+        /// Lifetime, e.g. 3600s, 90m, 12h, 30d (default: no expiry).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Comma-separated scopes: send, read, admin.
+        #[arg(long, default_value = "send,read")]
+        scope: String,
+    },
+    /// Revoke a token: give the token itself, or its id as `token list` shows it.
+    Revoke {
+        #[command(flatten)]
+        redis: RedisArgs,
+        token_or_id: String,
+    },
+    /// List tokens (ids, agents, scopes, expiry; never the tokens).
+    List {
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad --ttl '{s}': expected e.g. 3600s, 90m, 12h, 30d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("bad --ttl unit in '{s}': use s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("--ttl must be positive".to_string());
+    }
+    Ok(secs * 1000)
+}
+
+async fn connect(args: &RedisArgs) -> Result<redis::aio::MultiplexedConnection, String> {
+    let t = Duration::from_millis(args.redis_timeout_ms);
+    backend::Source::parse(&args.redis)?
+        .master(t)
+        .await?
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_connection_timeout(t).set_response_timeout(t),
+        )
+        .await
+        .map_err(|e| format!("cannot reach Redis: {e}"))
+}
+
+async fn token_command(action: TokenCommand) -> Result<(), String> {
+    match action {
+        TokenCommand::Create { redis, agent, ttl, scope } => {
+            if !tokens::valid_agent(&agent) {
+                return Err(format!("bad agent name '{agent}'"));
+            }
+            let scopes = Scopes::parse(&scope)?;
+            let ttl_ms = ttl.as_deref().map(parse_ttl).transpose()?;
+            let token = tokens::generate();
+            let now = now_ms();
+            let record = TokenRecord {
+                hash: tokens::hash(&token),
+                agent,
+                scopes,
+                created_ms: now,
+                expires_ms: ttl_ms.map(|t| now + t as i64).unwrap_or(0),
+            };
+            let mut conn = connect(&redis).await?;
+            tokens::store_cmd(&redis.key_prefix, &record, ttl_ms)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| format!("could not store the token: {e}"))?;
+            eprintln!(
+                "token {} for agent '{}' (scopes {}); shown only now:",
+                record.id(),
+                record.agent,
+                record.scopes
+            );
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::Revoke { redis, token_or_id } => {
+            let mut conn = connect(&redis).await?;
+            let keys: Vec<String> = if token_or_id.starts_with(tokens::TOKEN_PREFIX) {
+                vec![tokens::key(&redis.key_prefix, &tokens::hash(&token_or_id))]
+            } else {
+                if token_or_id.len() < 8 || !token_or_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err("give the token, or its id (at least 8 hex characters)".to_string());
+                }
+                let pattern =
+                    format!("{}*", tokens::key(&redis.key_prefix, &token_or_id.to_ascii_lowercase()));
+                scan(&mut conn, &pattern).await?
+            };
+            if keys.len() > 1 {
+                return Err(format!("'{token_or_id}' matches {} tokens; give more of the id", keys.len()));
+            }
+            let removed: i64 = match keys.first() {
+                Some(k) => {
+                    redis::cmd("DEL").arg(k).query_async(&mut conn).await.map_err(|e| e.to_string())?
+                }
+                None => 0,
+            };
+            if removed == 0 {
+                return Err("no such token".to_string());
+            }
+            eprintln!("revoked");
+            Ok(())
+        }
+        TokenCommand::List { redis } => {
+            let mut conn = connect(&redis).await?;
+            let keys = scan(&mut conn, &format!("{}*", tokens::key(&redis.key_prefix, ""))).await?;
+            println!("{:<14} {:<24} {:<16} {:<14} expires_ms", "id", "agent", "scopes", "created_ms");
+            for k in keys {
+                let hash = k.rsplit(':').next().unwrap_or_default().to_string();
+                let v: redis::Value =
+                    redis::cmd("HGETALL").arg(&k).query_async(&mut conn).await.map_err(|e| e.to_string())?;
+                if let Some(r) = tokens::parse_record(&hash, &v, now_ms()) {
+                    if hash.len() == 64 {
+                        println!(
+                            "{:<14} {:<24} {:<16} {:<14} {}",
+                            r.id(),
+                            r.agent,
+                            r.scopes.to_string(),
+                            r.created_ms,
+                            r.expires_ms
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Result<Vec<String>, String> {
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+fn build_app(
+    redis: &RedisArgs,
+    settings: Settings,
+    rate: u32,
+    burst: u32,
+    max_blocking: usize,
+) -> Result<app::AppState, String> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+    let backend = Backend::new(
+        backend::Source::parse(&redis.redis)?,
+        Duration::from_millis(redis.redis_timeout_ms),
+        max_blocking,
+        metrics.clone(),
+    );
+    Ok(App::new(backend, metrics, settings, rate, burst))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let settings = Settings {
+        key_prefix: args.redis.key_prefix.clone(),
+        max_wait: Duration::from_millis(args.max_wait_ms),
+        max_count: 1000,
+        stream_block: Duration::from_secs(5),
+    };
+    let app = build_app(&args.redis, settings, args.rate_limit, args.rate_burst, args.max_blocking)?;
+    tokio::spawn(app.backend.clone().supervise());
+    let limits_app = app.clone();
+    tokio::spawn(async move {
+        // Forget the rate-limit state of tokens not seen lately, so the table stays small.
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            if let Some(limiter) = &limits_app.limiter {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    });
+    let limits = server::HttpLimits {
+        max_body_bytes: args.max_body_bytes,
+        max_header_bytes: args.max_header_bytes,
+        request_timeout: Duration::from_millis(args.max_wait_ms)
+            + Duration::from_millis(args.redis.redis_timeout_ms) * 2
+            + Duration::from_secs(5),
+        cors_origins: args.cors_origins.clone(),
+    };
+    let router = server::build(app, &limits);
+    let tls = args.tls_cert.zip(args.tls_key);
+    server::serve(router, args.listen, tls, Duration::from_millis(args.header_timeout_ms))
+        .await
+        .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAILBOX_GATEWAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailbox-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Token { action } => token_command(action).await,
+            Command::Openapi => {
+                println!("{}", server::openapi_json());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailbox-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90m").unwrap(), 5_400_000);
+        assert_eq!(parse_ttl("10").unwrap(), 10_000);
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("5w").is_err());
+        assert!(parse_ttl("x").is_err());
+    }
+}
