@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -42,6 +42,17 @@ def free_port() -> int:
             continue
         return port
     raise RuntimeError("no free port")
+
+
+def sid(sent: Any) -> str:
+    """The id of a send that reached Redis (not one queued in the outbox)."""
+    assert sent.id is not None, "expected a stored message, got one queued in the outbox"
+    return str(sent.id)
+
+
+def raw(c: redis.Redis, *args: Any) -> Any:
+    """``execute_command``, typed (redis-py leaves it untyped)."""
+    return cast(Any, c).execute_command(*args)
 
 
 def wait_for(cond: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:

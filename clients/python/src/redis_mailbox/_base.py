@@ -110,4 +110,4 @@ def reply_target(mailbox: str, original: Any) -> tuple[str, str]:
 def is_storing(args: tuple[p.Arg, ...]) -> bool:
     head = args[0]
     name = head if isinstance(head, bytes) else str(head).encode()
-    return name.upper() in STORING
+    return name.upper() in STORING and "EPHEMERAL" not in args

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -677,7 +677,7 @@ class AsyncListener:
         self._current = self._buffer.popleft()
         return self._current
 
-    async def _iterate(self) -> AsyncIterator[Message]:
+    async def _iterate(self) -> AsyncGenerator[Message, None]:
         try:
             while True:
                 msg = await self._next()
@@ -688,7 +688,7 @@ class AsyncListener:
             if not self._managed:
                 await self._settle(ok=False)
 
-    def __aiter__(self) -> AsyncIterator[Message]:
+    def __aiter__(self) -> AsyncGenerator[Message, None]:
         return self._iterate()
 
     async def __aenter__(self) -> AsyncListener:
