@@ -300,3 +300,22 @@ def test_permission_denied_and_quota(r: redis.Redis, server: RedisServer) -> Non
         for _ in range(3):
             eve.send("{t}bob", "x")
     assert q.value.text == "ERR send quota exceeded for agent 'eve' (1 messages/s, burst 1)"
+
+
+def test_error_texts_without_status_code() -> None:
+    """redis-py versions that keep no status_code still map to the module's full text."""
+    import redis.exceptions as rex
+
+    from redis_mailbox.errors import from_redis, module_text
+
+    assert module_text(rex.ResponseError("mailbox is full (MAXLEN reached)")) == (
+        "ERR mailbox is full (MAXLEN reached)"
+    )
+    assert isinstance(
+        from_redis(rex.ResponseError("mailbox is full (MAXLEN reached)")), MailboxFull
+    )
+    assert module_text(rex.ResponseError("BUSYKEY mailbox already exists")).startswith("BUSYKEY ")
+    denied = from_redis(rex.NoPermissionError("agent 'e' has no 'read' permission on 'x'"))
+    assert isinstance(denied, PermissionDenied) and denied.text.startswith("NOPERM agent 'e'")
+    other = from_redis(rex.ResponseError("ERR something new the module says"))
+    assert type(other).__name__ == "CommandError" and other.text.endswith("module says")

@@ -154,10 +154,39 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+# Codes redis-py strips off the message, by the exception class it raises for them (for the
+# versions of redis-py that do not keep the code in ``status_code``).
+_CODE_OF_CLASS: tuple[tuple[type[rex.RedisError], str], ...] = (
+    (rex.NoPermissionError, "NOPERM"),
+    (rex.OutOfMemoryError, "OOM"),
+    (rex.ReadOnlyError, "READONLY"),
+    (rex.BusyLoadingError, "LOADING"),
+    (rex.ExecAbortError, "EXECABORT"),
+    (rex.NoScriptError, "NOSCRIPT"),
+    (rex.TryAgainError, "TRYAGAIN"),
+    (rex.ClusterCrossSlotError, "CROSSSLOT"),
+    (rex.MasterDownError, "MASTERDOWN"),
+    (rex.ClusterDownError, "CLUSTERDOWN"),
+)
+
+
+_KEPT_CODES = frozenset(
+    {"BUSYKEY", "WRONGTYPE", "UNBLOCKED", "BUSY", "NOPROTO", "BUSYGROUP", "NOGROUP", "NOTBUSY"}
+)
+
+
 def module_text(err: rex.RedisError) -> str:
     """The error as the server sent it: redis-py strips known codes off the message."""
     msg = str(err)
     code = getattr(err, "status_code", None)
+    if not code:
+        for cls, name in _CODE_OF_CLASS:
+            if isinstance(err, cls):
+                code = name
+                break
+    if not code and type(err) is rex.ResponseError:
+        # redis-py keeps the codes it does not know (BUSYKEY, WRONGTYPE) and strips ERR.
+        code = None if msg.split(" ", 1)[0] in _KEPT_CODES else "ERR"
     if code and not msg.startswith(str(code) + " "):
         return f"{code} {msg}"
     return msg
