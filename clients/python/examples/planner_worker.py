@@ -14,6 +14,7 @@ subscribed. Every message is acked only when its handler returned.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import redis
@@ -24,6 +25,16 @@ URL = os.environ.get("MAILBOX_URL", "redis://127.0.0.1:6399")
 NS = "{demo}"
 PLANNER, WORKER = f"{NS}planner", f"{NS}worker"
 TASKS = ["add 2 3", "mul 6 7", "add 40 2"]
+
+
+_out = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line at a time: the two agents print from two threads."""
+    with _out:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def connect(user: str) -> Mailbox:
@@ -48,7 +59,7 @@ def worker(mb: Mailbox, count: int) -> None:
             result = int(a) + int(b) if op == "add" else int(a) * int(b)
             mb.publish(f"{NS}progress.{task.id}", f"worker: solved '{task.text}'")
             mb.reply(WORKER, task, {"task": task.text, "result": result})
-            print(f"[worker]  {task.sender} asked {task.text!r} -> answered {result}")
+            say(f"[worker]  {task.sender} asked {task.text!r} -> answered {result}")
             done += 1
             if done == count:
                 break
@@ -66,15 +77,15 @@ def main() -> None:
         sent = planner.send(WORKER, text, reply_to=PLANNER, thread="demo-run")
         assert sent.id is not None
         pending[sent.id] = text
-        print(f"[planner] sent task {text!r} as {sent.id}")
+        say(f"[planner] sent task {text!r} as {sent.id}")
 
     def handle(msg: Message) -> None:
         if msg.correlation in pending:
             answer = msg.json()
-            print(f"[planner] answer from {msg.sender} for {answer['task']!r}: {answer['result']}")
+            say(f"[planner] answer from {msg.sender} for {answer['task']!r}: {answer['result']}")
             del pending[msg.correlation]
         else:
-            print(f"[planner] progress on {msg.to}: {msg.text}")
+            say(f"[planner] progress on {msg.to}: {msg.text}")
 
     with planner.listen(PLANNER, block=1000, idle_timeout=10) as stream:
         for msg in stream:
@@ -83,7 +94,7 @@ def main() -> None:
                 break
     t.join()
     left = planner.info(PLANNER)
-    print(f"[planner] all {len(TASKS)} answers in; its mailbox holds {left.ready + left.leased}")
+    say(f"[planner] all {len(TASKS)} answers in; its mailbox holds {left.ready + left.leased}")
 
 
 if __name__ == "__main__":
