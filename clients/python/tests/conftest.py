@@ -30,10 +30,11 @@ DEADLINE = 30.0
 
 
 def free_port() -> int:
-    """A loopback port below 55535 that nothing listens on (nor on its cluster bus port)."""
+    """A loopback port that nothing listens on, nor on its cluster bus port (+10000): both below
+    the kernel's ephemeral range (32768 and up), where outgoing connections take their ports."""
     rng = random.Random()
     for _ in range(200):
-        port = rng.randrange(20000, 45000)
+        port = rng.randrange(12000, 22700)
         try:
             for p in (port, port + 10000):
                 with socket.socket() as s:
@@ -85,6 +86,10 @@ def async_client(port: int, **kw: Any) -> redis.asyncio.Redis:
     )
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 class RedisServer:
     """One redis-server with the module, in its own temp dir; AOF with fsync always so that
     every send that returned an id survives ``kill -9``."""
@@ -96,8 +101,21 @@ class RedisServer:
         self.port = port or free_port()
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_once = False
 
     def start(self) -> RedisServer:
+        """Start (or restart on the same port). A first start whose port was taken meanwhile by
+        another process tries again on another free port."""
+        for _ in range(5):
+            try:
+                return self._start_once()
+            except PortTaken:
+                if self.started_once:
+                    raise
+                self.port = free_port()
+        raise RuntimeError("no port could be bound")
+
+    def _start_once(self) -> RedisServer:
         args = [
             "redis-server",
             "--port", str(self.port),
@@ -118,14 +136,19 @@ class RedisServer:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                if "Address already in use" in log:
+                    raise PortTaken(log)
                 raise RuntimeError(f"redis-server exited: {log}")
             try:
                 return bool(c.ping())
             except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
                 return False
 
-        wait_for(up, f"redis-server on {self.port}")
-        c.close()
+        try:
+            wait_for(up, f"redis-server on {self.port}")
+        finally:
+            c.close()
+        self.started_once = True
         return self
 
     @property
