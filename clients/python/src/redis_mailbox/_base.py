@@ -3,16 +3,21 @@ preparation of sends (DEDUP keys, JSON payloads, sealing)."""
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis.exceptions as rex
+
 from . import _protocol as p
 from .cache import MessageCache
-from .crypto import Keyring, seal_direct, seal_group
-from .errors import MissingKey
+from .crypto import Keyring, keys_hash, seal_direct, seal_group
+from .errors import MissingKey, NotReplicated, Unavailable, from_redis, is_transient
 from .outbox import Outbox
 from .resilience import CircuitBreaker, RetryPolicy
+from .types import Message
 
 STORING = frozenset({b"MAILBOX.SEND", b"MAILBOX.PUBLISH", b"MAILBOX.BROADCAST", b"MAILBOX.REPLY"})
 
@@ -24,18 +29,24 @@ class PreparedSend:
 
 
 class _Settings:
+    """Settings and state of a client; the class docstring of :class:`Mailbox` says what each is."""
+
+    _lock_type: Any  # threading.Lock or asyncio.Lock, guarding the outbox's flush
+
     def __init__(
         self,
+        client: Any,
         *,
-        retry: RetryPolicy | None,
-        breaker: CircuitBreaker | None,
-        outbox: Outbox | None,
-        cache_size: int,
-        keyring: Keyring | None,
-        idempotent: bool,
-        wait_replicas: int,
-        wait_timeout_ms: int,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        outbox: Outbox | None = None,
+        cache_size: int = 256,
+        keyring: Keyring | None = None,
+        idempotent: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
+        self.client = client
         self.retry = retry if retry is not None else RetryPolicy()
         self.breaker = breaker
         self.outbox = outbox
@@ -45,6 +56,66 @@ class _Settings:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._public_keys: dict[tuple[str, str], bytes] = {}
+        self._flush_lock = self._lock_type()
+        self._agent: str | None = None
+
+    # The retry loop, shared by both clients: each attempt is bracketed by these three.
+
+    def _before_attempt(self) -> None:
+        if self.breaker is not None:
+            self.breaker.before_call()
+
+    def _attempt_failed(self, err: Exception, attempt: int) -> float:
+        """Raise what the caller should see, or return the seconds to wait before retrying."""
+        if isinstance(err, NotReplicated):
+            if self.breaker is not None:
+                self.breaker.neutral()
+            if attempt >= self.retry.max_attempts:
+                raise err
+            return self.retry.delay(attempt)
+        if not isinstance(err, rex.RedisError):
+            raise err
+        if not is_transient(err):
+            if self.breaker is not None:
+                self.breaker.neutral()
+            raise from_redis(err) from err
+        if self.breaker is not None:
+            self.breaker.failure()
+        if attempt >= self.retry.max_attempts:
+            raise Unavailable(f"{type(err).__name__}: {err}") from err
+        return self.retry.delay(attempt)
+
+    def _attempt_succeeded(self) -> None:
+        if self.breaker is not None:
+            self.breaker.success()
+
+    def _wait_checked(self, reply: Any, acked: Any) -> Any:
+        """The reply of a send followed by WAIT; NotReplicated when too few replicas confirmed."""
+        if int(acked) < self.wait_replicas:
+            mid = p.parse_id(reply[0] if isinstance(reply, (list, tuple)) else reply)
+            raise NotReplicated(
+                f"message {mid} reached {int(acked)} of {self.wait_replicas} replicas"
+                f" within {self.wait_timeout_ms} ms",
+                mid,
+            )
+        return reply
+
+    def _keep_unsent(self, prep: PreparedSend, err: Exception) -> None:
+        """A send that could not be stored (or confirmed): into the outbox, or raise."""
+        if self.outbox is None:
+            raise err
+        self.outbox.put(prep.args, prep.dedup)
+
+    def _known_key(self, namespace: str, agent: str) -> bytes | None:
+        return self._public_keys.get((namespace, agent))
+
+    def _learn_key(self, namespace: str, agent: str, raw: Any) -> bytes:
+        if raw is None:
+            raise MissingKey(
+                f"agent {agent!r} has published no public key in {keys_hash(namespace)}"
+            )
+        self._public_keys[(namespace, agent)] = bytes(raw)
+        return bytes(raw)
 
     def _dedup(self, dedup: str | None) -> str | None:
         if dedup is not None:
@@ -57,20 +128,14 @@ class _Settings:
         head: tuple[p.Arg, ...],
         payload: p.Payload,
         *,
-        public_key: bytes | None,
-        group: str | None,
-        priority: int | None,
-        ttl: int | None,
-        dedup: str | None,
-        content_type: str | None,
-        thread: str | None,
-        correlation: str | None,
-        reply_to: str | None,
-        meta: Mapping[str, Any] | None,
-        confirm: bool,
-        as_agent: str | None,
+        public_key: bytes | None = None,
+        group: str | None = None,
+        opts: Mapping[str, Any],
     ) -> PreparedSend:
-        data, ctype = p.encode_payload(payload, content_type)
+        """The arguments of a storing command: payload encoded (and sealed), a DEDUP key."""
+        options = dict(opts)
+        data, ctype = p.encode_payload(payload, options.pop("content_type", None))
+        meta = options.pop("meta", None)
         meta_d = None if meta is None else dict(meta)
         if public_key is not None:
             s = seal_direct(public_key, data, ctype, meta_d)
@@ -80,20 +145,9 @@ class _Settings:
                 raise MissingKey(f"no key for group {group!r} in this client's keyring")
             s = seal_group(group, self.keyring.groups[group], data, ctype, meta_d)
             data, ctype, meta_d = s.payload, s.content_type, s.meta
-        key = self._dedup(dedup)
-        opts = p.send_options(
-            priority=priority,
-            ttl=ttl,
-            dedup=key,
-            content_type=ctype,
-            thread=thread,
-            correlation=correlation,
-            reply_to=reply_to,
-            meta=meta_d,
-            confirm=confirm,
-            as_agent=as_agent,
-        )
-        return PreparedSend(args=(command, *head, data, *opts), dedup=key)
+        key = self._dedup(options.pop("dedup", None))
+        args = p.send_options(dedup=key, content_type=ctype, meta=meta_d, **options)
+        return PreparedSend(args=(command, *head, data, *args), dedup=key)
 
 
 def reply_target(mailbox: str, original: Any) -> tuple[str, str]:
@@ -111,3 +165,48 @@ def is_storing(args: tuple[p.Arg, ...]) -> bool:
     head = args[0]
     name = head if isinstance(head, bytes) else str(head).encode()
     return name.upper() in STORING and "EPHEMERAL" not in args
+
+
+class ListenerState:
+    """What a listener holds, shared by the sync and asyncio listeners: the message in the
+    caller's hands, those read ahead, and the settlement counts."""
+
+    def __init__(
+        self, mailbox: str, *, count: int, block: int, lease: int | None, idle: float | None
+    ) -> None:
+        self.mailbox = mailbox
+        self._count = count
+        self._block = block
+        self._lease = lease
+        self._idle = idle
+        self._buffer: deque[Message] = deque()
+        self._current: Message | None = None
+        self._managed = False
+        self.acked = 0
+        self.nacked = 0
+
+    def _take_current(self) -> Message | None:
+        cur, self._current = self._current, None
+        return cur
+
+    def _take_rest(self, current: Message | None) -> list[str]:
+        """Ids to put back: the message in hand (unless settled) and those read ahead."""
+        back = ([current.id] if current is not None else []) + [m.id for m in self._buffer]
+        self._buffer.clear()
+        return back
+
+    def _deadline(self) -> float | None:
+        return None if self._idle is None else time.monotonic() + self._idle
+
+    def _wait_ms(self, deadline: float | None) -> int | None:
+        """The BLOCK of the next read, or None when the idle timeout has passed."""
+        if deadline is None:
+            return self._block
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        return max(1, min(self._block, int(left * 1000)))
+
+    def _hand_out(self) -> Message:
+        self._current = self._buffer.popleft()
+        return self._current

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 
 from .errors import ProtocolError
 from .types import (
@@ -33,6 +33,26 @@ Payload = bytes | str | Mapping[str, Any] | Sequence[Any]
 
 JSON_TYPE = "application/json"
 DEDUP_PREFIX = "pyc:"
+
+
+class ReplyOptions(TypedDict, total=False):
+    """The options of ``MAILBOX.REPLY`` (those of SEND but ``CORRELATION``, set by the module)."""
+
+    priority: int
+    ttl: int
+    dedup: str
+    content_type: str
+    thread: str
+    reply_to: str
+    meta: Mapping[str, Any]
+    confirm: bool
+    as_agent: str
+
+
+class SendOptions(ReplyOptions, total=False):
+    """The options of ``MAILBOX.SEND``, ``PUBLISH`` and ``BROADCAST``, by their names here."""
+
+    correlation: str
 
 
 @dataclass(frozen=True)
@@ -515,18 +535,33 @@ def stats() -> Call[dict[str, int]]:
 # encryption layer can change payload, type and meta before the arguments are fixed.
 
 
-def sent_result(reply: Any, dedup: str | None) -> Sent:
+def sent_outcome(reply: Any, dedup: str | None) -> Sent:
+    """The reply of SEND or REPLY; None when the message went to the outbox."""
+    if reply is None:
+        return Sent(id=None, dedup=dedup, queued=True)
     return Sent(id=parse_id(reply), dedup=dedup)
 
 
-def published_result(reply: Any, dedup: str | None) -> Published:
+def published_outcome(reply: Any, dedup: str | None) -> Published:
+    """The reply of PUBLISH or BROADCAST; None when the message went to the outbox."""
+    if reply is None:
+        return Published(id=None, receivers=0, dedup=dedup, queued=True)
     mid, n = parse_id_count(reply)
     return Published(id=mid, receivers=n, dedup=dedup)
 
 
-def pushed_result(reply: Any) -> Pushed:
-    mid, n = parse_id_count(reply)
-    return Pushed(id=mid, listeners=n)
+def ephemeral(mailbox: str, payload: Payload, content_type: str | None) -> Call[Pushed]:
+    data, ctype = encode_payload(payload, content_type)
+    args: list[Arg] = ["MAILBOX.SEND", mailbox, data]
+    if ctype is not None:
+        args += ["TYPE", ctype]
+    args.append("EPHEMERAL")
+
+    def parse(reply: Any) -> Pushed:
+        mid, n = parse_id_count(reply)
+        return Pushed(id=mid, listeners=n)
+
+    return Call(tuple(args), parse)
 
 
 def namespace_of(name: str) -> str:

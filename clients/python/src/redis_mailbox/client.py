@@ -5,27 +5,22 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions as rex
 
 from . import _protocol as p
-from ._base import PreparedSend, _Settings, is_storing, reply_target
-from .crypto import Keyring, keys_hash, open_message
+from ._base import ListenerState, PreparedSend, _Settings, is_storing, reply_target
+from .crypto import keys_hash, open_message
 from .errors import (
     CommandError,
     EncryptionError,
     MissingKey,
     NotReplicated,
     Unavailable,
-    from_redis,
-    is_transient,
 )
-from .outbox import Outbox
-from .resilience import CircuitBreaker, RetryPolicy
 from .types import (
     DeadLetter,
     Grant,
@@ -38,6 +33,9 @@ from .types import (
     Status,
     Subscription,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
 
@@ -59,32 +57,7 @@ class Mailbox(_Settings):
     * ``keyring``: this agent's keys for end-to-end encryption.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        retry: RetryPolicy | None = None,
-        breaker: CircuitBreaker | None = None,
-        outbox: Outbox | None = None,
-        cache_size: int = 256,
-        keyring: Keyring | None = None,
-        idempotent: bool = True,
-        wait_replicas: int = 0,
-        wait_timeout_ms: int = 1000,
-    ) -> None:
-        super().__init__(
-            retry=retry,
-            breaker=breaker,
-            outbox=outbox,
-            cache_size=cache_size,
-            keyring=keyring,
-            idempotent=idempotent,
-            wait_replicas=wait_replicas,
-            wait_timeout_ms=wait_timeout_ms,
-        )
-        self.client = client
-        self._flush_lock = threading.Lock()
-        self._agent: str | None = None
+    _lock_type = threading.Lock
 
     # ------------------------------------------------------------------ execution
 
@@ -95,14 +68,7 @@ class Mailbox(_Settings):
             pipe.execute_command(*args)
             pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
             reply, acked = pipe.execute()
-            if int(acked) < self.wait_replicas:
-                mid = p.parse_id(reply[0] if isinstance(reply, (list, tuple)) else reply)
-                raise NotReplicated(
-                    f"message {mid} reached {int(acked)} of {self.wait_replicas} replicas"
-                    f" within {self.wait_timeout_ms} ms",
-                    mid,
-                )
-            return reply
+            return self._wait_checked(reply, acked)
         return self.client.execute_command(*args)
 
     def _execute(self, args: tuple[p.Arg, ...]) -> Any:
@@ -110,29 +76,14 @@ class Mailbox(_Settings):
         attempt = 0
         while True:
             attempt += 1
-            if self.breaker is not None:
-                self.breaker.before_call()
+            self._before_attempt()
             try:
                 reply = self._once(args)
-            except NotReplicated:
-                if self.breaker is not None:
-                    self.breaker.neutral()
-                if attempt >= self.retry.max_attempts:
-                    raise
-            except rex.RedisError as e:
-                if not is_transient(e):
-                    if self.breaker is not None:
-                        self.breaker.neutral()
-                    raise from_redis(e) from e
-                if self.breaker is not None:
-                    self.breaker.failure()
-                if attempt >= self.retry.max_attempts:
-                    raise Unavailable(f"{type(e).__name__}: {e}") from e
-            else:
-                if self.breaker is not None:
-                    self.breaker.success()
-                return reply
-            time.sleep(self.retry.delay(attempt))
+            except (rex.RedisError, NotReplicated) as e:
+                time.sleep(self._attempt_failed(e, attempt))
+                continue
+            self._attempt_succeeded()
+            return reply
 
     def _run(self, call: p.Call[T]) -> T:
         return call.parse(self._execute(call.args))
@@ -151,15 +102,8 @@ class Mailbox(_Settings):
             return self._flush(want=seq)
         try:
             return self._execute(prep.args)
-        except NotReplicated:
-            if ob is None:
-                raise
-            ob.put(prep.args, prep.dedup)
-            return None
-        except Unavailable:
-            if ob is None:
-                raise
-            ob.put(prep.args, prep.dedup)
+        except (NotReplicated, Unavailable) as e:
+            self._keep_unsent(prep, e)
             return None
 
     def _flush(self, want: int | None = None) -> Any:
@@ -192,155 +136,57 @@ class Mailbox(_Settings):
         return 0 if self.outbox is None else len(self.outbox)
 
     def _public_key(self, namespace: str, agent: str) -> bytes:
-        key = (namespace, agent)
-        if key not in self._public_keys:
-            raw = self._execute(("HGET", keys_hash(namespace), agent))
-            if raw is None:
-                raise MissingKey(
-                    f"agent {agent!r} has published no public key in {keys_hash(namespace)}"
-                )
-            self._public_keys[key] = bytes(raw)
-        return self._public_keys[key]
+        known = self._known_key(namespace, agent)
+        if known is not None:
+            return known
+        raw = self._execute(("HGET", keys_hash(namespace), agent))
+        return self._learn_key(namespace, agent, raw)
 
     def send(
         self,
         mailbox: str,
         payload: p.Payload,
         *,
-        priority: int | None = None,
-        ttl: int | None = None,
-        dedup: str | None = None,
-        content_type: str | None = None,
-        thread: str | None = None,
-        correlation: str | None = None,
-        reply_to: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-        confirm: bool = False,
         seal: bool = False,
-        as_agent: str | None = None,
+        **opts: Unpack[p.SendOptions],
     ) -> Sent:
-        """``MAILBOX.SEND``. ``seal=True`` seals the payload to the receiver's public key."""
+        """``MAILBOX.SEND``; the options are those of the command (``priority``, ``ttl``,
+        ``dedup``, ``content_type``, ``thread``, ``correlation``, ``reply_to``, ``meta``,
+        ``confirm``, ``as_agent``). ``seal=True`` seals the payload to the receiver's public
+        key. While Redis is unreachable and an outbox is set, the result is ``queued``."""
         pk = self._public_key(p.namespace_of(mailbox), p.agent_of(mailbox)) if seal else None
-        prep = self._prepare(
-            "MAILBOX.SEND",
-            (mailbox,),
-            payload,
-            public_key=pk,
-            group=None,
-            priority=priority,
-            ttl=ttl,
-            dedup=dedup,
-            content_type=content_type,
-            thread=thread,
-            correlation=correlation,
-            reply_to=reply_to,
-            meta=meta,
-            confirm=confirm,
-            as_agent=as_agent,
-        )
-        reply = self._send(prep)
-        if reply is None:
-            return Sent(id=None, dedup=prep.dedup, queued=True)
-        return p.sent_result(reply, prep.dedup)
+        prep = self._prepare("MAILBOX.SEND", (mailbox,), payload, public_key=pk, opts=opts)
+        return p.sent_outcome(self._send(prep), prep.dedup)
 
     def send_ephemeral(
         self, mailbox: str, payload: p.Payload, *, content_type: str | None = None
     ) -> Pushed:
         """``MAILBOX.SEND ... EPHEMERAL``: pushed to listeners, never stored (nor outboxed)."""
-        data, ctype = p.encode_payload(payload, content_type)
-        args: list[p.Arg] = ["MAILBOX.SEND", mailbox, data]
-        if ctype is not None:
-            args += ["TYPE", ctype]
-        args.append("EPHEMERAL")
-        return p.pushed_result(self._execute(tuple(args)))
-
-    def _publish(
-        self,
-        command: str,
-        target: str,
-        payload: p.Payload,
-        group: str | None,
-        opts: dict[str, Any],
-    ) -> Published:
-        prep = self._prepare(command, (target,), payload, public_key=None, group=group, **opts)
-        reply = self._send(prep)
-        if reply is None:
-            return Published(id=None, receivers=0, dedup=prep.dedup, queued=True)
-        return p.published_result(reply, prep.dedup)
+        return self._run(p.ephemeral(mailbox, payload, content_type))
 
     def publish(
         self,
         topic: str,
         payload: p.Payload,
         *,
-        priority: int | None = None,
-        ttl: int | None = None,
-        dedup: str | None = None,
-        content_type: str | None = None,
-        thread: str | None = None,
-        correlation: str | None = None,
-        reply_to: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-        confirm: bool = False,
         group: str | None = None,
-        as_agent: str | None = None,
+        **opts: Unpack[p.SendOptions],
     ) -> Published:
         """``MAILBOX.PUBLISH``. With ``group`` the payload is sealed with that group's key."""
-        return self._publish(
-            "MAILBOX.PUBLISH",
-            topic,
-            payload,
-            group,
-            dict(
-                priority=priority,
-                ttl=ttl,
-                dedup=dedup,
-                content_type=content_type,
-                thread=thread,
-                correlation=correlation,
-                reply_to=reply_to,
-                meta=meta,
-                confirm=confirm,
-                as_agent=as_agent,
-            ),
-        )
+        prep = self._prepare("MAILBOX.PUBLISH", (topic,), payload, group=group, opts=opts)
+        return p.published_outcome(self._send(prep), prep.dedup)
 
     def broadcast(
         self,
         namespace: str,
         payload: p.Payload,
         *,
-        priority: int | None = None,
-        ttl: int | None = None,
-        dedup: str | None = None,
-        content_type: str | None = None,
-        thread: str | None = None,
-        correlation: str | None = None,
-        reply_to: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-        confirm: bool = False,
         group: str | None = None,
-        as_agent: str | None = None,
+        **opts: Unpack[p.SendOptions],
     ) -> Published:
         """``MAILBOX.BROADCAST`` to every mailbox of ``namespace`` (``{team1}``)."""
-        return self._publish(
-            "MAILBOX.BROADCAST",
-            namespace,
-            payload,
-            group,
-            dict(
-                priority=priority,
-                ttl=ttl,
-                dedup=dedup,
-                content_type=content_type,
-                thread=thread,
-                correlation=correlation,
-                reply_to=reply_to,
-                meta=meta,
-                confirm=confirm,
-                as_agent=as_agent,
-            ),
-        )
+        prep = self._prepare("MAILBOX.BROADCAST", (namespace,), payload, group=group, opts=opts)
+        return p.published_outcome(self._send(prep), prep.dedup)
 
     def reply(
         self,
@@ -348,44 +194,14 @@ class Mailbox(_Settings):
         original: Message | str,
         payload: p.Payload,
         *,
-        priority: int | None = None,
-        ttl: int | None = None,
-        dedup: str | None = None,
-        content_type: str | None = None,
-        thread: str | None = None,
-        reply_to: str | None = None,
-        meta: Mapping[str, Any] | None = None,
-        confirm: bool = False,
         seal: bool = False,
-        as_agent: str | None = None,
+        **opts: Unpack[p.ReplyOptions],
     ) -> Sent:
         """``MAILBOX.REPLY`` to a message ``mailbox`` holds (give the Message to seal it)."""
-        pk = None
-        if seal:
-            ns, agent = reply_target(mailbox, original)
-            pk = self._public_key(ns, agent)
+        pk = self._public_key(*reply_target(mailbox, original)) if seal else None
         mid = original.id if isinstance(original, Message) else original
-        prep = self._prepare(
-            "MAILBOX.REPLY",
-            (mailbox, mid),
-            payload,
-            public_key=pk,
-            group=None,
-            priority=priority,
-            ttl=ttl,
-            dedup=dedup,
-            content_type=content_type,
-            thread=thread,
-            correlation=None,
-            reply_to=reply_to,
-            meta=meta,
-            confirm=confirm,
-            as_agent=as_agent,
-        )
-        reply = self._send(prep)
-        if reply is None:
-            return Sent(id=None, dedup=prep.dedup, queued=True)
-        return p.sent_result(reply, prep.dedup)
+        prep = self._prepare("MAILBOX.REPLY", (mailbox, mid), payload, public_key=pk, opts=opts)
+        return p.sent_outcome(self._send(prep), prep.dedup)
 
     # ------------------------------------------------------------------ reading
 
@@ -605,7 +421,7 @@ class Mailbox(_Settings):
         return Received(self, mailbox, block=block, lease=lease)
 
 
-class Listener:
+class Listener(ListenerState):
     """An iterator of messages that settles each one.
 
     ``with mb.listen(box) as stream: for msg in stream: ...`` acks a message when the loop asks
@@ -626,47 +442,33 @@ class Listener:
         lease: int | None,
         idle: float | None,
     ) -> None:
+        super().__init__(mailbox, count=count, block=block, lease=lease, idle=idle)
         self._mb = mb
-        self.mailbox = mailbox
-        self._count = count
-        self._block = block
-        self._lease = lease
-        self._idle = idle
-        self._buffer: deque[Message] = deque()
-        self._current: Message | None = None
-        self._managed = False
-        self.acked = 0
-        self.nacked = 0
 
     def _settle(self, ok: bool) -> None:
-        cur, self._current = self._current, None
+        cur = self._take_current()
         if cur is not None and ok:
             self.acked += self._mb.ack(self.mailbox, cur.id)
             cur = None
-        back = ([cur.id] if cur is not None else []) + [m.id for m in self._buffer]
-        self._buffer.clear()
+        back = self._take_rest(cur)
         if back:
             # When Redis is away their leases run out and they come back all the same.
             with contextlib.suppress(Unavailable):
                 self.nacked += self._mb.nack(self.mailbox, back)
 
     def _next(self) -> Message | None:
-        if self._current is not None:
-            cur, self._current = self._current, None
+        cur = self._take_current()
+        if cur is not None:
             self.acked += self._mb.ack(self.mailbox, cur.id)
-        deadline = None if self._idle is None else time.monotonic() + self._idle
+        deadline = self._deadline()
         while not self._buffer:
-            wait = self._block
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                wait = max(1, min(wait, int(left * 1000)))
+            wait = self._wait_ms(deadline)
+            if wait is None:
+                return None
             self._buffer.extend(
                 self._mb.read(self.mailbox, count=self._count, block=wait, lease=self._lease)
             )
-        self._current = self._buffer.popleft()
-        return self._current
+        return self._hand_out()
 
     def __iter__(self) -> Iterator[Message]:
         try:
