@@ -10,8 +10,8 @@ with mb.listen("{team1}bob") as stream:
         handle(msg)          # acked when this returns, nacked if it raises
 """
 
-from .aio import AsyncListener, AsyncMailbox, AsyncReceived
-from .client import Listener, Mailbox, Received
+from .aio import AsyncListener, AsyncMailbox, AsyncPipeline, AsyncReceived
+from .client import Listener, Mailbox, Pipeline, Received
 from .crypto import SEALED_TYPE, Keyring, keys_hash, new_group_key
 from .errors import (
     CircuitOpen,
@@ -58,6 +58,7 @@ __all__ = [
     "SEALED_TYPE",
     "AsyncListener",
     "AsyncMailbox",
+    "AsyncPipeline",
     "AsyncReceived",
     "BreakerState",
     "CircuitBreaker",
@@ -87,6 +88,7 @@ __all__ = [
     "OutboxFull",
     "PayloadTooLarge",
     "PermissionDenied",
+    "Pipeline",
     "Presence",
     "ProtocolError",
     "Published",

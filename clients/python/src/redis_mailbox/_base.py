@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.exceptions as rex
 
@@ -18,6 +18,9 @@ from .errors import MissingKey, NotReplicated, Unavailable, from_redis, is_trans
 from .outbox import Outbox
 from .resilience import CircuitBreaker, RetryPolicy
 from .types import Message
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 STORING = frozenset({b"MAILBOX.SEND", b"MAILBOX.PUBLISH", b"MAILBOX.BROADCAST", b"MAILBOX.REPLY"})
 
@@ -152,8 +155,6 @@ class _Settings:
 
 def reply_target(mailbox: str, original: Any) -> tuple[str, str]:
     """(namespace, agent) a reply to ``original`` goes to, as the module routes it."""
-    from .types import Message
-
     if not isinstance(original, Message):
         raise ValueError("to seal a reply, pass the original Message, not its id")
     if original.reply_to:
@@ -210,3 +211,86 @@ class ListenerState:
     def _hand_out(self) -> Message:
         self._current = self._buffer.popleft()
         return self._current
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One command of a pipeline: its arguments, how to read its reply, and, for a storing
+    command, the prepared send (what the outbox keeps)."""
+
+    args: tuple[p.Arg, ...]
+    parse: Any
+    prep: PreparedSend | None
+
+
+class PipelineBuffer:
+    """The commands a pipeline collects, shared by the sync and asyncio pipelines. Sends get
+    their DEDUP key here, so a pipeline retried whole stores each message once."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._settings = settings
+        self._queued: list[Queued] = []
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def _storing(self, command: str, target: str, payload: p.Payload, group: str | None,
+                 opts: Mapping[str, Any], outcome: Any) -> None:  # fmt: skip
+        prep = self._settings._prepare(command, (target,), payload, group=group, opts=opts)
+        self._queued.append(Queued(prep.args, lambda r: outcome(r, prep.dedup), prep))
+
+    def send(self, mailbox: str, payload: p.Payload, **opts: Unpack[p.SendOptions]) -> None:
+        """Queue a ``MAILBOX.SEND`` (no sealing in a pipeline); its result is a ``Sent``."""
+        self._storing("MAILBOX.SEND", mailbox, payload, None, opts, p.sent_outcome)
+
+    def publish(
+        self, topic: str, payload: p.Payload, *, group: str | None = None,
+        **opts: Unpack[p.SendOptions],
+    ) -> None:  # fmt: skip
+        """Queue a ``MAILBOX.PUBLISH``; its result is a ``Published``."""
+        self._storing("MAILBOX.PUBLISH", topic, payload, group, opts, p.published_outcome)
+
+    def ack(self, mailbox: str, *ids: str) -> None:
+        """Queue a ``MAILBOX.ACK``; its result is the count."""
+        call = p.ack(mailbox, ids)
+        self._queued.append(Queued(call.args, call.parse, None))
+
+    def nack(self, mailbox: str, *ids: str, delay: int | None = None) -> None:
+        """Queue a ``MAILBOX.NACK``; its result is the count."""
+        call = p.nack(mailbox, ids, delay=delay)
+        self._queued.append(Queued(call.args, call.parse, None))
+
+    def _take(self) -> list[Queued]:
+        out, self._queued = self._queued, []
+        return out
+
+    def _outboxed(self, queued: list[Queued], err: Exception) -> list[Any]:
+        """Every command of the pipeline into the outbox, when they are all sends; else raise."""
+        ob = self._settings.outbox
+        if ob is None or any(q.prep is None for q in queued):
+            raise err
+        results = []
+        for q in queued:
+            assert q.prep is not None
+            ob.put(q.prep.args, q.prep.dedup)
+            results.append(q.parse(None))
+        return results
+
+
+def pipeline_results(queued: list[Queued], replies: list[Any]) -> list[Any]:
+    """Each reply parsed; a refusal in place as its typed exception (not raised)."""
+    out: list[Any] = []
+    for q, reply in zip(queued, replies, strict=True):
+        if isinstance(reply, rex.RedisError):
+            out.append(from_redis(reply))
+        else:
+            out.append(q.parse(reply))
+    return out
+
+
+def first_transient(replies: list[Any]) -> rex.RedisError | None:
+    """A transient error among a pipeline's replies (the whole pipeline is then retried)."""
+    for reply in replies:
+        if isinstance(reply, rex.RedisError) and is_transient(reply):
+            return reply
+    return None

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions as rex
 
 from . import _protocol as p
-from ._base import ListenerState, PreparedSend, _Settings, is_storing, reply_target
+from ._base import (
+    ListenerState,
+    PipelineBuffer,
+    PreparedSend,
+    _Settings,
+    first_transient,
+    is_storing,
+    pipeline_results,
+    reply_target,
+)
 from .crypto import keys_hash, open_message
 from .errors import (
     CommandError,
@@ -91,6 +100,43 @@ class Mailbox(_Settings):
     def execute_command(self, *args: p.Arg) -> Any:
         """Any command through the same retries and breaker (the raw reply)."""
         return self._execute(tuple(args))
+
+    # ------------------------------------------------------------------ pipelines
+
+    def _execute_many(self, commands: list[tuple[p.Arg, ...]]) -> list[Any]:
+        """Several commands in one round trip, under the retry policy and the breaker."""
+        attempt = 0
+        while True:
+            attempt += 1
+            self._before_attempt()
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for args in commands:
+                    pipe.execute_command(*args)
+                replies = list(pipe.execute(raise_on_error=False))
+                bad = first_transient(replies)
+                if bad is not None:
+                    raise bad
+            except rex.RedisError as e:
+                time.sleep(self._attempt_failed(e, attempt))
+                continue
+            self._attempt_succeeded()
+            return replies
+
+    def pipeline(self) -> Pipeline:
+        """Batch sends, publishes, acks and nacks into one round trip:
+
+            with mb.pipeline() as pipe:
+                pipe.send(box, "a")
+                pipe.ack(box, old_id)
+                sent, acked = pipe.execute()
+
+        ``execute()`` returns one result per command, in order: ``Sent``, ``Published``, a
+        count, or the typed exception of a refused command (in place, not raised). Each send
+        carries a DEDUP key, so a pipeline retried whole stores each message once. While Redis
+        is unreachable, a pipeline of sends only goes to the outbox; a pipeline with acks or
+        nacks raises :class:`Unavailable`. No ``WAIT`` and no sealing in a pipeline."""
+        return Pipeline(self)
 
     # ------------------------------------------------------------------ sends and the outbox
 
@@ -528,4 +574,36 @@ class Received:
             self._mb.nack(self.mailbox, self.message.id)
 
 
-__all__ = ["Listener", "Mailbox", "Received"]
+class Pipeline(PipelineBuffer):
+    """Commands collected for one round trip; see :meth:`Mailbox.pipeline`."""
+
+    def __init__(self, mb: Mailbox) -> None:
+        super().__init__(mb)
+        self._mb = mb
+
+    def execute(self) -> list[Any]:
+        queued = self._take()
+        if not queued:
+            return []
+        mb = self._mb
+        if mb.outbox is not None and len(mb.outbox) > 0 and mb.flush_outbox() > 0:
+            return self._outboxed(queued, Unavailable("the outbox still holds unsent messages"))
+        try:
+            replies = mb._execute_many([q.args for q in queued])
+        except Unavailable as e:
+            return self._outboxed(queued, e)
+        return pipeline_results(queued, replies)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._take()  # what was not executed is dropped
+
+
+__all__ = ["Listener", "Mailbox", "Pipeline", "Received"]
