@@ -136,6 +136,16 @@ class _Settings:
         opts: Mapping[str, Any],
     ) -> PreparedSend:
         """The arguments of a storing command: payload encoded (and sealed), a DEDUP key."""
+        if not opts and public_key is None and group is None:
+            # The common case, kept short: a payload and the DEDUP key alone.
+            data, ctype = p.encode_payload(payload, None)
+            key = self._dedup(None)
+            plain: tuple[p.Arg, ...] = (command, *head, data)
+            if key is not None:
+                plain += ("DEDUP", key)
+            if ctype is not None:
+                plain += ("TYPE", ctype)
+            return PreparedSend(args=plain, dedup=key)
         options = dict(opts)
         data, ctype = p.encode_payload(payload, options.pop("content_type", None))
         meta = options.pop("meta", None)

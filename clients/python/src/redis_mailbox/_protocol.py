@@ -8,7 +8,7 @@ types of :mod:`redis_mailbox.types`.
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar
@@ -65,7 +65,7 @@ class Call(Generic[T]):
 
 def new_dedup_key() -> str:
     """A DEDUP key unique to one message, so sending it again stores it once."""
-    return DEDUP_PREFIX + uuid.uuid4().hex
+    return DEDUP_PREFIX + os.urandom(16).hex()
 
 
 def encode_payload(payload: Payload, content_type: str | None) -> tuple[bytes, str | None]:
@@ -168,48 +168,57 @@ def parse_message(entry: Any, mailbox: str | None = None) -> Message:
     return msg
 
 
+def _fields(raw: Any) -> dict[str, Any]:
+    """The ``[field, value, ...]`` of an entry (or a RESP3 map) as a dict, names decoded."""
+    if isinstance(raw, dict):
+        items: Any = raw.items()
+    elif isinstance(raw, (list, tuple)) and len(raw) % 2 == 0:
+        it = iter(raw)
+        items = zip(it, it, strict=True)
+    else:
+        raise ProtocolError(f"expected field/value pairs, got {raw!r}")
+    return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in items}
+
+
+def _opt_s(v: Any) -> str | None:
+    return None if v is None else _s(v)
+
+
 def _parse_entry(entry: Any, mailbox: str | None) -> tuple[Message, str | None, int | None]:
     if not isinstance(entry, (list, tuple)) or len(entry) != 2:
         raise ProtocolError(f"expected [id, fields], got {entry!r}")
-    fields: dict[str, Any] = {}
-    for k, v in _pairs(entry[1]):
-        fields[k] = v
-
-    def opt_s(name: str) -> str | None:
-        v = fields.get(name)
-        return None if v is None else _s(v)
-
-    def opt_i(name: str) -> int | None:
-        v = fields.get(name)
-        return None if v is None else _i(v)
-
+    f = _fields(entry[1])
+    get = f.get
     meta: dict[str, Any] = {}
-    if fields.get("meta") is not None:
+    raw_meta = get("meta")
+    if raw_meta is not None:
         try:
-            loaded = json.loads(_b(fields["meta"]))
+            loaded = json.loads(_b(raw_meta))
         except ValueError as e:
             raise ProtocolError(f"META of {_s(entry[0])} is not JSON") from e
         if isinstance(loaded, dict):
             meta = loaded
+    expires = get("expires")
+    dead_at = get("dead_at")
     msg = Message(
         id=_s(entry[0]),
-        sender=_s(fields.get("from", b"")),
-        to=_s(fields.get("to", b"")),
-        ts=_i(fields.get("ts", 0)),
-        priority=_i(fields.get("priority", 0)),
-        payload=_b(fields.get("payload", b"")),
-        content_type=opt_s("type"),
+        sender=_s(get("from", b"")),
+        to=_s(get("to", b"")),
+        ts=_i(get("ts", 0)),
+        priority=_i(get("priority", 0)),
+        payload=_b(get("payload", b"")),
+        content_type=_opt_s(get("type")),
         meta=meta,
-        thread=opt_s("thread"),
-        correlation=opt_s("correlation"),
-        reply_to=opt_s("reply_to"),
-        via=opt_s("via"),
-        expires=opt_i("expires"),
-        deliveries=_i(fields.get("deliveries", 0)),
-        state=opt_s("state"),
+        thread=_opt_s(get("thread")),
+        correlation=_opt_s(get("correlation")),
+        reply_to=_opt_s(get("reply_to")),
+        via=_opt_s(get("via")),
+        expires=None if expires is None else _i(expires),
+        deliveries=_i(get("deliveries", 0)),
+        state=_opt_s(get("state")),
         mailbox=mailbox,
     )
-    return msg, opt_s("reason"), opt_i("dead_at")
+    return msg, _opt_s(get("reason")), None if dead_at is None else _i(dead_at)
 
 
 def parse_messages(reply: Any, mailbox: str | None = None) -> list[Message]:
