@@ -22,7 +22,7 @@ from redis_mailbox import (
     keys_hash,
     new_group_key,
 )
-from redis_mailbox.crypto import key_id, seal_direct
+from redis_mailbox.crypto import key_id, open_message, seal_direct
 
 AGENTS = ("alice", "bob", "carol")
 
@@ -161,3 +161,15 @@ async def test_async_round_trip_and_wrong_key(
     assert await bob.peek("{t}bob") == []
     await ac.aclose()
     await bc.aclose()
+
+
+def test_noack_read_without_the_key_returns_the_ciphertext(agents: dict[str, Mailbox]) -> None:
+    """A NOACK read removed the message already: it comes back sealed rather than lost."""
+    alice, bob = agents["alice"], agents["bob"]
+    sid(alice.send("{t}bob", "sealed for bob", seal=True))
+    stranger = Mailbox(bob.client, keyring=Keyring.generate())
+    (m,) = stranger.read("{t}bob", noack=True)
+    assert m.content_type == SEALED_TYPE and m.sealed_by is None
+    assert b"sealed for bob" not in m.payload
+    assert bob.keyring is not None
+    assert open_message(m, bob.keyring).text == "sealed for bob"

@@ -240,14 +240,16 @@ class AsyncMailbox(_Settings):
     # ------------------------------------------------------------------ reading
 
     async def _opened(self, mailbox: str, msgs: list[Message], *, settle: bool) -> list[Message]:
-        """Open sealed messages; on a failure, put the batch back (``settle``) and raise."""
+        """Open sealed messages. On a failure, put the batch back and raise; a NOACK read
+        (``settle`` false) has nothing to put back, so it returns such a message as stored."""
+        if not settle:
+            return [self._try_open(m) for m in msgs]
         out: list[Message] = []
         for m in msgs:
             try:
                 out.append(open_message(m, self.keyring))
             except EncryptionError:
-                if settle and msgs:
-                    await self.nack(mailbox, [x.id for x in msgs])
+                await self.nack(mailbox, [x.id for x in msgs])
                 raise
         return out
 
