@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from conftest import DEADLINE, RedisServer, quiet_client
@@ -23,6 +24,9 @@ def run_agent_until_ready(port: int, path: Path, count: int, cap: int) -> list[s
         text=True,
     )
     lines: list[str] = []
+    # If the agent never says "ready", kill it anyway so the read below ends.
+    guard = threading.Timer(DEADLINE * 2, proc.kill)
+    guard.start()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -30,7 +34,9 @@ def run_agent_until_ready(port: int, path: Path, count: int, cap: int) -> list[s
             if line.strip() == "ready":
                 break
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        guard.cancel()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=DEADLINE)
     assert proc.returncode == -signal.SIGKILL
     assert lines and lines[-1] == "ready", lines

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from conftest import RedisServer, async_client, quiet_client, raw, wait_for
+from conftest import DEADLINE, RedisServer, async_client, quiet_client, raw, wait_for
 
 from redis_mailbox import (
     AsyncMailbox,
@@ -150,6 +152,14 @@ def test_stale_cache_while_redis_is_away(fresh_server: RedisServer) -> None:
         mb.peek("{t}never-read")
 
 
+async def async_wait_for(cond: Callable[[], bool], what: str) -> None:
+    end = time.monotonic() + DEADLINE
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
 def _blocked(server: RedisServer) -> bool:
     c = server.client()
     try:
@@ -277,15 +287,13 @@ async def test_async_kill_mid_stream_every_message_once(fresh_server: RedisServe
         if i == k:
             raw(admin, "CLIENT", "PAUSE", 60_000, "WRITE")
             task = asyncio.create_task(amb.send(BOX, f"m{k}"))
-            while not _blocked(fresh_server):
-                await asyncio.sleep(0.05)
+            await async_wait_for(lambda: _blocked(fresh_server), "the send to be in flight")
             fresh_server.kill()
             results[k] = await asyncio.wait_for(task, 60)
             continue
         if i == k + down_for:
             fresh_server.start()
-            while state(breaker) is BreakerState.OPEN:
-                await asyncio.sleep(0.05)
+            await async_wait_for(lambda: state(breaker) is not BreakerState.OPEN, "half-open")
         results[i] = await amb.send(BOX, f"m{i}")
     assert results[k].queued
     assert breaker.opened_count >= 1
