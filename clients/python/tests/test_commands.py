@@ -319,3 +319,18 @@ def test_error_texts_without_status_code() -> None:
     assert isinstance(denied, PermissionDenied) and denied.text.startswith("NOPERM agent 'e'")
     other = from_redis(rex.ResponseError("ERR something new the module says"))
     assert type(other).__name__ == "CommandError" and other.text.endswith("module says")
+
+
+def test_transient_or_refusal() -> None:
+    import redis.exceptions as rex
+
+    from redis_mailbox.errors import is_transient
+
+    assert is_transient(rex.ConnectionError("reset"))
+    assert is_transient(rex.TimeoutError("slow"))
+    assert is_transient(rex.ReadOnlyError("You can't write against a read only replica."))
+    assert is_transient(rex.ResponseError("NOREPLICAS Not enough good replicas to write."))
+    assert is_transient(rex.BusyLoadingError("Redis is loading the dataset in memory"))
+    assert not is_transient(rex.AuthenticationError("invalid password"))
+    assert not is_transient(rex.NoPermissionError("agent 'e' has no 'read' permission on 'x'"))
+    assert not is_transient(rex.ResponseError("mailbox is full (MAXLEN reached)"))

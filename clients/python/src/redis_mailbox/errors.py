@@ -147,10 +147,20 @@ _BY_CODE: dict[str, type[CommandError]] = {
     "OOM": OutOfMemory,
 }
 
-# Errors worth another attempt: the server is away, loading, read-only during a failover, or a
-# cluster slot is moving. Everything else the server answers is a refusal.
+# Errors worth another attempt: the server is away, loading, read-only during a failover, short
+# of replicas (min-replicas-to-write), busy with a script, or a cluster slot is moving.
+# Everything else the server answers is a refusal.
 TRANSIENT_CODES = frozenset(
-    {"LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "UNBLOCKED", "BUSY"}
+    {
+        "LOADING",
+        "READONLY",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "MASTERDOWN",
+        "UNBLOCKED",
+        "BUSY",
+        "NOREPLICAS",
+    }
 )
 
 
@@ -171,7 +181,7 @@ _CODE_OF_CLASS: tuple[tuple[type[rex.RedisError], str], ...] = (
 
 
 _KEPT_CODES = frozenset(
-    {"BUSYKEY", "WRONGTYPE", "UNBLOCKED", "BUSY", "NOPROTO", "BUSYGROUP", "NOGROUP", "NOTBUSY"}
+    {"BUSYKEY", "WRONGTYPE", "UNBLOCKED", "BUSY", "NOREPLICAS", "NOPROTO", "BUSYGROUP", "NOGROUP"}
 )
 
 
