@@ -4,6 +4,8 @@ clearly, and the message is not lost (put back in the mailbox)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,3 +175,22 @@ def test_noack_read_without_the_key_returns_the_ciphertext(agents: dict[str, Mai
     assert b"sealed for bob" not in m.payload
     assert bob.keyring is not None
     assert open_message(m, bob.keyring).text == "sealed for bob"
+
+
+def test_without_pynacl_only_encryption_fails() -> None:
+    """PyNaCl is an optional extra: without it the client imports and works, and only sealing
+    says what to install."""
+    code = (
+        "import sys; sys.modules['nacl'] = None\n"
+        "import redis_mailbox as m\n"
+        "from redis_mailbox.crypto import HAVE_NACL\n"
+        "assert not HAVE_NACL\n"
+        "try:\n"
+        "    m.Keyring.generate()\n"
+        "except m.EncryptionError as e:\n"
+        "    print(e.text)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (
+        "end-to-end encryption needs PyNaCl: pip install 'redis-mailbox[e2e]'"
+    )

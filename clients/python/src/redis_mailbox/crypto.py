@@ -23,13 +23,28 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from nacl.exceptions import CryptoError
-from nacl.public import PrivateKey, PublicKey, SealedBox
-from nacl.secret import SecretBox
-from nacl.utils import random as _random
-
-from .errors import DecryptionFailed, MissingKey
+from .errors import DecryptionFailed, EncryptionError, MissingKey
 from .types import Message
+
+try:  # PyNaCl is optional (the ``e2e`` extra); without it only sealing and opening fail.
+    from nacl.exceptions import CryptoError
+    from nacl.public import PrivateKey, PublicKey, SealedBox
+    from nacl.secret import SecretBox
+    from nacl.utils import random as _random
+
+    HAVE_NACL = True
+except ImportError:
+    HAVE_NACL = False
+
+KEY_SIZE = 32  # X25519 keys and XSalsa20-Poly1305 group keys alike
+
+
+def _need_nacl() -> None:
+    if not HAVE_NACL:
+        raise EncryptionError(
+            "end-to-end encryption needs PyNaCl: pip install 'redis-mailbox[e2e]'"
+        )
+
 
 SEALED_TYPE = "application/vnd.mailbox.sealed"
 ALG_DIRECT = "x25519-sealedbox"
@@ -47,7 +62,8 @@ def keys_hash(namespace: str) -> str:
 
 
 def new_group_key() -> bytes:
-    return _random(SecretBox.KEY_SIZE)
+    _need_nacl()
+    return bytes(_random(KEY_SIZE))
 
 
 @dataclass
@@ -59,6 +75,7 @@ class Keyring:
 
     @classmethod
     def generate(cls) -> Keyring:
+        _need_nacl()
         return cls(private_key=PrivateKey.generate())
 
     @property
@@ -68,8 +85,8 @@ class Keyring:
         return bytes(self.private_key.public_key)
 
     def add_group(self, name: str, key: bytes) -> None:
-        if len(key) != SecretBox.KEY_SIZE:
-            raise ValueError(f"a group key is {SecretBox.KEY_SIZE} bytes")
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"a group key is {KEY_SIZE} bytes")
         self.groups[name] = key
 
 
@@ -83,6 +100,7 @@ class Sealed:
 def seal_direct(
     public_key: bytes, payload: bytes, content_type: str | None, meta: dict[str, Any] | None
 ) -> Sealed:
+    _need_nacl()
     box = SealedBox(PublicKey(public_key))
     env = {"alg": ALG_DIRECT, "kid": key_id(public_key)}
     if content_type is not None:
@@ -97,6 +115,7 @@ def seal_group(
     content_type: str | None,
     meta: dict[str, Any] | None,
 ) -> Sealed:
+    _need_nacl()
     box = SecretBox(key)
     env = {"alg": ALG_GROUP, "kid": key_id(key), "group": group}
     if content_type is not None:
@@ -113,6 +132,7 @@ def open_message(msg: Message, keyring: Keyring | None) -> Message:
     :class:`DecryptionFailed` (the caller keeps the message in the mailbox)."""
     if not is_sealed(msg):
         return msg
+    _need_nacl()
     env: dict[str, Any] = msg.meta["e2e"]
     kid = str(env.get("kid", ""))
     alg = env.get("alg")
