@@ -187,18 +187,22 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _serve() -> Iterator[RedisServer]:
+    s = RedisServer()
+    try:
+        yield s.start()
+    finally:
+        s.cleanup()  # also when it failed to start: no temp dir is left behind
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[RedisServer]:
-    s = RedisServer().start()
-    yield s
-    s.cleanup()
+    yield from _serve()
 
 
 @pytest.fixture
 def fresh_server() -> Iterator[RedisServer]:
-    s = RedisServer().start()
-    yield s
-    s.cleanup()
+    yield from _serve()
 
 
 _CONFIG_DEFAULTS = {

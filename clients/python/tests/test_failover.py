@@ -42,14 +42,21 @@ def linked(replica: RedisServer) -> bool:
 
 @pytest.fixture
 def trio() -> Iterator[tuple[RedisServer, RedisServer, RedisServer]]:
-    master = RedisServer().start()
-    a = RedisServer("--replicaof", "127.0.0.1", str(master.port)).start()
-    b = RedisServer("--replicaof", "127.0.0.1", str(master.port)).start()
+    servers: list[RedisServer] = []
+
+    def started(*extra: str) -> RedisServer:
+        s = RedisServer(*extra)
+        servers.append(s)
+        return s.start()
+
     try:
+        master = started()
+        a = started("--replicaof", "127.0.0.1", str(master.port))
+        b = started("--replicaof", "127.0.0.1", str(master.port))
         wait_for(lambda: linked(a) and linked(b), "replicas in sync")
         yield master, a, b
     finally:
-        for s in (master, a, b):
+        for s in servers:
             s.cleanup()
 
 

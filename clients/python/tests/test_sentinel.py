@@ -64,10 +64,19 @@ def role(s: RedisServer) -> str:
 
 @pytest.fixture
 def managed() -> Iterator[tuple[RedisServer, RedisServer, SentinelProcess]]:
-    master = RedisServer().start()
-    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port)).start()
-    sentinel = SentinelProcess(master.port)
+    servers: list[RedisServer] = []
+    sentinels: list[SentinelProcess] = []
+
+    def started(*extra: str) -> RedisServer:
+        s = RedisServer(*extra)
+        servers.append(s)
+        return s.start()
+
     try:
+        master = started()
+        replica = started("--replicaof", "127.0.0.1", str(master.port))
+        sentinel = SentinelProcess(master.port)
+        sentinels.append(sentinel)
 
         def ready() -> bool:
             try:
@@ -83,9 +92,10 @@ def managed() -> Iterator[tuple[RedisServer, RedisServer, SentinelProcess]]:
         wait_for(ready, "sentinel to know the replica")
         yield master, replica, sentinel
     finally:
-        sentinel.cleanup()
-        master.cleanup()
-        replica.cleanup()
+        for sp in sentinels:
+            sp.cleanup()
+        for s in servers:
+            s.cleanup()
 
 
 def test_sentinel_failover_mid_stream_every_message_once(
