@@ -1,0 +1,189 @@
+"""Throughput of the client against raw redis-py ``execute_command``, side by side.
+
+    .venv/python/bin/python clients/python/bench/bench.py [--messages 20000] [--module PATH]
+
+Starts its own redis-server with the module (the release build when there is one, else the
+debug build; ``--module`` to choose) on a free loopback port, with no persistence, and measures:
+
+* sends in pipelines of 100: raw ``MAILBOX.SEND ... DEDUP key`` (the same server work as the
+  client, which gives every send a DEDUP key), raw without DEDUP for reference, and
+  ``Mailbox.pipeline()``;
+* one send per round trip: raw against ``Mailbox.send``;
+* consuming: raw ``MAILBOX.READ COUNT 100`` with an ``ACK`` per message (what ``listen()`` does)
+  against ``Mailbox.listen(count=100)``.
+
+Raw and client runs alternate, ``--rounds`` of each; the table gives the best rate of each and
+the median of the per-round ratios, which holds up better on a busy machine. A benchmark, not a
+test: nothing asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+
+from redis_mailbox import Mailbox
+
+REPO = Path(__file__).resolve().parents[3]
+BATCH = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(module: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    d = Path(tempfile.mkdtemp(prefix="mbx-bench-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
+         "--save", "", "--appendonly", "no", "--loadmodule", str(module)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    c = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            c.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    return proc, port, d
+
+
+def raw(c: redis.Redis, *args: Any) -> Any:
+    return cast(Any, c).execute_command(*args)
+
+
+def timed(n: int, fn: Callable[[], None], reset: Callable[[], None]) -> float:
+    reset()
+    t0 = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t0)
+
+
+def compare(
+    n: int,
+    raw_fn: Callable[[], None],
+    client_fn: Callable[[], None],
+    reset: Callable[[], None],
+    rounds: int,
+) -> tuple[float, float, float]:
+    """Raw and client runs alternate (the order swapped each round), so both meet the same
+    noise; returns the best rate of each and the median of the per-round ratios."""
+    raws: list[float] = []
+    clients: list[float] = []
+    for i in range(rounds):
+        if i % 2:
+            clients.append(timed(n, client_fn, reset))
+            raws.append(timed(n, raw_fn, reset))
+        else:
+            raws.append(timed(n, raw_fn, reset))
+            clients.append(timed(n, client_fn, reset))
+    ratios = sorted(c / r for r, c in zip(raws, clients, strict=True))
+    return max(raws), max(clients), ratios[len(ratios) // 2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--module", type=Path)
+    args = ap.parse_args()
+    module = args.module
+    if module is None:
+        release = REPO / "target" / "release" / "libredis_mailbox.so"
+        module = release if release.exists() else REPO / "target" / "debug" / "libredis_mailbox.so"
+    n, rounds = args.messages, args.rounds
+    payload = b"x" * 256
+    box = "{bench}box"
+    proc, port, d = start_server(module)
+    try:
+        r = redis.Redis(port=port)
+        mb = Mailbox(redis.Redis(port=port))
+
+        def reset() -> None:
+            r.flushall()
+
+        def raw_pipe(dedup: bool) -> Callable[[], None]:
+            def run() -> None:
+                for start in range(0, n, BATCH):
+                    pipe = r.pipeline(transaction=False)
+                    for _ in range(start, min(n, start + BATCH)):
+                        extra = ("DEDUP", "b:" + os.urandom(16).hex()) if dedup else ()
+                        cast(Any, pipe).execute_command("MAILBOX.SEND", box, payload, *extra)
+                    pipe.execute()
+
+            return run
+
+        def client_pipe() -> None:
+            for start in range(0, n, BATCH):
+                with mb.pipeline() as pipe:
+                    for _ in range(start, min(n, start + BATCH)):
+                        pipe.send(box, payload)
+                    pipe.execute()
+
+        single = max(1, n // 4)
+
+        def raw_single() -> None:
+            for _ in range(single):
+                raw(r, "MAILBOX.SEND", box, payload, "DEDUP", "b:" + os.urandom(16).hex())
+
+        def client_single() -> None:
+            for _ in range(single):
+                mb.send(box, payload)
+
+        def fill() -> None:
+            reset()
+            raw_pipe(False)()
+
+        def raw_consume() -> None:
+            got = 0
+            while got < n:
+                reply = raw(r, "MAILBOX.READ", box, "COUNT", BATCH, "BLOCK", 100)
+                for mid, _fields in reply or []:
+                    raw(r, "MAILBOX.ACK", box, mid)
+                    got += 1
+
+        def client_consume() -> None:
+            got = 0
+            with mb.listen(box, count=BATCH, block=100) as stream:
+                for _msg in stream:
+                    got += 1
+                    if got == n:
+                        break
+
+        rows = [
+            ("send, pipeline of 100", compare(n, raw_pipe(True), client_pipe, reset, rounds)),
+            ("send, one per round trip",
+             compare(single, raw_single, client_single, reset, rounds)),
+            ("read + ack each (listen)", compare(n, raw_consume, client_consume, fill, rounds)),
+        ]  # fmt: skip
+        no_dedup = max(timed(n, raw_pipe(False), reset) for _ in range(rounds))
+        print(f"redis-mailbox Python client vs raw redis-py, {n} messages of 256 bytes,")
+        print(f"{rounds} alternating rounds, module {module.relative_to(REPO)}")
+        print(f"{'':28} {'raw msg/s':>12} {'client msg/s':>13} {'client/raw':>11}")
+        for name, (raw_rate, client_rate, ratio) in rows:
+            print(f"{name:28} {raw_rate:12,.0f} {client_rate:13,.0f} {ratio:10.2f}x")
+        print("(msg/s: the best round of each; client/raw: the median of the rounds' ratios)")
+        print(f"(raw pipelined sends without DEDUP: {no_dedup:,.0f} msg/s)")
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
