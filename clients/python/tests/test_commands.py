@@ -245,13 +245,14 @@ def test_grants_and_quota(mb: Any) -> None:
     assert mb.grant("zed", "read", "{t}*") is False
     assert mb.check("zed", "read", "{t}bob") is True
     assert mb.check("zed", "admin", "{t}bob") is False
-    gs = mb.grants()
+    gs = mb.grants("{t}")
     assert [(g.agent, g.permission, g.pattern) for g in gs] == [("zed", "read", "{t}*")]
-    assert [g.agent for g in mb.grants("zed")] == ["zed"]
+    assert [g.agent for g in mb.grants("{t}", "zed")] == ["zed"]
+    assert mb.grants("{u}") == []
     assert mb.quota("zed", 5, "{t}", burst=3) is True
     assert mb.quota("zed", None, "{t}") is True
     assert mb.revoke("zed", "read", "{t}*") is True
-    assert mb.grants() == []
+    assert mb.grants("{t}") == []
 
 
 def test_stats(mb: Any) -> None:

@@ -457,7 +457,7 @@ def info(mailbox: str) -> Call[MailboxInfo]:
 def dead_list(
     mailbox: str, start: str = "-", end: str = "+", *, count: int | None = None
 ) -> Call[list[DeadLetter]]:
-    args: list[Arg] = ["MAILBOX.DEAD", mailbox, "LIST", start, end]
+    args: list[Arg] = ["MAILBOX.DEAD", "LIST", mailbox, start, end]
     if count is not None:
         args += ["COUNT", count]
     return Call(tuple(args), lambda r: parse_dead_letters(r, mailbox))
@@ -466,7 +466,7 @@ def dead_list(
 def dead_settle(mailbox: str, action: str, ids: Sequence[str] | None) -> Call[int]:
     """REQUEUE or PURGE the given ids, or ALL when ``ids`` is None."""
     rest: list[Arg] = ["ALL"] if ids is None else _ids(ids)
-    return Call(("MAILBOX.DEAD", mailbox, action, *rest), parse_int)
+    return Call(("MAILBOX.DEAD", action, mailbox, *rest), parse_int)
 
 
 def subscribe(
@@ -515,16 +515,11 @@ def check(agent: str, permission: str, name: str) -> Call[bool]:
     return Call(("MAILBOX.ACL", "CHECK", agent, permission, name), parse_bool)
 
 
-def grants(agent: str | None = None) -> Call[list[Grant]]:
-    args: tuple[Arg, ...] = (
-        ("MAILBOX.ACL", "LIST")
-        if agent is None
-        else (
-            "MAILBOX.ACL",
-            "LIST",
-            agent,
-        )
-    )
+def grants(namespace: str, agent: str | None = None) -> Call[list[Grant]]:
+    """The grants of one namespace (``{team1}``, or an untagged name for the default one)."""
+    args: tuple[Arg, ...] = ("MAILBOX.ACL", "LIST", namespace)
+    if agent is not None:
+        args += (agent,)
     return Call(args, parse_grants)
 
 

@@ -394,15 +394,15 @@ class AsyncMailbox(_Settings):
     async def dead(
         self, mailbox: str, start: str = "-", end: str = "+", *, count: int | None = None
     ) -> list[DeadLetter]:
-        """``MAILBOX.DEAD ... LIST``."""
+        """``MAILBOX.DEAD LIST mailbox ...``."""
         return await self._run(p.dead_list(mailbox, start, end, count=count))
 
     async def dead_requeue(self, mailbox: str, ids: Sequence[str] | None = None) -> int:
-        """``MAILBOX.DEAD ... REQUEUE``: the given ids, or all when None."""
+        """``MAILBOX.DEAD REQUEUE mailbox ...``: the given ids, or all when None."""
         return await self._run(p.dead_settle(mailbox, "REQUEUE", ids))
 
     async def dead_purge(self, mailbox: str, ids: Sequence[str] | None = None) -> int:
-        """``MAILBOX.DEAD ... PURGE``: the given ids, or all when None."""
+        """``MAILBOX.DEAD PURGE mailbox ...``: the given ids, or all when None."""
         return await self._run(p.dead_settle(mailbox, "PURGE", ids))
 
     async def grant(self, agent: str, permission: str, pattern: str) -> bool:
@@ -414,9 +414,9 @@ class AsyncMailbox(_Settings):
     async def check(self, agent: str, permission: str, name: str) -> bool:
         return await self._run(p.check(agent, permission, name))
 
-    async def grants(self, agent: str | None = None) -> list[Grant]:
-        """``MAILBOX.ACL LIST``."""
-        return await self._run(p.grants(agent))
+    async def grants(self, namespace: str, agent: str | None = None) -> list[Grant]:
+        """``MAILBOX.ACL LIST namespace [agent]``: one namespace's grants."""
+        return await self._run(p.grants(namespace, agent))
 
     async def quota(
         self, agent: str, rate: int | None, namespace: str, *, burst: int | None = None

@@ -402,15 +402,15 @@ class Mailbox(_Settings):
     def dead(
         self, mailbox: str, start: str = "-", end: str = "+", *, count: int | None = None
     ) -> list[DeadLetter]:
-        """``MAILBOX.DEAD ... LIST``."""
+        """``MAILBOX.DEAD LIST mailbox ...``."""
         return self._run(p.dead_list(mailbox, start, end, count=count))
 
     def dead_requeue(self, mailbox: str, ids: Sequence[str] | None = None) -> int:
-        """``MAILBOX.DEAD ... REQUEUE``: the given ids, or all when None."""
+        """``MAILBOX.DEAD REQUEUE mailbox ...``: the given ids, or all when None."""
         return self._run(p.dead_settle(mailbox, "REQUEUE", ids))
 
     def dead_purge(self, mailbox: str, ids: Sequence[str] | None = None) -> int:
-        """``MAILBOX.DEAD ... PURGE``: the given ids, or all when None."""
+        """``MAILBOX.DEAD PURGE mailbox ...``: the given ids, or all when None."""
         return self._run(p.dead_settle(mailbox, "PURGE", ids))
 
     def grant(self, agent: str, permission: str, pattern: str) -> bool:
@@ -422,9 +422,9 @@ class Mailbox(_Settings):
     def check(self, agent: str, permission: str, name: str) -> bool:
         return self._run(p.check(agent, permission, name))
 
-    def grants(self, agent: str | None = None) -> list[Grant]:
-        """``MAILBOX.ACL LIST``."""
-        return self._run(p.grants(agent))
+    def grants(self, namespace: str, agent: str | None = None) -> list[Grant]:
+        """``MAILBOX.ACL LIST namespace [agent]``: one namespace's grants."""
+        return self._run(p.grants(namespace, agent))
 
     def quota(
         self, agent: str, rate: int | None, namespace: str, *, burst: int | None = None
