@@ -2,6 +2,8 @@
 //! it is unit-tested and fuzzed on its own. Options are case-insensitive; an
 //! unknown, repeated or valueless option is an error; integers are strict decimal.
 
+#![forbid(unsafe_code)]
+
 use crate::config::MAX_DURATION_MS;
 use crate::core::meta::{self, MetaError};
 use crate::core::{MessageId, Overflow};

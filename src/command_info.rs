@@ -73,6 +73,7 @@ fn table() -> Vec<Info> {
 /// Sets the info of every registered command; logs and goes on where the server
 /// lacks the API (the commands still work, with legacy key positions).
 pub fn register(ctx: &Context) {
+    // SAFETY: reading function pointers the module API filled in at load.
     let (Some(get_command), Some(set_info)) =
         (unsafe { raw::RedisModule_GetCommand }, unsafe { raw::RedisModule_SetCommandInfo })
     else {
@@ -106,7 +107,10 @@ pub fn register(ctx: &Context) {
             key_specs: specs.as_ref().map_or(std::ptr::null_mut(), |s| s.as_ptr().cast_mut()),
             args: std::ptr::null_mut(),
         };
+        // SAFETY: `ctx.ctx` is the context of `OnLoad`; `name` is a C string alive here.
         let command = unsafe { get_command(ctx.ctx, name.as_ptr()) };
+        // SAFETY: `command` is non-null (checked first); `command_info` and every
+        // pointer in it (summary, key specs, version) outlive the call, which copies them.
         if command.is_null() || unsafe { set_info(command, &command_info) } != raw::Status::Ok as c_int {
             ctx.log_warning(&format!("mailbox: could not set the command info of {}", info.name));
         }

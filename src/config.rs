@@ -2,6 +2,8 @@
 //! with `MODULE LOADEX ... CONFIG mailbox.<name> <value>` and `CONFIG SET` at run time.
 //! The values live in atomics so they can be read from any context cheaply.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 

@@ -3,10 +3,13 @@
 //! replica or an AOF replay applies them without reading its own clock, configs or
 //! current user, so it reaches exactly the master's state. Pure: no Redis types.
 
-use crate::core::codec::{self, DecodeError};
+#![forbid(unsafe_code)]
+
+use crate::core::codec;
 use crate::core::grants::{Grant, Permission};
 use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
+use crate::core::wire::DecodeError;
 use crate::core::{DeadLetter, DeadReason, Entry, Mailbox, MessageId, Settings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

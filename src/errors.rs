@@ -1,6 +1,15 @@
 //! Every error text the module replies with. Each starts with a Redis error code.
 //! Texts with a `{}` are completed with `format!`-style helpers below.
 
+#![forbid(unsafe_code)]
+
+use redis_module::RedisError;
+
+/// A reply error from any text here.
+pub fn err(text: impl Into<String>) -> RedisError {
+    RedisError::String(text.into())
+}
+
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 pub const SYNTAX: &str = "ERR syntax error";
 pub const NO_SUCH_MAILBOX: &str = "ERR no such mailbox";

@@ -1,33 +1,33 @@
 //! redis-mailbox: durable mailboxes for LLM agents, as a Redis module.
 //! This file only registers; see `commands/` for what each command does.
 
-pub mod acl;
-mod alloc;
+pub mod access;
 pub mod args;
-mod blocking;
 mod command_info;
 pub mod commands;
 pub mod config;
 pub mod core;
-pub mod data_type;
+pub mod counters;
 pub mod delivery;
 pub mod effects;
 pub mod errors;
-mod info;
-pub mod namespace_type;
+pub mod ids;
 pub mod push;
 pub mod quota;
+pub mod receipt_queue;
 pub mod receipts;
-pub mod stats;
+pub mod schedule;
+pub mod server;
+mod server_events;
 pub mod sweeper;
-mod type_callbacks;
+pub mod types;
+pub mod upkeep;
 
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
 
 use crate::config::*;
-use crate::data_type::MAILBOX_TYPE;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::types::ffi::{MAILBOX_TYPE, NAMESPACE_TYPE};
 
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     // Corrupt RDB or RESTORE input must fail the load, not abort the server.
@@ -36,9 +36,9 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     if register_subcommands(ctx) == Status::Err {
         return Status::Err;
     }
-    info::register(ctx);
+    server_events::register(ctx);
     command_info::register(ctx);
-    info::subscribe_server_events(ctx);
+    server_events::subscribe_server_events(ctx);
     sweeper::check_eviction_policy(ctx, u64::MAX);
     sweeper::start(ctx);
     watch_subscribes(ctx)
@@ -70,6 +70,7 @@ const SUBCOMMANDS: [(&str, &[Subcommand]); 2] = [
 
 fn register_subcommands(ctx: &Context) -> Status {
     use redis_module::raw;
+    // SAFETY: reading function pointers the module API filled in at load.
     let (Some(create), Some(get), Some(create_sub)) = (unsafe {
         (raw::RedisModule_CreateCommand, raw::RedisModule_GetCommand, raw::RedisModule_CreateSubcommand)
     }) else {
@@ -133,14 +134,44 @@ fn run_command(
 
 /// A command filter tells `push` when a client may have begun to listen.
 fn watch_subscribes(ctx: &Context) -> Status {
+    // SAFETY: reading a function pointer the module API filled in at load.
     let Some(register) = (unsafe { redis_module::raw::RedisModule_RegisterCommandFilter }) else {
         return Status::Err;
     };
-    let filter = unsafe { register(ctx.ctx, Some(push::watch_subscribes), 0) };
+    // SAFETY: `ctx.ctx` is the context of `OnLoad`; the filter is a plain function.
+    let filter = unsafe { register(ctx.ctx, Some(on_any_command), 0) };
     if filter.is_null() {
         Status::Err
     } else {
         Status::Ok
+    }
+}
+
+/// The command filter: runs before every command any client sends; a `SUBSCRIBE`,
+/// `PSUBSCRIBE` or `SSUBSCRIBE` tells `push` that someone may have begun to listen.
+///
+/// # Safety
+/// Called by Redis only, with the filter context of the command about to run.
+unsafe extern "C" fn on_any_command(fctx: *mut redis_module::raw::RedisModuleCommandFilterCtx) {
+    use redis_module::raw;
+    let (Some(arg_get), Some(ptr_len)) =
+        (raw::RedisModule_CommandFilterArgGet, raw::RedisModule_StringPtrLen)
+    else {
+        return;
+    };
+    let name = arg_get(fctx, 0);
+    if name.is_null() {
+        return;
+    }
+    let mut len = 0;
+    let ptr = ptr_len(name, &mut len);
+    if ptr.is_null() || !(9..=10).contains(&len) {
+        return;
+    }
+    // SAFETY: Redis gave `len` bytes at `ptr`, alive while the filter runs.
+    let name = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    if [&b"subscribe"[..], b"psubscribe", b"ssubscribe"].iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        push::listeners_may_have_changed();
     }
 }
 
@@ -154,7 +185,7 @@ fn log_panics() {
 redis_module! {
     name: "mailbox",
     version: 1,
-    allocator: (crate::alloc::MailboxAlloc, crate::alloc::MailboxAlloc),
+    allocator: (crate::server::alloc::MailboxAlloc, crate::server::alloc::MailboxAlloc),
     data_types: [MAILBOX_TYPE, NAMESPACE_TYPE],
     init: init,
     commands: [

@@ -3,17 +3,23 @@
 //! (`mailbox.acl|grant`, ...) with its own flags: GRANT, REVOKE and QUOTA write;
 //! LIST and CHECK only read one namespace key, and run on replicas.
 
+#![forbid(unsafe_code)]
+
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms};
-use crate::acl;
+use crate::access;
 use crate::args;
 use crate::core::grants::{Grant, Permission};
-use crate::core::namespace::{self, Namespace};
+use crate::core::names;
+use crate::core::namespace::Namespace;
 use crate::delivery::{ns_apply, touch, with_namespace};
 use crate::effects::NsEffect;
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::context::require_master;
+use crate::server::context::rstring;
+use crate::types::ffi::NAMESPACE_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
@@ -24,10 +30,10 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         (b"REVOKE", [agent, permission, pattern]) => change(ctx, agent, permission, pattern, false),
         (b"CHECK", [agent, permission, name]) => {
             args::check_agent(agent).map_err(err)?;
-            super::check_name(ctx, name)?;
+            access::check_name(ctx, name)?;
             let permission = parse_permission(permission)?;
             own_or_admin(ctx, agent, name, "mailbox.acl check")?;
-            Ok(RedisValue::Integer(i64::from(acl::allowed(ctx, agent, permission, name))))
+            Ok(RedisValue::Integer(i64::from(access::allowed(ctx, agent, permission, name))))
         }
         (b"LIST", [space]) => list(ctx, space, None),
         (b"LIST", [space, agent]) => list(ctx, space, Some(agent)),
@@ -42,7 +48,7 @@ fn own_or_admin(ctx: &Context, agent: &[u8], name: &[u8], command: &str) -> Resu
     if caller.as_slice() == agent {
         return Ok(());
     }
-    acl::authorize(ctx, caller.as_slice(), Permission::Admin, name, command)
+    access::authorize(ctx, caller.as_slice(), Permission::Admin, name, command)
 }
 
 fn parse_permission(permission: &[u8]) -> Result<Permission, RedisError> {
@@ -57,11 +63,11 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
     if pattern.is_empty() {
         return Err(RedisError::Str(errors::EMPTY_PATTERN));
     }
-    super::check_name(ctx, pattern)?;
-    super::require_master(ctx)?;
+    access::check_name(ctx, pattern)?;
+    require_master(ctx)?;
     let command = if grant { "mailbox.acl grant" } else { "mailbox.acl revoke" };
     let caller = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &caller, Permission::Admin, pattern, command)?;
+    access::authorize(ctx, &caller, Permission::Admin, pattern, command)?;
     let g = Grant { agent: agent.to_vec(), permission, pattern: pattern.to_vec() };
     let changed = with_namespace(ctx, pattern, |ns, ns_key| {
         let present = ns.grants().any(|x| *x == g);
@@ -74,7 +80,7 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
     })?;
     if changed {
         let event: &[u8] = if grant { b"grant" } else { b"revoke" };
-        acl::audit(
+        access::audit(
             ctx,
             pattern,
             &[
@@ -94,7 +100,7 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
 /// `[agent, permission, pattern]`; with `agent`, only that agent's. Reads the one
 /// namespace key: nothing walks the keyspace.
 fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
-    super::check_name(ctx, space)?;
+    access::check_name(ctx, space)?;
     match agent {
         Some(agent) => {
             args::check_agent(agent).map_err(err)?;
@@ -102,10 +108,10 @@ fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
         }
         None => {
             let caller = ctx.get_current_user();
-            acl::authorize(ctx, caller.as_slice(), Permission::Admin, space, "mailbox.acl list")?;
+            access::authorize(ctx, caller.as_slice(), Permission::Admin, space, "mailbox.acl list")?;
         }
     }
-    let key = ctx.open_key(&super::rstring(ctx, namespace::namespace_key(space)));
+    let key = ctx.open_key(&rstring(ctx, names::namespace_key(space)));
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
     let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = ns
         .map(|ns| {
@@ -134,8 +140,8 @@ fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
 /// returns it to the configs. Needs `admin` on the namespace name.
 fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]]) -> RedisResult {
     args::check_agent(agent).map_err(err)?;
-    super::check_name(ctx, space)?;
-    super::require_master(ctx)?;
+    access::check_name(ctx, space)?;
+    require_master(ctx)?;
     let value = if rate.eq_ignore_ascii_case(b"RESET") {
         if !opts.is_empty() {
             return Err(RedisError::Str(errors::SYNTAX));
@@ -153,9 +159,9 @@ fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]])
         Some((rate, burst))
     };
     let caller = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &caller, Permission::Admin, space, "mailbox.acl quota")?;
+    access::authorize(ctx, &caller, Permission::Admin, space, "mailbox.acl quota")?;
     if value.is_some() {
-        crate::delivery::QUOTA_OVERRIDES.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::quota::overrides_exist();
     }
     with_namespace(ctx, space, |ns, ns_key| {
         if ns.quota(agent) != value {

@@ -1,20 +1,25 @@
 //! `MAILBOX.INFO mailbox`
 
+#![forbid(unsafe_code)]
+
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{now_ms, reply_fields, Field};
+use crate::access;
 use crate::core::grants::Permission;
 use crate::core::Mailbox;
-use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
+use crate::server::context::now_ms;
+use crate::server::reply::reply_fields;
+use crate::server::reply::Field;
+use crate::types::ffi::MAILBOX_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {
         return Err(RedisError::WrongArity);
     }
-    super::check_name(ctx, argv[1].as_slice())?;
+    access::check_name(ctx, argv[1].as_slice())?;
     let agent = ctx.get_current_user();
-    crate::acl::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
+    crate::access::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
     let key = ctx.open_key(&argv[1]);
     let Some(mb) = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?
     else {

@@ -1,22 +1,33 @@
 //! `MAILBOX.PEEK mailbox [start end] [COUNT n]`: read-only, so it never changes
 //! state (and runs on replicas); messages past their TTL are skipped, not purged.
 
+#![forbid(unsafe_code)]
+
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms, reply_entries};
+use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
 use crate::core::{Entry, Mailbox, State};
-use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::reply::reply_entries;
+use crate::types::ffi::MAILBOX_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    super::check_name(ctx, all[0])?;
-    crate::acl::authorize(ctx, ctx.get_current_user().as_slice(), Permission::Read, all[0], "mailbox.peek")?;
+    access::check_name(ctx, all[0])?;
+    crate::access::authorize(
+        ctx,
+        ctx.get_current_user().as_slice(),
+        Permission::Read,
+        all[0],
+        "mailbox.peek",
+    )?;
     let range = args::parse_range(&all[1..]).map_err(err)?;
     let key = ctx.open_key(&argv[1]);
     let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;

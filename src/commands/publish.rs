@@ -2,22 +2,27 @@
 //! `MAILBOX.BROADCAST namespace payload [options]`: one message to many mailboxes
 //! of one namespace, stored once and shared by every receiver.
 
+#![forbid(unsafe_code)]
+
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::send::{check_payload, envelope};
-use super::{err, now_ms};
-use crate::acl::{self, Caller};
+use crate::access::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::core::grants::Permission;
-use crate::core::namespace::{self, Namespace};
+use crate::core::names;
+use crate::core::namespace::Namespace;
 use crate::core::topics;
 use crate::core::Entry;
-use crate::delivery::{
-    admit, count_thread, deliver_many, namespace_of, next_id, replicate_ns, touch, Receiver,
-};
+use crate::delivery::{admit, count_thread, deliver_many, next_id, replicate_ns, touch, Receiver};
+use crate::delivery::{check_payload, envelope};
 use crate::effects::{Delivery, NsEffect};
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::context::rstring;
+use crate::server::keys::namespace_mut;
+use crate::server::replicate::replicate_delivery;
+use crate::types::ffi::NAMESPACE_TYPE;
 
 pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
@@ -25,21 +30,21 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let topic = all[0];
-    topics::validate_topic(&namespace::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
-    super::check_not_reserved(topic)?;
-    super::check_cluster_tag(ctx, topic)?;
+    topics::validate_topic(&names::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
+    access::check_not_reserved(topic)?;
+    access::check_cluster_tag(ctx, topic)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
-    let caller = acl::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
-    acl::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
-    acl::authorize_options(ctx, topic, &caller, &opts, "mailbox.publish")?;
+    let caller = access::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
+    access::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
+    access::authorize_options(ctx, topic, &caller, &opts, "mailbox.publish")?;
     let opts = opts.dedup_scoped_to(&caller.agent);
     check_payload(all[1], &opts)?;
     // Admitted before any receiver's key is opened for writing.
     let now = now_ms();
     admit(ctx, topic, &caller.agent, opts.thread.as_deref(), now)?;
-    let path = namespace::local_part(topic);
+    let path = names::local_part(topic);
     let receivers: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(topic)));
+        let key = ctx.open_key(&rstring(ctx, names::namespace_key(topic)));
         let ns =
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         let (from, priority, content_type) =
@@ -61,11 +66,11 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let space = all[0];
-    super::check_name(ctx, space)?;
+    access::check_name(ctx, space)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
-    let caller = acl::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
-    acl::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;
-    acl::authorize_options(ctx, space, &caller, &opts, "mailbox.broadcast")?;
+    let caller = access::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
+    access::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;
+    access::authorize_options(ctx, space, &caller, &opts, "mailbox.broadcast")?;
     let opts = opts.dedup_scoped_to(&caller.agent);
     check_payload(all[1], &opts)?;
     let now = now_ms();
@@ -78,7 +83,7 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 /// forgetting) those whose key is gone or holds something else now.
 fn live_mailboxes(ctx: &Context, space: &[u8], to_store: bool) -> Result<Vec<Receiver>, RedisError> {
     let listed: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(space)));
+        let key = ctx.open_key(&rstring(ctx, names::namespace_key(space)));
         let ns =
             key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
         ns.map(|ns| ns.mailboxes().map(<[u8]>::to_vec).collect()).unwrap_or_default()
@@ -105,9 +110,9 @@ fn live_only(
         }
     }
     if !gone.is_empty() {
-        let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(space));
+        let ns_key = rstring(ctx, names::namespace_key(space));
         let key = ctx.open_key_writable(&ns_key);
-        if let Some(ns) = namespace_of(&key)? {
+        if let Some(ns) = namespace_mut(&key)? {
             for name in gone {
                 let effect = NsEffect::DropMailbox(name);
                 replicate_ns(ctx, ns_key.as_slice(), &effect);
@@ -133,7 +138,7 @@ fn send_to_all(
     if opts.ephemeral {
         let env = envelope(id, to, payload, opts, caller, 0, now);
         let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, &r.name, &env)).sum();
-        crate::stats::EPHEMERAL.incr();
+        crate::counters::EPHEMERAL.incr();
         touch(ctx, to, &caller.agent, now);
         return Ok(RedisValue::Array(vec![
             RedisValue::BulkString(id.to_string()),
@@ -150,7 +155,7 @@ fn send_to_all(
     let count = delivered.receivers.len();
     if count > 0 {
         let effect = Delivery { entry: Entry::ready(env.clone()), dedup, receivers: delivered.receivers };
-        super::replicate_delivery(ctx, &namespace::namespace_key(to), &effect);
+        replicate_delivery(ctx, &names::namespace_key(to), &effect);
         count_thread(ctx, to, thread.as_deref());
     }
     touch(ctx, to, &caller.agent, now);

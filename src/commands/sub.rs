@@ -1,26 +1,31 @@
 //! `MAILBOX.SUB mailbox pattern [pattern ...]`, `MAILBOX.UNSUB mailbox pattern [pattern ...]`
 //! and `MAILBOX.SUBS mailbox`: a mailbox's topic subscriptions, kept in its namespace.
 
+#![forbid(unsafe_code)]
+
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms};
-use crate::acl;
+use crate::access;
 use crate::core::grants::Permission;
-use crate::core::namespace::{self, Filter, Namespace};
+use crate::core::names;
+use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
 use crate::delivery::{ns_apply, open_or_create, touch, with_namespace};
 use crate::effects::NsEffect;
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::context::rstring;
+use crate::types::ffi::NAMESPACE_TYPE;
 
 /// A pattern as given (optionally with the mailbox's `{tag}`), as stored: without the tag.
 pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, RedisError> {
-    if let Some(tag) = namespace::hash_tag(pattern) {
-        if namespace::hash_tag(mailbox) != Some(tag) {
+    if let Some(tag) = names::hash_tag(pattern) {
+        if names::hash_tag(mailbox) != Some(tag) {
             return Err(err(errors::other_namespace(pattern)));
         }
     }
-    TopicPattern::parse(&namespace::local_part(pattern)).map_err(|e| RedisError::Str(e.message()))
+    TopicPattern::parse(&names::local_part(pattern)).map_err(|e| RedisError::Str(e.message()))
 }
 
 fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
@@ -41,7 +46,7 @@ fn parse_filtered(
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(argv);
-    super::check_name(ctx, all[0])?;
+    access::check_name(ctx, all[0])?;
     let mut filter = Filter::default();
     let mut end = all.len();
     let mut seen: Vec<&str> = Vec::new();
@@ -83,10 +88,10 @@ fn authorize(
     command: &str,
 ) -> Result<Vec<u8>, RedisError> {
     let agent = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &agent, Permission::Read, mailbox, command)?;
+    access::authorize(ctx, &agent, Permission::Read, mailbox, command)?;
     for p in patterns {
-        let full = namespace::agent_mailbox(mailbox, p.as_bytes());
-        acl::authorize(ctx, &agent, Permission::Subscribe, &full, command)?;
+        let full = names::agent_mailbox(mailbox, p.as_bytes());
+        access::authorize(ctx, &agent, Permission::Subscribe, &full, command)?;
     }
     Ok(agent)
 }
@@ -124,7 +129,7 @@ pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let (mailbox, patterns) = parse(ctx, &argv)?;
     let agent = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &agent, Permission::Read, &mailbox, "mailbox.unsub")?;
+    access::authorize(ctx, &agent, Permission::Read, &mailbox, "mailbox.unsub")?;
     let removed = with_namespace(ctx, &mailbox, |ns, ns_key| {
         let mut gone: Vec<TopicPattern> =
             patterns.into_iter().filter(|p| ns.subscriptions_of(&mailbox).contains(&p)).collect();
@@ -145,10 +150,10 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let mailbox = argv[1].as_slice();
-    super::check_name(ctx, mailbox)?;
+    access::check_name(ctx, mailbox)?;
     let agent = ctx.get_current_user();
-    acl::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
-    let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(mailbox));
+    access::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
+    let ns_key = rstring(ctx, names::namespace_key(mailbox));
     let key = ctx.open_key(&ns_key);
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
     let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };

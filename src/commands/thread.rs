@@ -1,22 +1,28 @@
 //! `MAILBOX.THREAD mailbox thread [COUNT n]`: the messages of one conversation that
 //! a mailbox holds, oldest first, read or not. Read-only.
 
+#![forbid(unsafe_code)]
+
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms, peek::state_field, reply_entries};
+use super::peek::state_field;
+use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
 use crate::core::Mailbox;
-use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::reply::reply_entries;
+use crate::types::ffi::MAILBOX_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 3 && argv.len() != 5 {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    super::check_name(ctx, all[0])?;
-    crate::acl::authorize(
+    access::check_name(ctx, all[0])?;
+    crate::access::authorize(
         ctx,
         ctx.get_current_user().as_slice(),
         Permission::Read,

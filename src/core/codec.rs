@@ -20,9 +20,12 @@
 //! - settings: FORMAT, maxlen, ttl_ms, lease_ms (>= 1), max_deliveries (fits
 //!   u32), dedup_window_ms.
 
-use super::{
-    DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, MessageId, Overflow, Parts, Settings, State,
-};
+#![forbid(unsafe_code)]
+
+use super::id::MessageId;
+use super::mailbox::{Overflow, Settings};
+use super::message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, State};
+use super::wire::{bytes_len, put_bytes, put_varint, varint_at, varint_len, DecodeError};
 
 /// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
 /// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`); 4 stores the
@@ -32,9 +35,6 @@ pub const FORMAT: u8 = 4;
 const FIELDS_FORMAT: u8 = 3;
 
 const FLAG_CONFIRM: u8 = 1;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(pub &'static str);
 
 use super::message::MAX_PRIORITY;
 
@@ -110,15 +110,6 @@ pub fn dead_len(dead: &DeadLetter) -> usize {
     bytes_len(dead.env.as_bytes()) + varint_len(u64::from(dead.deliveries)) + 2 + varint_len(dead.at)
 }
 
-fn bytes_len(bytes: &[u8]) -> usize {
-    varint_len(bytes.len() as u64) + bytes.len()
-}
-
-/// How many bytes `put_varint` writes for `value`.
-pub fn varint_len(value: u64) -> usize {
-    (u64::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
-}
-
 pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
@@ -187,50 +178,6 @@ fn put_envelope_fields(env: &Envelope, out: &mut Vec<u8>) {
     put_opt_bytes(out, env.reply_to);
     put_opt_bytes(out, env.via);
     out.push(if env.confirm { FLAG_CONFIRM } else { 0 });
-}
-
-/// Appends `value` as a LEB128 varint.
-pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// The varint at `*at` (as `put_varint` writes it), moving `*at` past it;
-/// `None` when it is cut short or overflows.
-#[inline]
-pub fn take_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    varint_at(bytes, at).ok()
-}
-
-#[inline]
-fn varint_at(bytes: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
-    if let Some(&b) = bytes.get(*at).filter(|&&b| b < 0x80) {
-        *at += 1;
-        return Ok(u64::from(b));
-    }
-    let mut value = 0u64;
-    for i in 0..10 {
-        let b = *bytes.get(*at).ok_or(DecodeError("truncated"))?;
-        *at += 1;
-        let low = u64::from(b & 0x7f);
-        // The tenth byte carries only bit 63.
-        if i == 9 && low > 1 {
-            return Err(DecodeError("varint overflows u64"));
-        }
-        value |= low << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(DecodeError("varint longer than 10 bytes"))
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! One mailbox: held messages in priority/age order, leases, dead letters and the
 //! dedup window. Every operation is O(log n) per message touched.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::chunked::ChunkedMap;
-use super::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, MessageId, State};
+use super::id::MessageId;
+use super::message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, State};
 
 /// Per-mailbox settings. Always explicit values (resolved from the module's
 /// configs when the mailbox is created), so a replica never depends on its own
@@ -840,7 +843,7 @@ impl Mailbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Parts;
+    use crate::core::message::Parts;
 
     fn settings(max_deliveries: u32) -> Settings {
         Settings {

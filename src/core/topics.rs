@@ -6,6 +6,8 @@
 //! segment), never backtracking, so `#.#.#...` costs O(pattern × topic) and a
 //! `TopicIndex` costs O(topic segments × live trie nodes).
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Longest topic or pattern, in bytes.

@@ -1,13 +1,72 @@
-//! The `extern "C"` functions Redis calls for the `mailboxes` type. Each one only
-//! converts pointers and hands over to `data_type.rs`.
+//! The two module data types as Redis sees them: their statics (`MAILBOX_TYPE`,
+//! `NAMESPACE_TYPE`) and the `extern "C"` functions Redis calls for them. Each
+//! function only converts pointers and hands over to `types/mailbox.rs` (or, in
+//! `ns`, to `types/namespace.rs`).
+
+#![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
 
-use redis_module::raw;
+use redis_module::{native_types::RedisType, raw};
 
 use crate::core::Mailbox;
-use crate::data_type::{self, RdbIn, RdbOut};
+use crate::types::mailbox as data_type;
+use crate::types::rdb::{RdbIn, RdbOut};
+
+/// Exactly 9 characters, and never to be renamed: saved files name it.
+pub static MAILBOX_TYPE: RedisType = RedisType::new(
+    "mailboxes",
+    data_type::ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(rdb_load),
+        rdb_save: Some(rdb_save),
+        aof_rewrite: Some(aof_rewrite),
+        mem_usage: Some(mem_usage),
+        digest: Some(digest),
+        free: Some(free),
+        aux_load: None,
+        aux_save: None,
+        aux_save2: None,
+        aux_save_triggers: 0,
+        free_effort: Some(free_effort),
+        unlink: None,
+        copy: Some(copy),
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
+
+/// Exactly 9 characters, and never to be renamed: saved files name it.
+pub static NAMESPACE_TYPE: RedisType = RedisType::new(
+    "mailboxns",
+    crate::types::namespace::ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(ns::rdb_load),
+        rdb_save: Some(ns::rdb_save),
+        aof_rewrite: Some(ns::aof_rewrite),
+        mem_usage: Some(ns::mem_usage),
+        digest: Some(ns::digest),
+        free: Some(ns::free),
+        aux_load: None,
+        aux_save: None,
+        aux_save2: None,
+        aux_save_triggers: 0,
+        free_effort: Some(ns::free_effort),
+        unlink: None,
+        copy: Some(ns::copy),
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
 
 pub(crate) struct RdbReader(pub(crate) *mut raw::RedisModuleIO);
 
@@ -25,13 +84,17 @@ impl RdbIn for RdbReader {
     }
 
     fn key_name(&self) -> Option<Vec<u8>> {
+        // SAFETY: reading a function pointer the module API filled in at load.
         let get = unsafe { raw::RedisModule_GetKeyNameFromIO }?;
+        // SAFETY: `self.0` is the IO handle of the load in progress.
         let name = unsafe { get(self.0) };
         if name.is_null() {
             return None;
         }
         let mut len = 0;
+        // SAFETY: `name` is a live Redis string (checked non-null above).
         let ptr = unsafe { raw::RedisModule_StringPtrLen?(name, &mut len) };
+        // SAFETY: Redis gave `len` bytes at `ptr`, alive as long as `name`; copied at once.
         (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec())
     }
 }
@@ -173,7 +236,7 @@ pub mod ns {
 
     use super::{emit_aof, log_io, RdbReader, RdbWriter};
     use crate::core::namespace::Namespace;
-    use crate::namespace_type;
+    use crate::types::namespace as namespace_type;
 
     /// # Safety
     /// Called by Redis with a valid IO handle.
