@@ -242,7 +242,7 @@ impl SendOptions {
 
 fn non_empty(name: &str, value: &[u8]) -> ArgResult<Vec<u8>> {
     if value.is_empty() {
-        return Err(format!("ERR {name} must not be empty"));
+        return Err(errors::must_not_be_empty(name));
     }
     bounded(name, value)?;
     Ok(value.to_vec())
@@ -408,10 +408,7 @@ pub fn parse_dead(args: &[&[u8]]) -> ArgResult<DeadAction> {
     } else if action.eq_ignore_ascii_case(b"PURGE") {
         Ok(DeadAction::Purge(parse_selection(rest)?))
     } else {
-        Err(format!(
-            "ERR unknown MAILBOX.DEAD subcommand '{}', expected LIST, REQUEUE or PURGE",
-            String::from_utf8_lossy(action)
-        ))
+        Err(errors::unknown_dead_subcommand(action))
     }
 }
 

@@ -33,7 +33,7 @@ pub fn start(ctx: &Context) {
 }
 
 fn arm(ctx: &Context) {
-    let every = config::get(&config::SWEEP_INTERVAL_MS).clamp(1, 60_000) as u64;
+    let every = config::SWEEP_INTERVAL_MS_LIMITS.clamp(config::get(&config::SWEEP_INTERVAL_MS)) as u64;
     ctx.create_timer(Duration::from_millis(every), tick, ());
 }
 

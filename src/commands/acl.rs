@@ -9,17 +9,15 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use crate::access;
 use crate::args;
+use crate::config;
 use crate::core::grants::{Grant, Permission};
-use crate::core::names;
-use crate::core::namespace::Namespace;
 use crate::delivery::{ns_apply, touch, with_namespace};
 use crate::effects::NsEffect;
 use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::context::require_master;
-use crate::server::context::rstring;
-use crate::types::ffi::NAMESPACE_TYPE;
+use crate::server::keys::read_namespace;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
@@ -111,16 +109,15 @@ fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
             access::authorize(ctx, caller.as_slice(), Permission::Admin, space, "mailbox.acl list")?;
         }
     }
-    let key = ctx.open_key(&rstring(ctx, names::namespace_key(space)));
-    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = ns
-        .map(|ns| {
+    let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = read_namespace(ctx, space, |ns| {
+        ns.map(|ns| {
             ns.grants()
                 .filter(|g| agent.is_none_or(|a| a == g.agent.as_slice()))
                 .map(|g| (g.agent.clone(), g.permission, g.pattern.clone()))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+    })?;
     rows.sort();
     Ok(RedisValue::Array(
         rows.into_iter()
@@ -148,11 +145,12 @@ fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]])
         }
         None
     } else {
-        let rate = args::parse_int("rate", rate, 0, 1_000_000_000).map_err(err)? as u64;
+        let rate = args::parse_int("rate", rate, 0, config::MAX_QUOTA).map_err(err)? as u64;
         let burst = match opts {
-            [] => crate::config::get(&crate::config::SEND_BURST).max(1) as u64,
+            [] => config::get(&config::SEND_BURST).max(config::SEND_BURST_LIMITS.min) as u64,
             [opt, n] if opt.eq_ignore_ascii_case(b"BURST") => {
-                args::parse_int("BURST", n, 1, 1_000_000_000).map_err(err)? as u64
+                args::parse_int("BURST", n, config::SEND_BURST_LIMITS.min, config::MAX_QUOTA).map_err(err)?
+                    as u64
             }
             [opt, ..] => return Err(err(errors::unknown_option(opt))),
         };

@@ -12,16 +12,15 @@ use crate::core::grants::Permission;
 use crate::core::{Mailbox, MessageId};
 use crate::counters;
 use crate::effects::Effect;
-use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::context::require_master;
 use crate::server::keys::mailbox_mut;
+use crate::server::keys::read_mailbox;
 use crate::server::replicate::replicate;
 use crate::server::reply::{reply_array, reply_message};
 use crate::server::signal::notify;
 use crate::server::signal::signal_ready;
-use crate::types::ffi::MAILBOX_TYPE;
 use crate::types::mailbox::tracked;
 use crate::upkeep::apply_due;
 use crate::upkeep::reschedule;
@@ -40,19 +39,18 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let key_name = &argv[2];
     match action {
         DeadAction::List(range) => {
-            let key = ctx.open_key(key_name);
-            let mailbox =
-                key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-            let dead =
-                mailbox.map(|mb| mb.dead_range(range.start, range.end, range.count)).unwrap_or_default();
-            reply_array(ctx, dead.len());
-            for d in dead {
-                let extra = [
-                    ("reason", d.reason.as_str().as_bytes().to_vec()),
-                    ("dead_at", d.at.to_string().into_bytes()),
-                ];
-                reply_message(ctx, &d.env, d.deliveries, &extra);
-            }
+            read_mailbox(ctx, key_name, |mailbox| {
+                let dead =
+                    mailbox.map(|mb| mb.dead_range(range.start, range.end, range.count)).unwrap_or_default();
+                reply_array(ctx, dead.len());
+                for d in dead {
+                    let extra = [
+                        ("reason", d.reason.as_str().as_bytes().to_vec()),
+                        ("dead_at", d.at.to_string().into_bytes()),
+                    ];
+                    reply_message(ctx, &d.env, d.deliveries, &extra);
+                }
+            })?;
             Ok(RedisValue::NoReply)
         }
         DeadAction::Requeue(selection) => {

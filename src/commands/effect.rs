@@ -3,12 +3,13 @@
 
 #![forbid(unsafe_code)]
 
-use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use crate::core::namespace::Namespace;
 use crate::core::Mailbox;
 use crate::effects::{dedup_for, parse_any, AnyEffect, Delivery, Effect, NsEffect};
 use crate::errors;
+use crate::server::context::replaying;
 use crate::server::context::rstring;
 use crate::server::keys::mailbox_mut;
 use crate::server::keys::namespace_mut;
@@ -21,8 +22,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
         return Err(RedisError::WrongArity);
     }
-    let flags = ctx.get_flags();
-    if !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
+    if !replaying(ctx) {
         return Err(RedisError::Str(errors::EFFECT_FORBIDDEN));
     }
     let all = super::arg_slices(&argv);

@@ -9,9 +9,9 @@ use crate::core::grants::Permission;
 use crate::core::Mailbox;
 use crate::errors;
 use crate::server::context::now_ms;
+use crate::server::keys::read_mailbox;
 use crate::server::reply::reply_fields;
 use crate::server::reply::Field;
-use crate::types::ffi::MAILBOX_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {
@@ -20,11 +20,17 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     access::check_name(ctx, argv[1].as_slice())?;
     let agent = ctx.get_current_user();
     crate::access::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
-    let key = ctx.open_key(&argv[1]);
-    let Some(mb) = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?
-    else {
-        return Err(RedisError::Str(errors::NO_SUCH_MAILBOX));
-    };
+    read_mailbox(ctx, &argv[1], |mailbox| match mailbox {
+        Some(mb) => {
+            reply_info(ctx, mb);
+            Ok(RedisValue::NoReply)
+        }
+        None => Err(RedisError::Str(errors::NO_SUCH_MAILBOX)),
+    })?
+}
+
+/// Settings and counts as a flat list of fields.
+fn reply_info(ctx: &Context, mb: &Mailbox) {
     let s = mb.settings;
     let c = mb.counts();
     let int = |n: u64| Field::Int(i64::try_from(n).unwrap_or(i64::MAX));
@@ -50,5 +56,4 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             ("bytes", int(mb.content_bytes())),
         ],
     );
-    Ok(RedisValue::NoReply)
 }

@@ -12,7 +12,6 @@ use crate::counters;
 use crate::delivery::touch;
 use crate::effects::Effect;
 use crate::errors::err;
-use crate::receipt_queue::{self, Outcome};
 use crate::receipts;
 use crate::server::context::now_ms;
 use crate::server::keys::mailbox_mut;
@@ -21,6 +20,7 @@ use crate::server::signal::notify;
 use crate::server::signal::signal_ready;
 use crate::types::mailbox::tracked;
 use crate::upkeep::apply_due;
+use crate::upkeep::report_dead;
 use crate::upkeep::reschedule;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
@@ -50,14 +50,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if !delayed.is_empty() {
         replicate(ctx, name, &Effect::Delay { until: now.saturating_add(opts.delay_ms), ids: delayed });
     }
-    if !dead.is_empty() {
-        let envs: Vec<_> =
-            dead.iter().filter_map(|id| mailbox.dead_letter(id)).map(|d| d.env.clone()).collect();
-        receipt_queue::queue(ctx, name, envs, Outcome::Dead, Some(&caller.agent), Some("maxdeliveries"), now);
-        counters::DEAD_LETTERED.add(dead.len());
-        replicate(ctx, name, &Effect::Kill { at: now, reason: DeadReason::MaxDeliveries, ids: dead });
-        notify(ctx, c"mailbox.deadlettered", &argv[1]);
-    }
+    report_dead(ctx, &argv[1], mailbox, dead, DeadReason::MaxDeliveries, Some(&caller.agent), now);
     if total > 0 {
         notify(ctx, c"mailbox.nack", &argv[1]);
         reschedule(ctx, &argv[1], mailbox);

@@ -8,12 +8,11 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
-use crate::core::{Entry, Mailbox, State};
-use crate::errors;
+use crate::core::Entry;
 use crate::errors::err;
 use crate::server::context::now_ms;
+use crate::server::keys::read_mailbox;
 use crate::server::reply::reply_entries;
-use crate::types::ffi::MAILBOX_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 2 {
@@ -29,22 +28,17 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         "mailbox.peek",
     )?;
     let range = args::parse_range(&all[1..]).map_err(err)?;
-    let key = ctx.open_key(&argv[1]);
-    let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let entries = match mailbox {
-        Some(mb) => mb.range(range.start, range.end, range.count, now_ms()),
-        None => Vec::new(),
-    };
-    reply_entries(ctx, &entries, state_field);
+    read_mailbox(ctx, &argv[1], |mailbox| {
+        let entries = match mailbox {
+            Some(mb) => mb.range(range.start, range.end, range.count, now_ms()),
+            None => Vec::new(),
+        };
+        reply_entries(ctx, &entries, state_field);
+    })?;
     Ok(RedisValue::NoReply)
 }
 
 /// The `state` field PEEK and THREAD add to each message.
 pub fn state_field(entry: &Entry) -> Vec<(&'static str, Vec<u8>)> {
-    let state = match entry.state() {
-        State::Ready => "ready",
-        State::Leased { .. } => "leased",
-        State::Delayed { .. } => "delayed",
-    };
-    vec![("state", state.as_bytes().to_vec())]
+    vec![("state", entry.state().as_str().as_bytes().to_vec())]
 }

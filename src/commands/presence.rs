@@ -10,11 +10,10 @@ use crate::core::grants::Permission;
 use crate::core::names;
 use crate::core::namespace::Namespace;
 use crate::core::Mailbox;
-use crate::errors;
 use crate::server::context::now_ms;
 use crate::server::context::rstring;
+use crate::server::keys::read_namespace;
 use crate::types::ffi::MAILBOX_TYPE;
-use crate::types::ffi::NAMESPACE_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {
@@ -24,12 +23,15 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     access::check_name(ctx, space)?;
     let agent = ctx.get_current_user();
     crate::access::authorize(ctx, agent.as_slice(), Permission::Send, space, "mailbox.presence")?;
-    let key = ctx.open_key(&rstring(ctx, names::namespace_key(space)));
-    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };
     let now = now_ms();
-    let rows = ns
-        .presence()
+    let rows =
+        read_namespace(ctx, space, |ns| ns.map(|ns| presence(ctx, ns, space, now)).unwrap_or_default())?;
+    Ok(RedisValue::Array(rows))
+}
+
+/// `[agent, last-seen, idle, waiting]` for each agent the namespace has seen.
+fn presence(ctx: &Context, ns: &Namespace, space: &[u8], now: u64) -> Vec<RedisValue> {
+    ns.presence()
         .map(|(agent, seen)| {
             let own = ctx.open_key(&rstring(ctx, names::agent_mailbox(space, agent)));
             let waiting = match own.get_value::<Mailbox>(&MAILBOX_TYPE) {
@@ -46,6 +48,5 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                 RedisValue::Integer(waiting as i64),
             ])
         })
-        .collect();
-    Ok(RedisValue::Array(rows))
+        .collect()
 }

@@ -10,7 +10,6 @@ use crate::access::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::core::grants::Permission;
 use crate::core::names;
-use crate::core::namespace::Namespace;
 use crate::core::topics;
 use crate::core::Entry;
 use crate::delivery::{admit, count_thread, deliver_many, next_id, replicate_ns, touch, Receiver};
@@ -20,9 +19,8 @@ use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::context::rstring;
-use crate::server::keys::namespace_mut;
+use crate::server::keys::{namespace_mut, read_namespace};
 use crate::server::replicate::replicate_delivery;
-use crate::types::ffi::NAMESPACE_TYPE;
 
 pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
@@ -30,7 +28,7 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let topic = all[0];
-    topics::validate_topic(&names::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
+    topics::validate_topic(&names::local_part(topic)).map_err(|e| RedisError::Str(errors::topic(&e)))?;
     access::check_not_reserved(topic)?;
     access::check_cluster_tag(ctx, topic)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
@@ -43,19 +41,16 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let now = now_ms();
     admit(ctx, topic, &caller.agent, opts.thread.as_deref(), now)?;
     let path = names::local_part(topic);
-    let receivers: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&rstring(ctx, names::namespace_key(topic)));
-        let ns =
-            key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-        let (from, priority, content_type) =
-            (&caller.agent, opts.priority.unwrap_or(0), opts.content_type.as_deref());
+    let (from, priority, content_type) =
+        (&caller.agent, opts.priority.unwrap_or(0), opts.content_type.as_deref());
+    let receivers: Vec<Vec<u8>> = read_namespace(ctx, topic, |ns| {
         ns.map(|ns| {
             ns.receivers_admitting(&path, |f| f.admits_parts(from, priority, content_type))
                 .into_iter()
                 .collect()
         })
         .unwrap_or_default()
-    };
+    })?;
     let receivers = live_only(ctx, topic, receivers, !opts.ephemeral)?;
     send_to_all(ctx, topic, &receivers, all[1], opts, &caller, now)
 }
@@ -82,12 +77,9 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 /// The mailboxes a namespace lists that still exist; forgets (and replicates
 /// forgetting) those whose key is gone or holds something else now.
 fn live_mailboxes(ctx: &Context, space: &[u8], to_store: bool) -> Result<Vec<Receiver>, RedisError> {
-    let listed: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&rstring(ctx, names::namespace_key(space)));
-        let ns =
-            key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    let listed: Vec<Vec<u8>> = read_namespace(ctx, space, |ns| {
         ns.map(|ns| ns.mailboxes().map(<[u8]>::to_vec).collect()).unwrap_or_default()
-    };
+    })?;
     live_only(ctx, space, listed, to_store)
 }
 

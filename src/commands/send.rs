@@ -39,7 +39,6 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let id = sent?;
     count_thread(ctx, name, thread.as_deref());
     touch(ctx, name, &caller.agent, now);
-    crate::receipts::flush(ctx);
     reply_bulk(ctx, id.text(&mut [0; 41]));
     Ok(RedisValue::NoReply)
 }

@@ -8,11 +8,9 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
-use crate::core::{Mailbox, State};
-use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
-use crate::types::ffi::MAILBOX_TYPE;
+use crate::server::keys::read_mailbox;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 3 {
@@ -23,20 +21,14 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let id = args::parse_id(argv[2].as_slice()).map_err(err)?;
     let agent = ctx.get_current_user();
     crate::access::authorize(ctx, agent.as_slice(), Permission::Read, name, "mailbox.status")?;
-    let key = ctx.open_key(&argv[1]);
-    let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let status = match mailbox {
+    let status = read_mailbox(ctx, &argv[1], |mailbox| match mailbox {
         Some(mb) => match mb.get(&id) {
             Some(e) if e.env.is_expired(now_ms()) => "unknown",
-            Some(e) => match e.state() {
-                State::Ready => "ready",
-                State::Leased { .. } => "leased",
-                State::Delayed { .. } => "delayed",
-            },
+            Some(e) => e.state().as_str(),
             None if mb.dead_letter(&id).is_some() => "dead",
             None => "unknown",
         },
         None => "unknown",
-    };
+    })?;
     Ok(RedisValue::SimpleStringStatic(status))
 }

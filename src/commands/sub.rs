@@ -15,8 +15,7 @@ use crate::effects::NsEffect;
 use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
-use crate::server::context::rstring;
-use crate::types::ffi::NAMESPACE_TYPE;
+use crate::server::keys::read_namespace;
 
 /// A pattern as given (optionally with the mailbox's `{tag}`), as stored: without the tag.
 pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, RedisError> {
@@ -25,7 +24,7 @@ pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, Red
             return Err(err(errors::other_namespace(pattern)));
         }
     }
-    TopicPattern::parse(&names::local_part(pattern)).map_err(|e| RedisError::Str(e.message()))
+    TopicPattern::parse(&names::local_part(pattern)).map_err(|e| RedisError::Str(errors::topic(&e)))
 }
 
 fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
@@ -153,12 +152,14 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     access::check_name(ctx, mailbox)?;
     let agent = ctx.get_current_user();
     access::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
-    let ns_key = rstring(ctx, names::namespace_key(mailbox));
-    let key = ctx.open_key(&ns_key);
-    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };
-    let rows = ns
-        .subscriptions_of(mailbox)
+    let rows =
+        read_namespace(ctx, mailbox, |ns| ns.map(|ns| subscriptions(ns, mailbox)).unwrap_or_default())?;
+    Ok(RedisValue::Array(rows))
+}
+
+/// `[pattern, filter fields...]` for each subscription of `mailbox`.
+fn subscriptions(ns: &Namespace, mailbox: &[u8]) -> Vec<RedisValue> {
+    ns.subscriptions_of(mailbox)
         .into_iter()
         .map(|p| {
             let mut row = vec![RedisValue::StringBuffer(p.as_bytes().to_vec())];
@@ -178,6 +179,5 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             }
             RedisValue::Array(row)
         })
-        .collect();
-    Ok(RedisValue::Array(rows))
+        .collect()
 }

@@ -9,12 +9,11 @@ use super::peek::state_field;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
-use crate::core::Mailbox;
 use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
+use crate::server::keys::read_mailbox;
 use crate::server::reply::reply_entries;
-use crate::types::ffi::MAILBOX_TYPE;
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 3 && argv.len() != 5 {
@@ -37,9 +36,9 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         [opt, _] => return Err(err(errors::unknown_option(opt))),
         _ => return Err(RedisError::Str(errors::SYNTAX)),
     };
-    let key = ctx.open_key(&argv[1]);
-    let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let entries = mailbox.map(|mb| mb.thread(all[1], count, now_ms())).unwrap_or_default();
-    reply_entries(ctx, &entries, state_field);
+    read_mailbox(ctx, &argv[1], |mailbox| {
+        let entries = mailbox.map(|mb| mb.thread(all[1], count, now_ms())).unwrap_or_default();
+        reply_entries(ctx, &entries, state_field);
+    })?;
     Ok(RedisValue::NoReply)
 }

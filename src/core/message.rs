@@ -436,6 +436,17 @@ pub enum State {
     Delayed { until: u64 },
 }
 
+impl State {
+    /// The word replies use: `ready`, `leased` or `delayed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Leased { .. } => "leased",
+            State::Delayed { .. } => "delayed",
+        }
+    }
+}
+
 /// A message held by one mailbox: 24 bytes (the state's kind and deadline are
 /// kept apart so that no enum padding is paid per message).
 #[derive(Clone, PartialEq, Eq)]

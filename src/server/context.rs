@@ -37,10 +37,7 @@ pub fn is_master(ctx: &Context) -> bool {
 /// `MAILBOX.DEAD`): those are registered without the `write` flag so that their
 /// reading forms run on replicas, and refuse to write there themselves.
 pub fn require_master(ctx: &Context) -> Result<(), RedisError> {
-    let flags = ctx.get_flags();
-    if flags.contains(ContextFlags::MASTER)
-        || flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
-    {
+    if is_master(ctx) || replaying(ctx) {
         Ok(())
     } else {
         Err(RedisError::Str(errors::READONLY))
