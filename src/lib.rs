@@ -1,5 +1,6 @@
 //! redis-mailbox: durable mailboxes for LLM agents, as a Redis module.
-//! This file only registers; see `commands/` for what each command does.
+//! This file only registers: commands (each one's `Meta` stands beside its handler
+//! in `commands/`), the data types, the configs and the command filter.
 
 pub mod access;
 pub mod args;
@@ -23,9 +24,13 @@ pub mod sweeper;
 pub mod types;
 pub mod upkeep;
 
-use redis_module::configuration::ConfigurationFlags;
-use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
+use std::ffi::CString;
+use std::os::raw::c_int;
 
+use redis_module::configuration::ConfigurationFlags;
+use redis_module::{raw, redis_module, Context, ModuleOptions, RedisString, Status};
+
+use crate::commands::Meta;
 use crate::config::*;
 use crate::types::ffi::{MAILBOX_TYPE, NAMESPACE_TYPE};
 
@@ -33,43 +38,65 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     // Corrupt RDB or RESTORE input must fail the load, not abort the server.
     ctx.set_module_options(ModuleOptions::HANDLE_IO_ERRORS);
     log_panics();
-    if register_subcommands(ctx) == Status::Err {
+    let commands = commands();
+    if register_commands(ctx, &commands) == Status::Err {
         return Status::Err;
     }
     server_events::register(ctx);
-    command_info::register(ctx);
+    command_info::register(ctx, commands.iter().map(|&(meta, _)| meta));
     server_events::subscribe_server_events(ctx);
     sweeper::check_eviction_policy(ctx, u64::MAX);
     sweeper::start(ctx);
     watch_subscribes(ctx)
 }
 
-type Subcommand = (&'static std::ffi::CStr, &'static std::ffi::CStr, std::os::raw::c_int);
+type CmdFn = unsafe extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
 
-/// `MAILBOX.ACL` and `MAILBOX.DEAD` are containers: each subcommand has flags of its
-/// own, so the writing ones carry `write` (held by `CLIENT PAUSE WRITE`, refused in
-/// `EVAL_RO` and on replicas) and the reading ones stay runnable everywhere.
-/// Name, flags and the position of its one key (the mailbox, or the name whose
-/// namespace holds the grants).
-const SUBCOMMANDS: [(&str, &[Subcommand]); 2] = [
-    (
-        "mailbox.acl",
-        &[
-            (c"grant", c"write deny-oom", 4),
-            (c"revoke", c"write", 4),
-            (c"quota", c"write deny-oom", 4),
-            (c"check", c"readonly fast", 4),
-            (c"list", c"readonly", 2),
-        ],
-    ),
-    (
-        "mailbox.dead",
-        &[(c"list", c"readonly", 2), (c"requeue", c"write deny-oom", 2), (c"purge", c"write", 2)],
-    ),
-];
+/// Every command with the `extern "C"` entry Redis calls, one per command (each
+/// expansion defines its own `entry`).
+macro_rules! with_entries {
+    ($($meta:path),* $(,)?) => {
+        vec![$({
+            extern "C" fn entry(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
+                run_command(ctx, argv, argc, $meta.handler)
+            }
+            (&$meta, entry as CmdFn)
+        }),*]
+    };
+}
 
-fn register_subcommands(ctx: &Context) -> Status {
-    use redis_module::raw;
+/// The module's commands; each one's name, flags, keys and info stand beside its handler.
+fn commands() -> Vec<(&'static Meta, CmdFn)> {
+    use commands::*;
+    with_entries![
+        send::META,
+        read::META,
+        ack::META,
+        nack::META,
+        peek::META,
+        create::META,
+        info::META,
+        stats::META,
+        publish::PUBLISH,
+        publish::BROADCAST,
+        reply::META,
+        status::META,
+        thread::META,
+        presence::META,
+        sub::SUB,
+        sub::UNSUB,
+        sub::SUBS,
+        acl::META,
+        dead::META,
+        effect::META,
+    ]
+}
+
+/// Registers every command. A container (`MAILBOX.ACL`, `MAILBOX.DEAD`) is created
+/// without a handler and each of its subcommands with flags of its own, so the
+/// writing ones carry `write` (held by `CLIENT PAUSE WRITE`, refused in `EVAL_RO` and
+/// on replicas) and the reading ones stay runnable everywhere.
+fn register_commands(ctx: &Context, commands: &[(&'static Meta, CmdFn)]) -> Status {
     // SAFETY: reading function pointers the module API filled in at load.
     let (Some(create), Some(get), Some(create_sub)) = (unsafe {
         (raw::RedisModule_CreateCommand, raw::RedisModule_GetCommand, raw::RedisModule_CreateSubcommand)
@@ -77,14 +104,24 @@ fn register_subcommands(ctx: &Context) -> Status {
         ctx.log_warning("mailbox: this server has no module subcommands (Redis 7.0 or later is needed)");
         return Status::Err;
     };
-    for (container, subs) in SUBCOMMANDS {
-        let Ok(name) = std::ffi::CString::new(container) else { return Status::Err };
-        let handler: raw::RedisModuleCmdFunc =
-            if container == "mailbox.acl" { Some(acl_command) } else { Some(dead_command) };
-        // SAFETY: the module API is initialised (OnLoad), the strings outlive the calls,
-        // and a container command is created with no handler, as the API requires.
+    for &(meta, entry) in commands {
+        let (Ok(name), Ok(flags)) = (CString::new(meta.name), CString::new(meta.flags)) else {
+            return Status::Err;
+        };
+        let (key, step) = (meta.key, i32::from(meta.key > 0));
+        if meta.subcommands.is_empty() {
+            // SAFETY: the module API is initialised (OnLoad) and the strings outlive the call.
+            let status =
+                unsafe { create(ctx.ctx, name.as_ptr(), Some(entry), flags.as_ptr(), key, key, step) };
+            if status != raw::Status::Ok as c_int {
+                ctx.log_warning(&format!("mailbox: could not create {}", meta.name));
+                return Status::Err;
+            }
+            continue;
+        }
+        // SAFETY: as above; a container command is created with no handler, as the API requires.
         let parent = unsafe {
-            if create(ctx.ctx, name.as_ptr(), None, c"".as_ptr(), 0, 0, 0) != raw::Status::Ok as i32 {
+            if create(ctx.ctx, name.as_ptr(), None, c"".as_ptr(), 0, 0, 0) != raw::Status::Ok as c_int {
                 return Status::Err;
             }
             get(ctx.ctx, name.as_ptr())
@@ -92,11 +129,16 @@ fn register_subcommands(ctx: &Context) -> Status {
         if parent.is_null() {
             return Status::Err;
         }
-        for (sub, flags, key) in subs.iter() {
-            // SAFETY: `parent` is the container just created; the strings are constants.
-            let status = unsafe { create_sub(parent, sub.as_ptr(), handler, flags.as_ptr(), *key, *key, 1) };
-            if status != raw::Status::Ok as i32 {
-                ctx.log_warning(&format!("mailbox: could not create {container}|{}", sub.to_string_lossy()));
+        for sub in meta.subcommands {
+            let (Ok(sub_name), Ok(sub_flags)) = (CString::new(sub.name), CString::new(sub.flags)) else {
+                return Status::Err;
+            };
+            // SAFETY: `parent` is the container just created; the strings outlive the call.
+            let status = unsafe {
+                create_sub(parent, sub_name.as_ptr(), Some(entry), sub_flags.as_ptr(), sub.key, sub.key, 1)
+            };
+            if status != raw::Status::Ok as c_int {
+                ctx.log_warning(&format!("mailbox: could not create {}|{}", meta.name, sub.name));
                 return Status::Err;
             }
         }
@@ -104,38 +146,22 @@ fn register_subcommands(ctx: &Context) -> Status {
     Status::Ok
 }
 
-extern "C" fn acl_command(
-    ctx: *mut redis_module::raw::RedisModuleCtx,
-    argv: *mut *mut redis_module::raw::RedisModuleString,
-    argc: std::os::raw::c_int,
-) -> std::os::raw::c_int {
-    run_command(ctx, argv, argc, commands::acl::command)
-}
-
-extern "C" fn dead_command(
-    ctx: *mut redis_module::raw::RedisModuleCtx,
-    argv: *mut *mut redis_module::raw::RedisModuleString,
-    argc: std::os::raw::c_int,
-) -> std::os::raw::c_int {
-    run_command(ctx, argv, argc, commands::dead::command)
-}
-
 /// What the `redis_module!` macro does for each of its commands.
 fn run_command(
-    ctx: *mut redis_module::raw::RedisModuleCtx,
-    argv: *mut *mut redis_module::raw::RedisModuleString,
-    argc: std::os::raw::c_int,
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
     command: fn(&Context, Vec<RedisString>) -> redis_module::RedisResult,
-) -> std::os::raw::c_int {
+) -> c_int {
     let context = Context::new(ctx);
     let args = redis_module::decode_args(ctx, argv, argc);
-    context.reply(command(&context, args)) as std::os::raw::c_int
+    context.reply(command(&context, args)) as c_int
 }
 
 /// A command filter tells `push` when a client may have begun to listen.
 fn watch_subscribes(ctx: &Context) -> Status {
     // SAFETY: reading a function pointer the module API filled in at load.
-    let Some(register) = (unsafe { redis_module::raw::RedisModule_RegisterCommandFilter }) else {
+    let Some(register) = (unsafe { raw::RedisModule_RegisterCommandFilter }) else {
         return Status::Err;
     };
     // SAFETY: `ctx.ctx` is the context of `OnLoad`; the filter is a plain function.
@@ -152,8 +178,7 @@ fn watch_subscribes(ctx: &Context) -> Status {
 ///
 /// # Safety
 /// Called by Redis only, with the filter context of the command about to run.
-unsafe extern "C" fn on_any_command(fctx: *mut redis_module::raw::RedisModuleCommandFilterCtx) {
-    use redis_module::raw;
+unsafe extern "C" fn on_any_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
     let (Some(arg_get), Some(ptr_len)) =
         (raw::RedisModule_CommandFilterArgGet, raw::RedisModule_StringPtrLen)
     else {
@@ -188,26 +213,6 @@ redis_module! {
     allocator: (crate::server::alloc::MailboxAlloc, crate::server::alloc::MailboxAlloc),
     data_types: [MAILBOX_TYPE, NAMESPACE_TYPE],
     init: init,
-    commands: [
-        ["mailbox.send", commands::send::command, "write deny-oom", 1, 1, 1, ""],
-        ["mailbox.read", commands::read::command, "write", 1, 1, 1, ""],
-        ["mailbox.ack", commands::ack::command, "write fast", 1, 1, 1, ""],
-        ["mailbox.nack", commands::nack::command, "write fast", 1, 1, 1, ""],
-        ["mailbox.peek", commands::peek::command, "readonly", 1, 1, 1, ""],
-        ["mailbox.create", commands::create::command, "write deny-oom", 1, 1, 1, ""],
-        ["mailbox.info", commands::info::command, "readonly fast", 1, 1, 1, ""],
-        ["mailbox.stats", commands::stats::command, "readonly fast", 0, 0, 0, ""],
-        ["mailbox.publish", commands::publish::publish, "write deny-oom", 1, 1, 1, ""],
-        ["mailbox.broadcast", commands::publish::broadcast, "write deny-oom", 1, 1, 1, ""],
-        ["mailbox.reply", commands::reply::command, "write deny-oom", 1, 1, 1, ""],
-        ["mailbox.status", commands::status::command, "readonly fast", 1, 1, 1, ""],
-        ["mailbox.thread", commands::thread::command, "readonly", 1, 1, 1, ""],
-        ["mailbox.presence", commands::presence::command, "readonly", 1, 1, 1, ""],
-        ["mailbox.sub", commands::sub::sub, "write deny-oom", 1, 1, 1, ""],
-        ["mailbox.unsub", commands::sub::unsub, "write", 1, 1, 1, ""],
-        ["mailbox.subs", commands::sub::subs, "readonly", 1, 1, 1, ""],
-        ["mailbox.effect", commands::effect::command, "write", 1, 1, 1, ""],
-    ],
     event_handlers: [
         [@GENERIC: sweeper::on_keyspace_event],
     ],

@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
@@ -20,6 +22,18 @@ use crate::server::signal::notify;
 use crate::types::mailbox::tracked;
 use crate::upkeep::apply_due;
 use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.ACK`.
+pub const META: Meta = Meta {
+    name: "mailbox.ack",
+    handler: command,
+    flags: "write fast",
+    key: 1,
+    arity: -3,
+    summary: "Settles leased messages",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::DELETE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {

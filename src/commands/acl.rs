@@ -5,8 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args;
 use crate::config;
@@ -18,6 +20,72 @@ use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::context::require_master;
 use crate::server::keys::read_namespace;
+
+/// How the server knows `MAILBOX.ACL`: a container, each subcommand with flags and a key
+/// position of its own (the key is the name whose namespace holds the grants, or the mailbox).
+pub const META: Meta = Meta {
+    name: "mailbox.acl",
+    handler: command,
+    flags: "",
+    key: 0,
+    arity: -2,
+    summary: "Grants, revokes, lists and checks the module's permissions; sets send quotas",
+    key_spec: None,
+    subcommands: SUBCOMMANDS,
+};
+
+const SUBCOMMANDS: &[Meta] = &[
+    Meta {
+        name: "grant",
+        handler: command,
+        flags: "write deny-oom",
+        key: 4,
+        arity: 5,
+        summary: "Grants a permission on a name pattern",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "revoke",
+        handler: command,
+        flags: "write",
+        key: 4,
+        arity: 5,
+        summary: "Revokes a permission on a name pattern",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "quota",
+        handler: command,
+        flags: "write deny-oom",
+        key: 4,
+        arity: -5,
+        summary: "Sets or resets an agent's send quota in a namespace",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "check",
+        handler: command,
+        flags: "readonly fast",
+        key: 4,
+        arity: 5,
+        summary: "Whether an agent holds a permission on a name",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "list",
+        handler: command,
+        flags: "readonly",
+        key: 2,
+        arity: -3,
+        summary: "Lists the grants of a namespace",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+];
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);

@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args::{self, CreateOptions};
 use crate::config;
@@ -16,6 +18,18 @@ use crate::server::context::now_ms;
 use crate::server::keys::mailbox_mut;
 use crate::server::replicate::replicate;
 use crate::server::signal::notify;
+
+/// How the server knows `MAILBOX.CREATE`.
+pub const META: Meta = Meta {
+    name: "mailbox.create",
+    handler: command,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -2,
+    summary: "Creates a mailbox or changes its settings",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::INSERT)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 2 {

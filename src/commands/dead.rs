@@ -4,8 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args::{self, DeadAction, Selection};
 use crate::core::grants::Permission;
@@ -24,6 +26,52 @@ use crate::server::signal::signal_ready;
 use crate::types::mailbox::tracked;
 use crate::upkeep::apply_due;
 use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.DEAD`: a container, each subcommand with flags and a key
+/// position of its own (the key is the name whose namespace holds the grants, or the mailbox).
+pub const META: Meta = Meta {
+    name: "mailbox.dead",
+    handler: command,
+    flags: "",
+    key: 0,
+    arity: -2,
+    summary: "Lists, requeues or purges dead letters",
+    key_spec: None,
+    subcommands: SUBCOMMANDS,
+};
+
+const SUBCOMMANDS: &[Meta] = &[
+    Meta {
+        name: "list",
+        handler: command,
+        flags: "readonly",
+        key: 2,
+        arity: -3,
+        summary: "Lists the dead letters of a mailbox",
+        key_spec: Some(KeySpecFlags::READ_ONLY.union(KeySpecFlags::ACCESS)),
+        subcommands: &[],
+    },
+    Meta {
+        name: "requeue",
+        handler: command,
+        flags: "write deny-oom",
+        key: 2,
+        arity: -4,
+        summary: "Makes dead letters deliverable again",
+        key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::UPDATE)),
+        subcommands: &[],
+    },
+    Meta {
+        name: "purge",
+        handler: command,
+        flags: "write",
+        key: 2,
+        arity: -4,
+        summary: "Deletes dead letters",
+        key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::DELETE)),
+        subcommands: &[],
+    },
+];
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {

@@ -3,8 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::core::namespace::Namespace;
 use crate::core::Mailbox;
 use crate::effects::{dedup_for, parse_any, AnyEffect, Delivery, Effect, NsEffect};
@@ -17,6 +19,18 @@ use crate::server::signal::signal_ready;
 use crate::types::ffi::MAILBOX_TYPE;
 use crate::types::ffi::NAMESPACE_TYPE;
 use crate::types::mailbox::{gauge_add, tracked};
+
+/// How the server knows `MAILBOX.EFFECT`.
+pub const META: Meta = Meta {
+    name: "mailbox.effect",
+    handler: command,
+    flags: "write",
+    key: 1,
+    arity: -3,
+    summary: "Internal: applies a replicated effect",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::UPDATE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {

@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::core::grants::Permission;
 use crate::core::Mailbox;
@@ -12,6 +14,18 @@ use crate::server::context::now_ms;
 use crate::server::keys::read_mailbox;
 use crate::server::reply::reply_fields;
 use crate::server::reply::Field;
+
+/// How the server knows `MAILBOX.INFO`.
+pub const META: Meta = Meta {
+    name: "mailbox.info",
+    handler: command,
+    flags: "readonly fast",
+    key: 1,
+    arity: 2,
+    summary: "Settings and counts of a mailbox",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {

@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
@@ -22,6 +24,18 @@ use crate::types::mailbox::tracked;
 use crate::upkeep::apply_due;
 use crate::upkeep::report_dead;
 use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.NACK`.
+pub const META: Meta = Meta {
+    name: "mailbox.nack",
+    handler: command,
+    flags: "write fast",
+    key: 1,
+    arity: -3,
+    summary: "Puts leased messages back",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::UPDATE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {

@@ -3,8 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
@@ -13,6 +15,18 @@ use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::keys::read_mailbox;
 use crate::server::reply::reply_entries;
+
+/// How the server knows `MAILBOX.PEEK`.
+pub const META: Meta = Meta {
+    name: "mailbox.peek",
+    handler: command,
+    flags: "readonly",
+    key: 1,
+    arity: -2,
+    summary: "Lists messages without leasing them",
+    key_spec: Some(KeySpecFlags::READ_ONLY.union(KeySpecFlags::ACCESS)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 2 {

@@ -3,8 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::core::grants::Permission;
 use crate::core::names;
@@ -14,6 +16,18 @@ use crate::server::context::now_ms;
 use crate::server::context::rstring;
 use crate::server::keys::read_namespace;
 use crate::types::ffi::MAILBOX_TYPE;
+
+/// How the server knows `MAILBOX.PRESENCE`.
+pub const META: Meta = Meta {
+    name: "mailbox.presence",
+    handler: command,
+    flags: "readonly",
+    key: 1,
+    arity: 2,
+    summary: "Agents of a namespace and their last activity",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {

@@ -4,8 +4,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::core::grants::Permission;
@@ -21,6 +23,30 @@ use crate::server::context::now_ms;
 use crate::server::context::rstring;
 use crate::server::keys::{namespace_mut, read_namespace};
 use crate::server::replicate::replicate_delivery;
+
+/// How the server knows `MAILBOX.PUBLISH`.
+pub const PUBLISH: Meta = Meta {
+    name: "mailbox.publish",
+    handler: publish,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -3,
+    summary: "Publishes a message to a topic",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
+
+/// How the server knows `MAILBOX.BROADCAST`.
+pub const BROADCAST: Meta = Meta {
+    name: "mailbox.broadcast",
+    handler: broadcast,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -3,
+    summary: "Sends a message to every mailbox of a namespace",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {

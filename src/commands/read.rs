@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args::{self, ReadOptions};
 use crate::core::grants::Permission;
@@ -20,6 +22,18 @@ use crate::server::signal::notify;
 use crate::types::mailbox::tracked;
 use crate::upkeep::apply_due;
 use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.READ`.
+pub const META: Meta = Meta {
+    name: "mailbox.read",
+    handler: command,
+    flags: "write",
+    key: 1,
+    arity: -2,
+    summary: "Leases the next messages of a mailbox, optionally blocking",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::ACCESS).union(KeySpecFlags::UPDATE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 2 {

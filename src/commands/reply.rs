@@ -5,8 +5,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
@@ -19,6 +21,18 @@ use crate::server::context::in_cluster;
 use crate::server::context::now_ms;
 use crate::server::context::rstring;
 use crate::server::keys::mailbox_mut;
+
+/// How the server knows `MAILBOX.REPLY`.
+pub const META: Meta = Meta {
+    name: "mailbox.reply",
+    handler: command,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -4,
+    summary: "Answers a message a mailbox holds",
+    key_spec: Some(KeySpecFlags::READ_ONLY.union(KeySpecFlags::ACCESS)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 4 {

@@ -2,8 +2,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::core::grants::Permission;
@@ -14,6 +16,18 @@ use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::reply::reply_bulk;
 use crate::types::ffi::MAILBOX_TYPE;
+
+/// How the server knows `MAILBOX.SEND`.
+pub const META: Meta = Meta {
+    name: "mailbox.send",
+    handler: command,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -3,
+    summary: "Sends a message to a mailbox",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::INSERT)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {

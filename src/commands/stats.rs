@@ -4,9 +4,22 @@
 
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::counters;
 use crate::server::reply::reply_fields;
 use crate::server::reply::Field;
+
+/// How the server knows `MAILBOX.STATS`.
+pub const META: Meta = Meta {
+    name: "mailbox.stats",
+    handler: command,
+    flags: "readonly fast",
+    key: 0,
+    arity: 1,
+    summary: "Server-wide mailbox counters",
+    key_spec: None,
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 1 {

@@ -3,14 +3,28 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
 use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::keys::read_mailbox;
+
+/// How the server knows `MAILBOX.STATUS`.
+pub const META: Meta = Meta {
+    name: "mailbox.status",
+    handler: command,
+    flags: "readonly fast",
+    key: 1,
+    arity: 3,
+    summary: "Where a message stands in a mailbox",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 3 {

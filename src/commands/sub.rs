@@ -3,8 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+use super::Meta;
 use crate::access;
 use crate::core::grants::Permission;
 use crate::core::names;
@@ -16,6 +18,42 @@ use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::keys::read_namespace;
+
+/// How the server knows `MAILBOX.SUB`.
+pub const SUB: Meta = Meta {
+    name: "mailbox.sub",
+    handler: sub,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -3,
+    summary: "Subscribes a mailbox to topic patterns",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::INSERT)),
+    subcommands: &[],
+};
+
+/// How the server knows `MAILBOX.UNSUB`.
+pub const UNSUB: Meta = Meta {
+    name: "mailbox.unsub",
+    handler: unsub,
+    flags: "write",
+    key: 1,
+    arity: -3,
+    summary: "Unsubscribes a mailbox from topic patterns",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
+
+/// How the server knows `MAILBOX.SUBS`.
+pub const SUBS: Meta = Meta {
+    name: "mailbox.subs",
+    handler: subs,
+    flags: "readonly",
+    key: 1,
+    arity: 2,
+    summary: "Lists a mailbox's topic subscriptions",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 /// A pattern as given (optionally with the mailbox's `{tag}`), as stored: without the tag.
 pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, RedisError> {

@@ -3,9 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::peek::state_field;
+use super::Meta;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
@@ -14,6 +16,18 @@ use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::keys::read_mailbox;
 use crate::server::reply::reply_entries;
+
+/// How the server knows `MAILBOX.THREAD`.
+pub const META: Meta = Meta {
+    name: "mailbox.thread",
+    handler: command,
+    flags: "readonly",
+    key: 1,
+    arity: -3,
+    summary: "Lists the messages of a thread",
+    key_spec: Some(KeySpecFlags::READ_ONLY.union(KeySpecFlags::ACCESS)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 3 && argv.len() != 5 {
