@@ -207,23 +207,8 @@ fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]])
     args::check_agent(agent).map_err(err)?;
     access::check_name(ctx, space)?;
     require_master(ctx)?;
-    let value = if rate.eq_ignore_ascii_case(b"RESET") {
-        if !opts.is_empty() {
-            return Err(RedisError::Str(errors::SYNTAX));
-        }
-        None
-    } else {
-        let rate = args::parse_int("rate", rate, 0, config::MAX_QUOTA).map_err(err)? as u64;
-        let burst = match opts {
-            [] => config::get(&config::SEND_BURST).max(config::SEND_BURST_LIMITS.min) as u64,
-            [opt, n] if opt.eq_ignore_ascii_case(b"BURST") => {
-                args::parse_int("BURST", n, config::SEND_BURST_LIMITS.min, config::MAX_QUOTA).map_err(err)?
-                    as u64
-            }
-            [opt, ..] => return Err(err(errors::unknown_option(opt))),
-        };
-        Some((rate, burst))
-    };
+    let default_burst = config::get(&config::SEND_BURST).max(config::SEND_BURST_LIMITS.min) as u64;
+    let value = args::parse_quota(rate, opts, default_burst).map_err(err)?;
     let caller = ctx.get_current_user().as_slice().to_vec();
     access::authorize(ctx, &caller, Permission::Admin, space, "mailbox.acl quota")?;
     if value.is_some() {

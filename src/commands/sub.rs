@@ -72,8 +72,7 @@ fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPatte
 }
 
 /// `mailbox pattern [pattern ...]`, then with `filters` the trailing options
-/// `FROM glob`, `MINPRIORITY n`, `TYPE glob` (read from the end, so a pattern can
-/// be any topic pattern that is not followed by a value).
+/// (`args::parse_filter`).
 fn parse_filtered(
     ctx: &Context,
     argv: &[RedisString],
@@ -84,34 +83,8 @@ fn parse_filtered(
     }
     let all = super::arg_slices(argv);
     access::check_name(ctx, all[0])?;
-    let mut filter = Filter::default();
-    let mut end = all.len();
-    let mut seen: Vec<&str> = Vec::new();
-    while filters && end >= 3 {
-        let Some(name) = ["FROM", "MINPRIORITY", "TYPE"]
-            .into_iter()
-            .find(|k| k.as_bytes().eq_ignore_ascii_case(all[end - 2]))
-        else {
-            break;
-        };
-        if seen.contains(&name) {
-            return Err(err(errors::repeated_option(name)));
-        }
-        seen.push(name);
-        let value = all[end - 1];
-        match name {
-            "FROM" => filter.from = Some(value.to_vec()),
-            "TYPE" => filter.content_type = Some(value.to_vec()),
-            _ => {
-                let p = crate::args::parse_int("MINPRIORITY", value, 0, 9).map_err(err)?;
-                filter.min_priority = Some(p as u8);
-            }
-        }
-        end -= 2;
-    }
-    if end < 2 {
-        return Err(RedisError::Str(errors::SYNTAX));
-    }
+    let (filter, end) =
+        if filters { crate::args::parse_filter(&all).map_err(err)? } else { (Filter::default(), all.len()) };
     let patterns = all[1..end].iter().map(|p| local_pattern(all[0], p)).collect::<Result<Vec<_>, _>>()?;
     Ok((all[0].to_vec(), patterns, filter))
 }

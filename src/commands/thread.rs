@@ -11,7 +11,6 @@ use super::Meta;
 use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
-use crate::errors;
 use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::keys::read_mailbox;
@@ -42,14 +41,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         all[0],
         "mailbox.thread",
     )?;
-    let count = match &all[2..] {
-        [] => 0,
-        [opt, n] if opt.eq_ignore_ascii_case(b"COUNT") => {
-            args::parse_int("COUNT", n, 1, args::MAX_COUNT).map_err(err)? as usize
-        }
-        [opt, _] => return Err(err(errors::unknown_option(opt))),
-        _ => return Err(RedisError::Str(errors::SYNTAX)),
-    };
+    let count = args::parse_thread_count(&all[2..]).map_err(err)?;
     read_mailbox(ctx, &argv[1], |mailbox| {
         let entries = mailbox.map(|mb| mb.thread(all[1], count, now_ms())).unwrap_or_default();
         reply_entries(ctx, &entries, state_field);

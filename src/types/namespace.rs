@@ -14,10 +14,12 @@ use crate::types::rdb::{DigestOut, RdbIn, RdbOut};
 /// thread counts. 3: adds subscription filters.
 pub const ENCODING_VERSION: i32 = 3;
 
-/// Version 2: mailbox count and names; subscription count and (mailbox, pattern);
+/// Version 3: mailbox count and names; subscription count and (mailbox, pattern);
 /// presence count and (agent, last seen); grant count and (agent, permission
 /// code, pattern); quota count and (agent, rate, burst); thread count and
-/// (thread, messages). Version 1 ends after presence.
+/// (thread, messages); filter count and (mailbox, pattern, from glob or empty,
+/// minimum priority + 1 or 0, type glob or empty). Version 1 ends after presence,
+/// version 2 after the thread counts.
 pub fn save(ns: &Namespace, out: &mut impl RdbOut) {
     let mailboxes: Vec<&[u8]> = ns.mailboxes().collect();
     out.unsigned(mailboxes.len() as u64);
