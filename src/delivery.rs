@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
 use redis_module::key::RedisKeyWritable;
-use redis_module::{Context, ContextFlags, RedisError, RedisString};
+use redis_module::{Context, ContextFlags, RedisError, RedisString, RedisValue};
 
 use crate::access::Caller;
 use crate::args::SendOptions;
@@ -295,6 +295,24 @@ pub fn deliver_many(
 /// The id for a message going to all of `receivers`: later than each one's last id.
 pub fn next_id(receivers: &[Receiver], now: u64) -> Result<MessageId, RedisError> {
     new_id(receivers.iter().map(|r| r.last_id).max().unwrap_or(MessageId::MIN), now)
+}
+
+/// `EPHEMERAL`: `env` is pushed on the channel of each of `mailboxes`, never stored
+/// nor replicated as data; replies `[id, listeners]`.
+pub fn push_ephemeral<'a>(
+    ctx: &Context,
+    env: &Envelope,
+    mailboxes: impl IntoIterator<Item = &'a [u8]>,
+    agent: &[u8],
+    now: u64,
+) -> RedisValue {
+    let listeners: usize = mailboxes.into_iter().map(|name| push::push_now(ctx, name, env)).sum();
+    counters::EPHEMERAL.incr();
+    touch(ctx, env.to(), agent, now);
+    RedisValue::Array(vec![
+        RedisValue::BulkString(env.id().to_string()),
+        RedisValue::Integer(listeners as i64),
+    ])
 }
 
 /// The payload, and the payload with `META`, within `mailbox.max-payload-bytes`.

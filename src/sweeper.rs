@@ -15,6 +15,7 @@ use std::time::Duration;
 use redis_module::{Context, KeysCursor, NotifyEvent, RedisString, RedisValue};
 
 use crate::config;
+use crate::core::mailbox::Scheduled;
 use crate::core::Mailbox;
 use crate::counters;
 use crate::schedule::{schedule, with_schedule, Schedule};
@@ -62,7 +63,7 @@ fn tick(ctx: &Context, _: ()) {
             // may have come from another name or db with the same deadline.
             let deadline = mailbox.next_deadline();
             schedule(ctx, &name, deadline);
-            mailbox.hints.scheduled.set(Some(deadline));
+            mailbox.hints.scheduled.set(Scheduled::Told(deadline));
             // A mailbox that arrived by RENAME, MOVE, COPY or RESTORE joins its namespace's
             // list (for BROADCAST) here; for the others this is a lookup.
             let _ = crate::delivery::register(ctx, &name);
@@ -87,7 +88,7 @@ fn rebuild(ctx: &Context) {
         let collect = |_: &Context, name: &RedisString, key: Option<&redis_module::key::RedisKey>| {
             if let Some(Ok(Some(mailbox))) = key.map(|k| k.get_value::<Mailbox>(&MAILBOX_TYPE)) {
                 let deadline = mailbox.next_deadline();
-                mailbox.hints.scheduled.set(Some(deadline));
+                mailbox.hints.scheduled.set(Scheduled::Told(deadline));
                 if let Some(at) = deadline {
                     found.push((name.as_slice().to_vec(), at));
                 }

@@ -7,6 +7,7 @@
 
 use redis_module::{Context, RedisString};
 
+use crate::core::mailbox::Scheduled;
 use crate::core::{DeadReason, Mailbox, MessageId, SweepOutcome};
 use crate::counters;
 use crate::effects::Effect;
@@ -75,9 +76,9 @@ pub fn report_dead(
 pub fn reschedule(ctx: &Context, key: &RedisString, mailbox: &Mailbox) {
     let deadline = mailbox.next_deadline();
     // The sweeper has it already (the tick and a rebuild keep this hint true).
-    if mailbox.hints.scheduled.get() == Some(deadline) {
+    if mailbox.hints.scheduled.get() == Scheduled::Told(deadline) {
         return;
     }
     schedule::schedule(ctx, key.as_slice(), deadline);
-    mailbox.hints.scheduled.set(Some(deadline));
+    mailbox.hints.scheduled.set(Scheduled::Told(deadline));
 }

@@ -14,8 +14,6 @@
 //! format 4, `mailboxns` encoding version 3), by `generate_v4_fixture` below.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::fs;
 use std::net::TcpListener;
@@ -23,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::Value;
 
 /// Written by `mailboxes` v1 (codec format 1) and `mailboxns` v1.

@@ -148,7 +148,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                         ("count", n.to_string().as_bytes()),
                     ],
                 );
-                replicate(ctx, name, &Effect::Bury { ids: purged });
+                replicate(ctx, name, &Effect::PurgeDead { ids: purged });
                 notify(ctx, c"mailbox.dead-purge", key_name);
             }
             Ok(RedisValue::Integer(n as i64))

@@ -15,7 +15,7 @@ use crate::core::names;
 use crate::core::topics;
 use crate::core::Entry;
 use crate::delivery::{admit, count_thread, deliver_many, next_id, replicate_ns, touch, Receiver};
-use crate::delivery::{check_payload, envelope};
+use crate::delivery::{check_payload, envelope, push_ephemeral};
 use crate::effects::{Delivery, NsEffect};
 use crate::errors;
 use crate::errors::err;
@@ -155,13 +155,13 @@ fn send_to_all(
     let id = next_id(receivers, now)?;
     if opts.ephemeral {
         let env = envelope(id, to, payload, opts, caller, 0, now);
-        let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, &r.name, &env)).sum();
-        crate::counters::EPHEMERAL.incr();
-        touch(ctx, to, &caller.agent, now);
-        return Ok(RedisValue::Array(vec![
-            RedisValue::BulkString(id.to_string()),
-            RedisValue::Integer(listeners as i64),
-        ]));
+        return Ok(push_ephemeral(
+            ctx,
+            &env,
+            receivers.iter().map(|r| r.name.as_slice()),
+            &caller.agent,
+            now,
+        ));
     }
     let dedup = opts.dedup.clone();
     let thread = opts.thread.clone();

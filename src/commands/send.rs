@@ -10,8 +10,7 @@ use crate::access::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::core::grants::Permission;
 use crate::core::{Mailbox, MessageId};
-use crate::counters;
-use crate::delivery::{admit, check_payload, count_thread, envelope, send_one, touch};
+use crate::delivery::{admit, check_payload, count_thread, envelope, push_ephemeral, send_one, touch};
 use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::reply::reply_bulk;
@@ -77,8 +76,5 @@ fn send_ephemeral(
     };
     let id = crate::ids::new_id(last, now)?;
     let env = envelope(id, key_name.as_slice(), payload, opts, caller, 0, now);
-    let listeners = crate::push::push_now(ctx, key_name.as_slice(), &env);
-    counters::EPHEMERAL.incr();
-    touch(ctx, key_name.as_slice(), &caller.agent, now);
-    Ok(RedisValue::Array(vec![RedisValue::BulkString(id.to_string()), RedisValue::Integer(listeners as i64)]))
+    Ok(push_ephemeral(ctx, &env, [key_name.as_slice()], &caller.agent, now))
 }

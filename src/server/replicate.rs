@@ -4,7 +4,7 @@
 use redis_module::{raw, Context, RedisString};
 
 use crate::core::Entry;
-use crate::effects::{Delivery, Effect};
+use crate::effects::{Delivery, Effect, EFFECT_COMMAND};
 
 /// Replicates one effect on `key` to replicas and the AOF.
 pub fn replicate(ctx: &Context, key: &[u8], effect: &Effect) {
@@ -22,8 +22,7 @@ pub fn replicate_args(ctx: &Context, key: &[u8], args: &[Vec<u8>]) {
 }
 
 /// Replicates `MAILBOX.EFFECT <key>` and the arguments `args` gives: each becomes
-/// a Redis string at once (no list of owned copies first), and the command name is
-/// a C string constant.
+/// a Redis string at once (no list of owned copies first).
 fn replicate_with(ctx: &Context, key: &[u8], args: impl FnOnce(&mut dyn FnMut(&[u8]))) {
     // SAFETY: reading function pointers the module API filled in at load.
     let (Some(replicate), Some(create), Some(free)) =
@@ -55,7 +54,7 @@ fn replicate_with(ctx: &Context, key: &[u8], args: impl FnOnce(&mut dyn FnMut(&[
     // SAFETY: `ctx.ctx` is the live context; format "v" takes the vector of the
     // `strings.len()` strings made above, which are freed once Redis copied them.
     unsafe {
-        replicate(ctx.ctx, c"MAILBOX.EFFECT".as_ptr(), c"v".as_ptr(), strings.as_ptr(), strings.len());
+        replicate(ctx.ctx, EFFECT_COMMAND.as_ptr(), c"v".as_ptr(), strings.as_ptr(), strings.len());
         for &s in strings {
             free(std::ptr::null_mut(), s);
         }
@@ -99,7 +98,7 @@ fn replicate_blob(
     dedup: Option<&(Vec<u8>, u64)>,
 ) {
     let (blob_ptr, blob_len) = (blob.as_ptr().cast::<std::os::raw::c_char>(), blob.len());
-    let command = c"MAILBOX.EFFECT".as_ptr();
+    let command = EFFECT_COMMAND.as_ptr();
     // SAFETY: `ctx.ctx` is the live context; each format letter is matched by its
     // arguments (s: a Redis string, c: a C string, b: a pointer and a length, l: a
     // long long), all alive for the call.

@@ -11,6 +11,7 @@ use std::os::raw::{c_char, c_int, c_void};
 use redis_module::{native_types::RedisType, raw};
 
 use crate::core::Mailbox;
+use crate::effects::EFFECT_COMMAND;
 use crate::types::mailbox as data_type;
 use crate::types::rdb::{RdbIn, RdbOut};
 
@@ -170,7 +171,7 @@ pub(crate) unsafe fn emit_aof(
     // "sv": the key, then a vector of RedisModuleStrings with its length.
     let strings: Vec<*mut raw::RedisModuleString> =
         args.iter().map(|a| create(std::ptr::null_mut(), a.as_ptr().cast::<c_char>(), a.len())).collect();
-    emit(aof, c"MAILBOX.EFFECT".as_ptr(), c"sv".as_ptr(), key, strings.as_ptr(), strings.len());
+    emit(aof, EFFECT_COMMAND.as_ptr(), c"sv".as_ptr(), key, strings.as_ptr(), strings.len());
     for s in strings {
         free(std::ptr::null_mut(), s);
     }

@@ -93,9 +93,18 @@ pub struct Hints {
     /// The listen epoch (see `push.rs`) at which a push to this mailbox found
     /// nobody listening, or 0.
     pub push_quiet: std::cell::Cell<u64>,
-    /// The deadline last given to the sweeper for this mailbox (see `sweeper.rs`),
-    /// `None` when unknown.
-    pub scheduled: std::cell::Cell<Option<Option<u64>>>,
+    /// What the sweeper's schedule holds for this mailbox (see `schedule.rs`).
+    pub scheduled: std::cell::Cell<Scheduled>,
+}
+
+/// What a mailbox last told the schedule.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scheduled {
+    /// Nothing yet, or nothing known (a new, loaded or copied mailbox).
+    #[default]
+    Unknown,
+    /// Its next deadline, or `None`: nothing of it is timed.
+    Told(Option<u64>),
 }
 
 impl Clone for Hints {
