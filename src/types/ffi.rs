@@ -12,13 +12,13 @@ use redis_module::{native_types::RedisType, raw};
 
 use crate::core::Mailbox;
 use crate::effects::EFFECT_COMMAND;
-use crate::types::mailbox as data_type;
+use crate::types::mailbox as mailbox_type;
 use crate::types::rdb::{RdbIn, RdbOut};
 
 /// Exactly 9 characters, and never to be renamed: saved files name it.
 pub static MAILBOX_TYPE: RedisType = RedisType::new(
     "mailboxes",
-    data_type::ENCODING_VERSION,
+    mailbox_type::ENCODING_VERSION,
     raw::RedisModuleTypeMethods {
         version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
         rdb_load: Some(rdb_load),
@@ -115,19 +115,19 @@ impl RdbOut for RdbWriter {
 /// # Safety
 /// Called by Redis with a valid IO handle.
 pub unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    if encver > data_type::ENCODING_VERSION {
+    if encver > mailbox_type::ENCODING_VERSION {
         log_io(
             rdb,
             &format!(
             "mailbox: refusing a mailbox saved with encoding version {encver}; this module reads up to {}",
-            data_type::ENCODING_VERSION
+            mailbox_type::ENCODING_VERSION
         ),
         );
         return std::ptr::null_mut();
     }
-    match data_type::load(&mut RdbReader(rdb), encver) {
+    match mailbox_type::load(&mut RdbReader(rdb), encver) {
         Some(mailbox) => {
-            data_type::gauge_add(&mailbox);
+            mailbox_type::gauge_add(&mailbox);
             Box::into_raw(Box::new(mailbox)).cast()
         }
         None => {
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -
 /// Called by Redis with a valid IO handle and a value of this type.
 pub unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     let mailbox = &*value.cast::<Mailbox>();
-    data_type::save(mailbox, &mut RdbWriter(rdb));
+    mailbox_type::save(mailbox, &mut RdbWriter(rdb));
 }
 
 /// # Safety
@@ -152,7 +152,7 @@ pub unsafe extern "C" fn aof_rewrite(
     value: *mut c_void,
 ) {
     let mailbox = &*value.cast::<Mailbox>();
-    for effect in data_type::rewrite(mailbox) {
+    for effect in mailbox_type::rewrite(mailbox) {
         emit_aof(aof, key, &effect.to_args());
     }
 }
@@ -191,7 +191,7 @@ pub unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_v
     else {
         return;
     };
-    data_type::digest_parts(mailbox, |bytes| {
+    mailbox_type::digest_parts(mailbox, |bytes| {
         add(md, bytes.as_ptr().cast::<c_char>().cast_mut(), bytes.len());
     });
     end(md);
@@ -201,7 +201,7 @@ pub unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_v
 /// Called by Redis (possibly on its lazy-free thread) with a value of this type.
 pub unsafe extern "C" fn free(value: *mut c_void) {
     let mailbox = Box::from_raw(value.cast::<Mailbox>());
-    data_type::gauge_remove(&mailbox);
+    mailbox_type::gauge_remove(&mailbox);
     drop(mailbox);
 }
 
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn copy(
     value: *const c_void,
 ) -> *mut c_void {
     let copy = (*value.cast::<Mailbox>()).clone();
-    data_type::gauge_add(&copy);
+    mailbox_type::gauge_add(&copy);
     Box::into_raw(Box::new(copy)).cast()
 }
 
