@@ -1,5 +1,6 @@
 //! One mailbox: held messages in priority/age order, leases, dead letters and the
-//! dedup window. Every operation is O(log n) per message touched.
+//! dedup window. Every operation is O(log n) per message touched. Its settings,
+//! ready set and dedup window have files of their own beside this one.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +10,7 @@ use super::chunked::ChunkedMap;
 use super::id::MessageId;
 use super::message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, State};
 
+mod dedup;
 mod ready;
 mod settings;
 
@@ -157,14 +159,6 @@ impl Mailbox {
 
     // ---- sending -------------------------------------------------------
 
-    /// The first id stored under `key` if it is still inside the dedup window at `now`.
-    pub fn dedup_hit(&self, key: &[u8], now: u64) -> Option<MessageId> {
-        match self.dedup.get(key) {
-            Some(&(id, until)) if until > now => Some(id),
-            _ => None,
-        }
-    }
-
     /// True when one more message would pass `settings.maxlen`.
     pub fn is_full(&self) -> bool {
         self.settings.maxlen != 0 && self.entries.len() as u64 >= self.settings.maxlen
@@ -205,10 +199,6 @@ impl Mailbox {
         self.content_bytes += size_of_content(&dead.env);
         self.dead.insert(id, dead);
         true
-    }
-
-    pub fn restore_dedup(&mut self, key: Vec<u8>, id: MessageId, until: u64) {
-        self.remember(key, id, until);
     }
 
     // ---- time ----------------------------------------------------------
@@ -289,20 +279,6 @@ impl Mailbox {
     /// Moves these held messages to the dead letters with `reason` and `at`.
     pub fn kill(&mut self, ids: &[MessageId], reason: DeadReason, at: u64) -> usize {
         ids.iter().filter(|id| self.kill_held(id, reason, at)).count()
-    }
-
-    /// Forgets dedup keys whose window ends at or before `now`.
-    pub fn expire_dedup(&mut self, now: u64) -> usize {
-        let mut forgotten = 0;
-        while self.dedup_order.first().is_some_and(|(until, _)| *until <= now) {
-            let Some((_, key)) = self.dedup_order.pop_first() else {
-                break;
-            };
-            self.dedup.remove(&key);
-            self.dedup_key_bytes -= key.len() as u64;
-            forgotten += 1;
-        }
-        forgotten
     }
 
     // ---- reading -------------------------------------------------------
@@ -474,13 +450,6 @@ impl Mailbox {
         purged
     }
 
-    /// Every dedup entry as (key, id, until), ordered by (until, key).
-    pub fn dedup_entries(&self) -> impl Iterator<Item = (&[u8], MessageId, u64)> {
-        self.dedup_order
-            .iter()
-            .filter_map(|(until, key)| self.dedup.get(key).map(|(id, _)| (key.as_slice(), *id, *until)))
-    }
-
     // ---- figures -------------------------------------------------------
 
     pub fn counts(&self) -> MailboxCounts {
@@ -568,19 +537,6 @@ impl Mailbox {
             self.last_id = id;
         }
         self.max_stored = self.max_stored.max(id);
-    }
-
-    /// Remembers `key` for `id` until `until`, replacing an earlier window for it.
-    fn remember(&mut self, mut key: Vec<u8>, id: MessageId, until: u64) {
-        if let Some((_, old_until)) = self.dedup.remove(&key) {
-            let probe = (old_until, key);
-            self.dedup_order.remove(&probe);
-            key = probe.1;
-            self.dedup_key_bytes -= key.len() as u64;
-        }
-        self.dedup_key_bytes += key.len() as u64;
-        self.dedup_order.insert((until, key.clone()));
-        self.dedup.insert(key, (id, until));
     }
 
     /// Stores a new held message (not known here): counts its content and indexes it.
