@@ -67,6 +67,7 @@ pub fn categories_of(standard: &str, with_module_category: bool) -> String {
 /// refuses a category keeps the module loaded: the commands still work, and the log says which
 /// ACL category rules will not apply to them.
 pub fn register(ctx: &Context) {
+    // SAFETY: reading the API's function pointers, filled in before OnLoad runs.
     let (Some(get_command), Some(set_categories)) =
         (unsafe { raw::RedisModule_GetCommand }, unsafe { raw::RedisModule_SetCommandACLCategories })
     else {
@@ -82,7 +83,10 @@ pub fn register(ctx: &Context) {
         let (Ok(c_name), Ok(c_categories)) = (CString::new(*name), CString::new(categories.as_str())) else {
             continue;
         };
+        // SAFETY: a live context during OnLoad and a NUL-terminated name that outlives the call.
         let command = unsafe { get_command(ctx.ctx, c_name.as_ptr()) };
+        // SAFETY: `command` is a command of this module, checked not null first; the
+        // categories are a NUL-terminated string that outlives the call.
         if command.is_null()
             || unsafe { set_categories(command, c_categories.as_ptr()) } != raw::Status::Ok as c_int
         {
@@ -95,12 +99,14 @@ pub fn register(ctx: &Context) {
 }
 
 fn add_module_category(ctx: &Context) -> bool {
+    // SAFETY: reading the API's function pointer, filled in before OnLoad runs.
     let Some(add) = (unsafe { raw::RedisModule_AddACLCategory }) else {
         return false;
     };
     let Ok(name) = CString::new(MODULE_CATEGORY) else {
         return false;
     };
+    // SAFETY: a live context during OnLoad and a NUL-terminated name that outlives the call.
     if unsafe { add(ctx.ctx, name.as_ptr()) } == raw::Status::Ok as c_int {
         true
     } else {

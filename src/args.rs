@@ -2,8 +2,11 @@
 //! it is unit-tested and fuzzed on its own. Options are case-insensitive; an
 //! unknown, repeated or valueless option is an error; integers are strict decimal.
 
-use crate::config::MAX_DURATION_MS;
+#![forbid(unsafe_code)]
+
+use crate::config::{self, MAX_DURATION_MS};
 use crate::core::meta::{self, MetaError};
+use crate::core::namespace::Filter;
 use crate::core::{MessageId, Overflow};
 use crate::errors;
 
@@ -240,7 +243,7 @@ impl SendOptions {
 
 fn non_empty(name: &str, value: &[u8]) -> ArgResult<Vec<u8>> {
     if value.is_empty() {
-        return Err(format!("ERR {name} must not be empty"));
+        return Err(errors::must_not_be_empty(name));
     }
     bounded(name, value)?;
     Ok(value.to_vec())
@@ -406,11 +409,71 @@ pub fn parse_dead(args: &[&[u8]]) -> ArgResult<DeadAction> {
     } else if action.eq_ignore_ascii_case(b"PURGE") {
         Ok(DeadAction::Purge(parse_selection(rest)?))
     } else {
-        Err(format!(
-            "ERR unknown MAILBOX.DEAD subcommand '{}', expected LIST, REQUEUE or PURGE",
-            String::from_utf8_lossy(action)
-        ))
+        Err(errors::unknown_dead_subcommand(action))
     }
+}
+
+/// `MAILBOX.THREAD`'s options after the thread: nothing, or `COUNT n` (0: all).
+pub fn parse_thread_count(opts: &[&[u8]]) -> ArgResult<usize> {
+    match opts {
+        [] => Ok(0),
+        [opt, n] if opt.eq_ignore_ascii_case(b"COUNT") => Ok(parse_int("COUNT", n, 1, MAX_COUNT)? as usize),
+        [opt, _] => Err(errors::unknown_option(opt)),
+        _ => Err(errors::SYNTAX.to_string()),
+    }
+}
+
+/// `MAILBOX.ACL QUOTA`'s rate and options: `RESET` (`None`: back to the configs), or a
+/// rate with an optional `BURST n` (`default_burst` without one).
+pub fn parse_quota(rate: &[u8], opts: &[&[u8]], default_burst: u64) -> ArgResult<Option<(u64, u64)>> {
+    if rate.eq_ignore_ascii_case(b"RESET") {
+        if !opts.is_empty() {
+            return Err(errors::SYNTAX.to_string());
+        }
+        return Ok(None);
+    }
+    let rate = parse_int("rate", rate, 0, config::MAX_QUOTA)? as u64;
+    let burst = match opts {
+        [] => default_burst,
+        [opt, n] if opt.eq_ignore_ascii_case(b"BURST") => {
+            parse_int("BURST", n, config::SEND_BURST_LIMITS.min, config::MAX_QUOTA)? as u64
+        }
+        [opt, ..] => return Err(errors::unknown_option(opt)),
+    };
+    Ok(Some((rate, burst)))
+}
+
+/// `MAILBOX.SUB`'s trailing options `FROM glob`, `MINPRIORITY n`, `TYPE glob`, read
+/// from the end of `args` (`mailbox pattern [pattern ...] [options]`), so a pattern can
+/// be any topic pattern that is not followed by a value. Returns the filter and where
+/// the patterns end; at least one pattern must be left.
+pub fn parse_filter(args: &[&[u8]]) -> ArgResult<(Filter, usize)> {
+    let mut filter = Filter::default();
+    let mut end = args.len();
+    let mut seen: Vec<&str> = Vec::new();
+    while end >= 3 {
+        let Some(name) = ["FROM", "MINPRIORITY", "TYPE"]
+            .into_iter()
+            .find(|k| k.as_bytes().eq_ignore_ascii_case(args[end - 2]))
+        else {
+            break;
+        };
+        if seen.contains(&name) {
+            return Err(errors::repeated_option(name));
+        }
+        seen.push(name);
+        let value = args[end - 1];
+        match name {
+            "FROM" => filter.from = Some(value.to_vec()),
+            "TYPE" => filter.content_type = Some(value.to_vec()),
+            _ => filter.min_priority = Some(parse_int("MINPRIORITY", value, 0, 9)? as u8),
+        }
+        end -= 2;
+    }
+    if end < 2 {
+        return Err(errors::SYNTAX.to_string());
+    }
+    Ok((filter, end))
 }
 
 #[cfg(test)]
@@ -513,5 +576,30 @@ mod tests {
         assert!(check_name(b"{team}alice").is_ok());
         assert!(check_name(b"").is_err());
         assert!(check_name(b"\xc3").is_err());
+    }
+
+    #[test]
+    fn options_parsed_here_for_thread_quota_and_sub() {
+        assert_eq!(parse_thread_count(&[]), Ok(0));
+        assert_eq!(parse_thread_count(&v(&["count", "7"])), Ok(7));
+        assert_eq!(parse_thread_count(&v(&["LIMIT", "7"])).unwrap_err(), "ERR unknown option 'LIMIT'");
+        assert_eq!(parse_thread_count(&v(&["COUNT"])).unwrap_err(), errors::SYNTAX);
+        assert_eq!(parse_quota(b"reset", &[], 9), Ok(None));
+        assert_eq!(parse_quota(b"RESET", &v(&["BURST", "2"]), 9).unwrap_err(), errors::SYNTAX);
+        assert_eq!(parse_quota(b"5", &[], 9), Ok(Some((5, 9))));
+        assert_eq!(parse_quota(b"5", &v(&["burst", "2"]), 9), Ok(Some((5, 2))));
+        assert!(parse_quota(b"5", &v(&["BURST", "0"]), 9).is_err());
+        let (filter, end) = parse_filter(&v(&["mb", "a.*", "FROM", "bob", "minpriority", "3"])).unwrap();
+        assert_eq!((filter.from.as_deref(), filter.min_priority, end), (Some(&b"bob"[..]), Some(3), 2));
+        assert_eq!(
+            parse_filter(&v(&["mb", "p", "FROM"])).unwrap().1,
+            3,
+            "a last FROM without a value is a pattern"
+        );
+        assert_eq!(parse_filter(&v(&["mb", "FROM", "x"])).unwrap_err(), errors::SYNTAX, "no pattern left");
+        assert_eq!(
+            parse_filter(&v(&["mb", "p", "TYPE", "a", "TYPE", "b"])).unwrap_err(),
+            "ERR option 'TYPE' given more than once"
+        );
     }
 }

@@ -2,25 +2,66 @@
 //! with `MODULE LOADEX ... CONFIG mailbox.<name> <value>` and `CONFIG SET` at run time.
 //! The values live in atomics so they can be read from any context cheaply.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use crate::core::{Overflow, Settings};
 
+/// An integer config's default and the range `CONFIG SET` accepts: written once,
+/// used by its atomic, the `redis_module!` table and any clamp.
+pub struct Limits {
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+}
+
+impl Limits {
+    /// `value` brought within the range.
+    pub const fn clamp(&self, value: i64) -> i64 {
+        if value < self.min {
+            self.min
+        } else if value > self.max {
+            self.max
+        } else {
+            value
+        }
+    }
+}
+
+/// Upper bound of every duration config and option: about 10 years in ms.
+pub const MAX_DURATION_MS: i64 = 315_360_000_000;
+/// Upper bound of the rate and burst of a send quota.
+pub const MAX_QUOTA: i64 = 1_000_000_000;
+
+pub const MAX_PAYLOAD_BYTES_LIMITS: Limits = Limits { default: 1 << 20, min: 1, max: 512 * 1024 * 1024 };
+pub const DEFAULT_LEASE_MS_LIMITS: Limits = Limits { default: 30_000, min: 1, max: MAX_DURATION_MS };
+pub const DEFAULT_MAX_DELIVERIES_LIMITS: Limits = Limits { default: 5, min: 0, max: u32::MAX as i64 };
+pub const DEFAULT_MAXLEN_LIMITS: Limits = Limits { default: 0, min: 0, max: i64::MAX };
+pub const DEFAULT_TTL_MS_LIMITS: Limits = Limits { default: 0, min: 0, max: MAX_DURATION_MS };
+pub const DEDUP_WINDOW_MS_LIMITS: Limits = Limits { default: 3_600_000, min: 0, max: MAX_DURATION_MS };
+pub const AUDIT_MAXLEN_LIMITS: Limits = Limits { default: 10_000, min: 0, max: i64::MAX };
+pub const SEND_RATE_LIMITS: Limits = Limits { default: 0, min: 0, max: MAX_QUOTA };
+pub const SEND_BURST_LIMITS: Limits = Limits { default: 100, min: 1, max: MAX_QUOTA };
+pub const MAX_THREAD_MESSAGES_LIMITS: Limits = Limits { default: 0, min: 0, max: i64::MAX };
+pub const THREAD_IDLE_MS_LIMITS: Limits = Limits { default: 3_600_000, min: 1, max: MAX_DURATION_MS };
+pub const SWEEP_INTERVAL_MS_LIMITS: Limits = Limits { default: 100, min: 1, max: 60_000 };
+
 /// Largest payload `MAILBOX.SEND` accepts, in bytes.
-pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(1 << 20);
+pub static MAX_PAYLOAD_BYTES: AtomicI64 = AtomicI64::new(MAX_PAYLOAD_BYTES_LIMITS.default);
 /// Lease (visibility timeout) of new mailboxes, in ms.
-pub static DEFAULT_LEASE_MS: AtomicI64 = AtomicI64::new(30_000);
+pub static DEFAULT_LEASE_MS: AtomicI64 = AtomicI64::new(DEFAULT_LEASE_MS_LIMITS.default);
 /// Deliveries before dead-lettering, for new mailboxes; 0 = unlimited.
-pub static DEFAULT_MAX_DELIVERIES: AtomicI64 = AtomicI64::new(5);
+pub static DEFAULT_MAX_DELIVERIES: AtomicI64 = AtomicI64::new(DEFAULT_MAX_DELIVERIES_LIMITS.default);
 /// Maximum held messages of new mailboxes; 0 = unlimited.
-pub static DEFAULT_MAXLEN: AtomicI64 = AtomicI64::new(0);
+pub static DEFAULT_MAXLEN: AtomicI64 = AtomicI64::new(DEFAULT_MAXLEN_LIMITS.default);
 /// TTL of messages sent without one, for new mailboxes, in ms; 0 = none.
-pub static DEFAULT_TTL_MS: AtomicI64 = AtomicI64::new(0);
+pub static DEFAULT_TTL_MS: AtomicI64 = AtomicI64::new(DEFAULT_TTL_MS_LIMITS.default);
 /// Dedup window of new mailboxes, in ms; 0 disables dedup.
-pub static DEDUP_WINDOW_MS: AtomicI64 = AtomicI64::new(3_600_000);
+pub static DEDUP_WINDOW_MS: AtomicI64 = AtomicI64::new(DEDUP_WINDOW_MS_LIMITS.default);
 /// How often the master looks for expired leases and TTLs, in ms.
-pub static SWEEP_INTERVAL_MS: AtomicI64 = AtomicI64::new(100);
+pub static SWEEP_INTERVAL_MS: AtomicI64 = AtomicI64::new(SWEEP_INTERVAL_MS_LIMITS.default);
 
 /// Prefix of the pub/sub channel each mailbox's deliveries are pushed on.
 pub static PUSH_PREFIX: Mutex<String> = Mutex::new(String::new());
@@ -49,19 +90,14 @@ pub const DEFAULT_SUPERUSERS: &str = "default";
 pub static AUDIT_STREAM: Mutex<String> = Mutex::new(String::new());
 pub const DEFAULT_AUDIT_STREAM: &str = "mailbox:audit";
 /// Approximate cap of each audit stream; 0 turns auditing off.
-pub static AUDIT_MAXLEN: AtomicI64 = AtomicI64::new(10_000);
-pub const DEFAULT_AUDIT_MAXLEN: i64 = 10_000;
+pub static AUDIT_MAXLEN: AtomicI64 = AtomicI64::new(AUDIT_MAXLEN_LIMITS.default);
 /// Per-agent send quota: tokens per second (0 = unlimited) and bucket size.
-pub static SEND_RATE: AtomicI64 = AtomicI64::new(0);
-pub const DEFAULT_SEND_RATE: i64 = 0;
-pub static SEND_BURST: AtomicI64 = AtomicI64::new(100);
-pub const DEFAULT_SEND_BURST: i64 = 100;
+pub static SEND_RATE: AtomicI64 = AtomicI64::new(SEND_RATE_LIMITS.default);
+pub static SEND_BURST: AtomicI64 = AtomicI64::new(SEND_BURST_LIMITS.default);
 /// Messages a thread may hold in a namespace before further ones are refused; 0 = no limit.
-pub static MAX_THREAD_MESSAGES: AtomicI64 = AtomicI64::new(0);
-pub const DEFAULT_MAX_THREAD_MESSAGES: i64 = 0;
+pub static MAX_THREAD_MESSAGES: AtomicI64 = AtomicI64::new(MAX_THREAD_MESSAGES_LIMITS.default);
 /// A thread's counter is forgotten once nothing was counted in it for this long, in ms.
-pub static THREAD_IDLE_MS: AtomicI64 = AtomicI64::new(DEFAULT_THREAD_IDLE_MS);
-pub const DEFAULT_THREAD_IDLE_MS: i64 = 3_600_000;
+pub static THREAD_IDLE_MS: AtomicI64 = AtomicI64::new(THREAD_IDLE_MS_LIMITS.default);
 
 fn text(value: &Mutex<String>) -> String {
     match value.lock() {
@@ -109,17 +145,6 @@ pub fn push_prefix() -> String {
 pub fn push_enabled() -> bool {
     PUSH.load(Ordering::Relaxed)
 }
-
-pub const DEFAULT_MAX_PAYLOAD_BYTES: i64 = 1 << 20;
-pub const DEFAULT_DEFAULT_LEASE_MS: i64 = 30_000;
-pub const DEFAULT_DEFAULT_MAX_DELIVERIES: i64 = 5;
-pub const DEFAULT_DEFAULT_MAXLEN: i64 = 0;
-pub const DEFAULT_DEFAULT_TTL_MS: i64 = 0;
-pub const DEFAULT_DEDUP_WINDOW_MS: i64 = 3_600_000;
-pub const DEFAULT_SWEEP_INTERVAL_MS: i64 = 100;
-
-/// Upper bound of every duration config and option: about 10 years in ms.
-pub const MAX_DURATION_MS: i64 = 315_360_000_000;
 
 pub fn get(value: &AtomicI64) -> i64 {
     value.load(Ordering::Relaxed)

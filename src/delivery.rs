@@ -1,69 +1,38 @@
-//! What every sending command shares: opening (or creating) receiver mailboxes and
-//! their namespace, storing one envelope in one or many mailboxes, waking readers,
-//! pushing on pub/sub, and the presence of the agent issuing the command.
+//! Storing messages: one envelope in one mailbox (`send_one`, also how a receipt is
+//! stored) or in many (`deliver_many`), with what every sending command shares:
+//! opening (or creating) receiver mailboxes and their namespace, the admission checks
+//! (send quota, thread loop breaker), the announcement of a stored message (event,
+//! wake-up, push, schedule) and the presence cache of the agents that send.
+
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use redis_module::key::RedisKeyWritable;
-use redis_module::{Context, ContextFlags, RedisError, RedisString};
+use redis_module::{Context, ContextFlags, RedisError, RedisString, RedisValue};
 
-use crate::commands::{mailbox_mut, notify, replicate, reschedule, signal_ready, sweep};
+use crate::access::Caller;
+use crate::args::SendOptions;
 use crate::config;
-use crate::core::namespace::{self, Namespace};
-use crate::core::{Envelope, EnvelopeRef, Mailbox, MessageId};
-use crate::data_type::{gauge_add, tracked, MAILBOX_TYPE};
+use crate::core::names;
+use crate::core::namespace::Namespace;
+use crate::core::{DeadReason, Entry, Envelope, EnvelopeRef, Mailbox, MessageId, Overflow, Parts};
+use crate::counters;
 use crate::effects::{dedup_for, Effect, NsEffect};
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::ids::{self, new_id};
 use crate::push;
-use crate::stats;
-
-/// The last id this server handed out or applied. New ids are later than it and
-/// than the receiving mailbox's last id, so ids are unique across the server's
-/// mailboxes too (not only within one), which keeps `correlation` unambiguous.
-static LAST_ID: Mutex<MessageId> = Mutex::new(MessageId::MIN);
-
-fn with_last_id<R>(f: impl FnOnce(&mut MessageId) -> R) -> R {
-    match LAST_ID.lock() {
-        Ok(mut g) => f(&mut g),
-        Err(poisoned) => f(&mut poisoned.into_inner()),
-    }
-}
-
-/// A new id for a message to a mailbox whose last id is `last`; an error, never
-/// an id already used, when no next id is left (see `MessageId::LIMIT_MS`).
-pub fn new_id(last: MessageId, now: u64) -> Result<MessageId, RedisError> {
-    with_last_id(|clock| advance(clock, last, now))
-}
-
-/// The id after both `clock` (the server's last id) and `last`, which `clock` moves to.
-fn advance(clock: &mut MessageId, last: MessageId, now: u64) -> Result<MessageId, RedisError> {
-    let id = MessageId::next_after((*clock).max(last), now);
-    if !id.leaves_room() {
-        return Err(RedisError::Str(errors::NO_NEXT_ID));
-    }
-    *clock = id;
-    Ok(id)
-}
-
-/// Records an id that arrived from elsewhere (a replicated effect, a load), so
-/// that ids made here after a promotion or restart come later.
-pub fn observe_id(id: MessageId) {
-    with_last_id(|g| *g = (*g).max(id));
-}
-
-/// Set once any namespace holds a per-agent quota override (from `MAILBOX.ACL
-/// QUOTA`, a load or a replica's effect): until then `admit` has nothing to look up.
-pub static QUOTA_OVERRIDES: AtomicBool = AtomicBool::new(false);
+use crate::server::context::{now_ms, replaying, rstring};
+use crate::server::keys::{mailbox_mut, namespace_mut};
+use crate::server::replicate::{replicate, replicate_args, replicate_put};
+use crate::server::signal::{notify, signal_ready};
+use crate::types::ffi::{MAILBOX_TYPE, NAMESPACE_TYPE};
+use crate::types::mailbox::{gauge_add, tracked};
+use crate::upkeep::{apply_due, report_dead, reschedule};
 
 /// Presence is refreshed at most this often per agent, to keep replication light.
 const PRESENCE_RESOLUTION_MS: u64 = 1000;
-
-pub fn namespace_of(key: &RedisKeyWritable) -> Result<Option<&mut Namespace>, RedisError> {
-    key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))
-}
 
 /// Runs `f` on the namespace of `name`, creating it (and replicating that) if needed.
 pub fn with_namespace<R>(
@@ -71,14 +40,14 @@ pub fn with_namespace<R>(
     name: &[u8],
     f: impl FnOnce(&mut Namespace, &[u8]) -> R,
 ) -> Result<R, RedisError> {
-    let ns_name = namespace::namespace_key(name);
-    let key_name = crate::commands::rstring(ctx, ns_name.as_slice());
+    let ns_name = names::namespace_key(name);
+    let key_name = rstring(ctx, ns_name.as_slice());
     let key = ctx.open_key_writable(&key_name);
-    if namespace_of(&key)?.is_none() {
+    if namespace_mut(&key)?.is_none() {
         replicate_ns(ctx, &ns_name, &NsEffect::Init);
         key.set_value(&NAMESPACE_TYPE, Namespace::new()).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
     }
-    let ns = namespace_of(&key)?.ok_or(RedisError::Str(errors::WRONGTYPE))?;
+    let ns = namespace_mut(&key)?.ok_or(RedisError::Str(errors::WRONGTYPE))?;
     Ok(f(ns, &ns_name))
 }
 
@@ -89,7 +58,7 @@ pub fn ns_apply(ctx: &Context, ns: &mut Namespace, ns_key: &[u8], effect: NsEffe
 }
 
 pub fn replicate_ns(ctx: &Context, ns_key: &[u8], effect: &NsEffect) {
-    crate::commands::replicate_args(ctx, ns_key, &effect.to_args());
+    replicate_args(ctx, ns_key, &effect.to_args());
 }
 
 /// Opens the mailbox `name`, creating it with the configured defaults if the key
@@ -136,9 +105,7 @@ pub fn register(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
 /// Refreshes the last-seen time of `agent` in the namespace of `name`. Only for
 /// commands from a client on the master.
 pub fn touch(ctx: &Context, name: &[u8], agent: &[u8], now: u64) {
-    let flags = ctx.get_flags();
-    let replaying = flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING);
-    if replaying || !flags.contains(ContextFlags::MASTER) || !presence_due(name, agent, now) {
+    if replaying(ctx) || !ctx.get_flags().contains(ContextFlags::MASTER) || !presence_due(name, agent, now) {
         return;
     }
     let _ = with_namespace(ctx, name, |ns, ns_key| {
@@ -161,7 +128,7 @@ struct TouchCache {
 static LAST_TOUCH: LazyLock<Mutex<TouchCache>> = LazyLock::new(Mutex::default);
 
 fn presence_due(name: &[u8], agent: &[u8], now: u64) -> bool {
-    let tag = namespace::hash_tag(name).unwrap_or_default();
+    let tag = names::hash_tag(name).unwrap_or_default();
     let mut cache = match LAST_TOUCH.lock() {
         Ok(s) => s,
         Err(poisoned) => poisoned.into_inner(),
@@ -202,11 +169,11 @@ pub fn admit(
 ) -> Result<(), RedisError> {
     let max_thread = config::get(&config::MAX_THREAD_MESSAGES);
     let rate = config::get(&config::SEND_RATE);
-    if max_thread <= 0 && rate <= 0 && !QUOTA_OVERRIDES.load(Ordering::Relaxed) {
+    if max_thread <= 0 && rate <= 0 && !crate::quota::any_overrides() {
         return Ok(());
     }
-    let ns_key = namespace::namespace_key(name);
-    let key = ctx.open_key(&crate::commands::rstring(ctx, ns_key.as_slice()));
+    let ns_key = names::namespace_key(name);
+    let key = ctx.open_key(&rstring(ctx, ns_key.as_slice()));
     let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).ok().flatten();
     let (rate, burst) = ns.and_then(|ns| ns.quota(agent)).unwrap_or((
         u64::try_from(config::get(&config::SEND_RATE)).unwrap_or(0),
@@ -214,12 +181,12 @@ pub fn admit(
     ));
     if let (Some(thread), true) = (thread, max_thread > 0) {
         if ns.map_or(0, |ns| ns.thread_count(thread)) >= max_thread as u64 {
-            stats::THREAD_REFUSED.incr();
+            counters::THREAD_REFUSED.incr();
             return Err(RedisError::String(errors::thread_limit(thread, max_thread)));
         }
     }
     if !crate::quota::take(&ns_key, agent, rate, burst, 1, now) {
-        stats::QUOTA_REFUSED.incr();
+        counters::QUOTA_REFUSED.incr();
         return Err(RedisError::String(errors::quota_exceeded(agent, rate, burst)));
     }
     Ok(())
@@ -231,7 +198,7 @@ pub fn count_thread(ctx: &Context, name: &[u8], thread: Option<&[u8]>) {
     if config::get(&config::MAX_THREAD_MESSAGES) <= 0 {
         return;
     }
-    let now = crate::commands::now_ms();
+    let now = now_ms();
     let idle_ms = u64::try_from(config::get(&config::THREAD_IDLE_MS)).unwrap_or(u64::MAX);
     let _ = with_namespace(ctx, name, |ns, ns_key| {
         // Threads quiet for mailbox.thread-idle-ms are forgotten (replicated as a count of 0).
@@ -248,7 +215,7 @@ pub fn count_thread(ctx: &Context, name: &[u8], thread: Option<&[u8]>) {
 
 /// After a message landed in mailbox `key_name`: event, wake readers, push, schedule.
 pub fn announce(ctx: &Context, key_name: &RedisString, mailbox: &Mailbox, env: &Envelope) {
-    stats::SENT.incr();
+    counters::SENT.incr();
     notify(ctx, c"mailbox.send", key_name);
     signal_ready(ctx, key_name);
     push::publish(ctx, key_name.as_slice(), &mailbox.hints, env);
@@ -269,7 +236,7 @@ impl Receiver {
     /// `to_store` it is then opened for writing, which counts as changing it
     /// (`WATCH`): an `EPHEMERAL` publish and a forgotten subscriber's key are not.
     pub fn find(ctx: &Context, name: Vec<u8>, to_store: bool) -> Result<Receiver, Vec<u8>> {
-        let key_name = crate::commands::rstring(ctx, &name);
+        let key_name = rstring(ctx, &name);
         let last_id = {
             let key = ctx.open_key(&key_name);
             match key.get_value::<Mailbox>(&MAILBOX_TYPE) {
@@ -306,10 +273,10 @@ pub fn deliver_many(
     let mut delivered = Delivered { receivers: Vec::with_capacity(receivers.len()), full: 0 };
     for receiver in receivers {
         let Some(mailbox) = receiver.mailbox() else { continue };
-        sweep(ctx, &receiver.key_name, mailbox, now);
+        apply_due(ctx, &receiver.key_name, mailbox, now);
         if let Some(k) = dedup {
             if mailbox.dedup_hit(k, now).is_some() {
-                stats::DEDUP_HITS.incr();
+                counters::DEDUP_HITS.incr();
                 continue;
             }
         }
@@ -330,20 +297,125 @@ pub fn next_id(receivers: &[Receiver], now: u64) -> Result<MessageId, RedisError
     new_id(receivers.iter().map(|r| r.last_id).max().unwrap_or(MessageId::MIN), now)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `EPHEMERAL`: `env` is pushed on the channel of each of `mailboxes`, never stored
+/// nor replicated as data; replies `[id, listeners]`.
+pub fn push_ephemeral<'a>(
+    ctx: &Context,
+    env: &Envelope,
+    mailboxes: impl IntoIterator<Item = &'a [u8]>,
+    agent: &[u8],
+    now: u64,
+) -> RedisValue {
+    let listeners: usize = mailboxes.into_iter().map(|name| push::push_now(ctx, name, env)).sum();
+    counters::EPHEMERAL.incr();
+    touch(ctx, env.to(), agent, now);
+    RedisValue::Array(vec![
+        RedisValue::BulkString(env.id().to_string()),
+        RedisValue::Integer(listeners as i64),
+    ])
+}
 
-    #[test]
-    fn no_id_is_handed_out_twice_at_the_limit() {
-        let mut clock = MessageId::MIN;
-        let last = MessageId::new(MessageId::LIMIT_MS - 1, u64::MAX - 1);
-        let id = advance(&mut clock, last, 5).unwrap();
-        assert_eq!(id, MessageId::new(MessageId::LIMIT_MS - 1, u64::MAX));
-        // Past it there is no id left: an error each time, never the same id again.
-        assert!(advance(&mut clock, id, 5).is_err());
-        assert!(advance(&mut clock, MessageId::MAX, 5).is_err());
-        assert!(advance(&mut clock, MessageId::MIN, 5).is_err(), "the server's clock is not moved back");
-        assert_eq!(clock, id);
+/// The payload, and the payload with `META`, within `mailbox.max-payload-bytes`.
+pub fn check_payload(payload: &[u8], opts: &SendOptions) -> Result<(), RedisError> {
+    let limit = config::get(&config::MAX_PAYLOAD_BYTES);
+    let max = limit.max(0) as u64;
+    let with_meta = payload.len() + opts.meta.as_ref().map_or(0, Vec::len);
+    if payload.len() as u64 > max {
+        counters::SIZE_REFUSED.incr();
+        return Err(errors::err(errors::payload_too_large(payload.len(), limit)));
     }
+    if with_meta as u64 > max {
+        counters::SIZE_REFUSED.incr();
+        return Err(errors::err(errors::payload_and_meta_too_large(with_meta, limit)));
+    }
+    Ok(())
+}
+
+/// Builds the envelope a send stores; `default_ttl_ms` applies when the send gives none.
+pub fn envelope(
+    id: MessageId,
+    to: &[u8],
+    payload: &[u8],
+    opts: SendOptions,
+    caller: &Caller,
+    default_ttl_ms: u64,
+    now: u64,
+) -> EnvelopeRef {
+    let ttl = opts.ttl_ms.or((default_ttl_ms > 0).then_some(default_ttl_ms));
+    Envelope::new(Parts {
+        id,
+        from: &caller.agent,
+        to,
+        ts: now,
+        priority: opts.priority.unwrap_or(0),
+        expires_at: ttl.map(|t| now.saturating_add(t)),
+        content_type: opts.content_type.as_deref(),
+        payload,
+        meta: opts.meta.as_deref(),
+        thread: opts.thread.as_deref(),
+        correlation: opts.correlation.as_deref(),
+        reply_to: opts.reply_to.as_deref(),
+        via: caller.via.as_deref(),
+        confirm: opts.confirm,
+    })
+}
+
+/// Makes room in a full mailbox by its overflow policy: `Err` for `refuse`; for
+/// `drop-oldest` the oldest held message moves to the dead letters (replicated).
+fn make_room(
+    ctx: &Context,
+    key_name: &RedisString,
+    mailbox: &mut Mailbox,
+    now: u64,
+) -> Result<(), RedisError> {
+    if !mailbox.is_full() {
+        return Ok(());
+    }
+    match (mailbox.settings.overflow, mailbox.oldest()) {
+        (Overflow::DropOldest, Some(oldest)) => {
+            let ids = vec![oldest];
+            tracked(mailbox, |mb| mb.kill(&ids, DeadReason::Overflow, now));
+            counters::OVERFLOW_DROPPED.incr();
+            report_dead(ctx, key_name, mailbox, ids, DeadReason::Overflow, None, now);
+            Ok(())
+        }
+        _ => {
+            counters::FULL_REFUSED.incr();
+            Err(RedisError::Str(errors::MAILBOX_FULL))
+        }
+    }
+}
+
+/// Stores one direct message in mailbox `key_name` (created on first use) and
+/// replicates it; returns its id, or the first id on a dedup hit.
+pub fn send_one(
+    ctx: &Context,
+    key_name: &RedisString,
+    payload: &[u8],
+    opts: SendOptions,
+    caller: &Caller,
+    now: u64,
+) -> Result<MessageId, RedisError> {
+    let name = key_name.as_slice();
+    let key = ctx.open_key_writable(key_name);
+    // Refuses another type (WRONGTYPE) before it creates anything.
+    let (mailbox, created) = open_or_create(ctx, &key, name)?;
+    if !created {
+        apply_due(ctx, key_name, mailbox, now);
+    }
+    if let Some(dedup) = &opts.dedup {
+        if let Some(first) = mailbox.dedup_hit(dedup, now) {
+            counters::DEDUP_HITS.incr();
+            return Ok(first);
+        }
+    }
+    make_room(ctx, key_name, mailbox, now)?;
+    let id = ids::new_id(mailbox.last_id, now)?;
+    let dedup = dedup_for(mailbox, opts.dedup.clone(), now);
+    let env = envelope(id, name, payload, opts, caller, mailbox.settings.ttl_ms, now);
+    let entry = Entry::ready(env.clone());
+    replicate_put(ctx, key_name, &entry, dedup.as_ref());
+    tracked(mailbox, |mb| mb.push(env.clone(), dedup));
+    announce(ctx, key_name, mailbox, &env);
+    Ok(id)
 }

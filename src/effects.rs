@@ -3,11 +3,17 @@
 //! replica or an AOF replay applies them without reading its own clock, configs or
 //! current user, so it reaches exactly the master's state. Pure: no Redis types.
 
-use crate::core::codec::{self, DecodeError};
+#![forbid(unsafe_code)]
+
+use crate::core::codec;
 use crate::core::grants::{Grant, Permission};
 use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
+use crate::core::wire::DecodeError;
 use crate::core::{DeadLetter, DeadReason, Entry, Mailbox, MessageId, Settings};
+
+/// The command every effect travels as, to replicas and into the AOF.
+pub const EFFECT_COMMAND: &std::ffi::CStr = c"MAILBOX.EFFECT";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -54,7 +60,8 @@ pub enum Effect {
     Revive {
         ids: Vec<MessageId>,
     },
-    Bury {
+    /// `DEAD PURGE`: dead letters deleted (the wire word stays `BURY`).
+    PurgeDead {
         ids: Vec<MessageId>,
     },
     ForgetDedup {
@@ -133,7 +140,7 @@ impl Effect {
                 with_ids(&mut emit, b"KILL", &[*at, u64::from(reason.code())], ids)
             }
             Effect::Revive { ids } => with_ids(&mut emit, b"REVIVE", &[], ids),
-            Effect::Bury { ids } => with_ids(&mut emit, b"BURY", &[], ids),
+            Effect::PurgeDead { ids } => with_ids(&mut emit, b"BURY", &[], ids),
             Effect::ForgetDedup { now } => {
                 emit(b"FORGETDEDUP");
                 num(&mut emit, *now);
@@ -176,7 +183,7 @@ impl Effect {
                 ids: ids(rest)?,
             },
             (b"REVIVE", rest) => Effect::Revive { ids: ids(rest)? },
-            (b"BURY", rest) => Effect::Bury { ids: ids(rest)? },
+            (b"BURY", rest) => Effect::PurgeDead { ids: ids(rest)? },
             (b"FORGETDEDUP", [now]) => Effect::ForgetDedup { now: num(now)? },
             _ => return Err(bad),
         };
@@ -218,7 +225,7 @@ impl Effect {
             Effect::Revive { ids } => {
                 mailbox.revive(&ids);
             }
-            Effect::Bury { ids } => {
+            Effect::PurgeDead { ids } => {
                 mailbox.purge_dead(&ids);
             }
             Effect::ForgetDedup { now } => {
@@ -544,7 +551,7 @@ mod tests {
             Effect::Delay { until: 8, ids: ids.clone() },
             Effect::Kill { at: 4, reason: DeadReason::MaxDeliveries, ids: ids.clone() },
             Effect::Revive { ids: ids.clone() },
-            Effect::Bury { ids },
+            Effect::PurgeDead { ids },
             Effect::ForgetDedup { now: 12 },
         ];
         for effect in all {

@@ -1,6 +1,17 @@
 //! Every error text the module replies with. Each starts with a Redis error code.
 //! Texts with a `{}` are completed with `format!`-style helpers below.
 
+#![forbid(unsafe_code)]
+
+use redis_module::RedisError;
+
+use crate::core::topics::TopicError;
+
+/// A reply error from any text here.
+pub fn err(text: impl Into<String>) -> RedisError {
+    RedisError::String(text.into())
+}
+
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 pub const SYNTAX: &str = "ERR syntax error";
 pub const NO_SUCH_MAILBOX: &str = "ERR no such mailbox";
@@ -126,3 +137,54 @@ pub const MIN_NEEDS_BLOCK: &str = "ERR MIN needs BLOCK";
 pub const EPHEMERAL_CONFLICT: &str =
     "ERR EPHEMERAL messages are never stored: they take neither CONFIRM nor DEDUP";
 pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+
+/// The reply text of a refused topic or pattern.
+pub fn topic(e: &TopicError) -> &'static str {
+    match e {
+        TopicError::Empty => "ERR topic must not be empty",
+        TopicError::TooLong => "ERR topic is longer than 1024 bytes",
+        TopicError::TooManySegments => "ERR topic has more than 64 segments",
+        TopicError::EmptySegment => "ERR topic has an empty segment",
+        TopicError::NotUtf8 => "ERR topic must be valid UTF-8",
+        TopicError::WildcardInTopic => "ERR a topic cannot contain * or # segments",
+        TopicError::PartialWildcard => "ERR wildcards * and # must be whole segments",
+    }
+}
+
+pub fn must_not_be_empty(name: &str) -> String {
+    format!("ERR {name} must not be empty")
+}
+
+pub fn unknown_dead_subcommand(action: &[u8]) -> String {
+    format!(
+        "ERR unknown MAILBOX.DEAD subcommand '{}', expected LIST, REQUEUE or PURGE",
+        String::from_utf8_lossy(action)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn topic_errors_each_have_their_text() {
+        let all = [
+            TopicError::Empty,
+            TopicError::TooLong,
+            TopicError::TooManySegments,
+            TopicError::EmptySegment,
+            TopicError::NotUtf8,
+            TopicError::WildcardInTopic,
+            TopicError::PartialWildcard,
+        ];
+        let texts: BTreeSet<&str> = all.iter().map(topic).collect();
+        assert_eq!(texts.len(), all.len(), "each error has its own text");
+        assert!(texts.iter().all(|t| t.starts_with("ERR ")));
+        assert_eq!(topic(&TopicError::Empty), "ERR topic must not be empty");
+        assert_eq!(topic(&TopicError::EmptySegment), "ERR topic has an empty segment");
+        assert_eq!(topic(&TopicError::WildcardInTopic), "ERR a topic cannot contain * or # segments");
+        assert_eq!(topic(&TopicError::PartialWildcard), "ERR wildcards * and # must be whole segments");
+    }
+}

@@ -3,14 +3,18 @@
 //! pub/sub where the server has it. Pushing settles nothing: the message stays in
 //! the mailbox until acked.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redis_module::{raw, Context};
+use redis_module::Context;
 
 use crate::config;
 use crate::core::mailbox::Hints;
 use crate::core::Envelope;
-use crate::stats;
+use crate::counters;
+use crate::server::context::{in_cluster, rstring};
+use crate::server::signal;
 
 /// Moves whenever a client may have begun to listen on some channel (a command
 /// filter sees every SUBSCRIBE, PSUBSCRIBE and SSUBSCRIBE) or channel names may
@@ -22,31 +26,6 @@ static LISTEN_EPOCH: AtomicU64 = AtomicU64::new(1);
 /// Forgets every "nobody listens" that `publish` learnt.
 pub fn listeners_may_have_changed() {
     LISTEN_EPOCH.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The command filter: runs before every command any client sends.
-///
-/// # Safety
-/// Called by Redis only, with the filter context of the command about to run.
-pub unsafe extern "C" fn watch_subscribes(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    let (Some(arg_get), Some(ptr_len)) =
-        (raw::RedisModule_CommandFilterArgGet, raw::RedisModule_StringPtrLen)
-    else {
-        return;
-    };
-    let name = arg_get(fctx, 0);
-    if name.is_null() {
-        return;
-    }
-    let mut len = 0;
-    let ptr = ptr_len(name, &mut len);
-    if ptr.is_null() || !(9..=10).contains(&len) {
-        return;
-    }
-    let name = std::slice::from_raw_parts(ptr.cast::<u8>(), len);
-    if [&b"subscribe"[..], b"psubscribe", b"ssubscribe"].iter().any(|s| name.eq_ignore_ascii_case(s)) {
-        listeners_may_have_changed();
-    }
 }
 
 /// The push message: `id`, `mailbox`, `from`, `to`, `ts`, `priority`, then the
@@ -216,7 +195,7 @@ pub fn publish(ctx: &Context, mailbox: &[u8], hints: &Hints, env: &Envelope) {
     }
     let epoch = LISTEN_EPOCH.load(Ordering::Relaxed);
     if hints.push_quiet.get() == epoch {
-        stats::PUSHES_SKIPPED.incr();
+        counters::PUSHES_SKIPPED.incr();
         return;
     }
     if push_now(ctx, mailbox, env) == 0 && may_remember_quiet(ctx) {
@@ -229,23 +208,16 @@ pub fn publish(ctx: &Context, mailbox: &[u8], hints: &Hints, env: &Envelope) {
 /// this server never sees. (The filter sees a SUBSCRIBE before it runs; that is
 /// enough because Redis refuses one inside MULTI, and scripts cannot subscribe.)
 fn may_remember_quiet(ctx: &Context) -> bool {
-    !crate::commands::in_cluster(ctx)
+    !in_cluster(ctx)
 }
 
 /// Publishes on the mailbox's channel whatever the config says (ephemeral
 /// messages have no other way); returns how many listeners Redis reports.
 pub fn push_now(ctx: &Context, mailbox: &[u8], env: &Envelope) -> usize {
-    let channel = crate::commands::rstring(ctx, channel(mailbox));
-    let message = crate::commands::rstring(ctx, encode(env, mailbox));
-    // Sharded pub/sub keeps a cluster from copying every push to every node.
-    let publish = unsafe { raw::RedisModule_PublishMessageShard.or(raw::RedisModule_PublishMessage) };
-    stats::PUSHES.incr();
-    match publish {
-        Some(publish) => {
-            usize::try_from(unsafe { publish(ctx.ctx, channel.inner, message.inner) }).unwrap_or(0)
-        }
-        None => 0,
-    }
+    let channel = rstring(ctx, channel(mailbox));
+    let message = rstring(ctx, encode(env, mailbox));
+    counters::PUSHES.incr();
+    signal::publish(ctx, &channel, &message)
 }
 
 #[cfg(test)]

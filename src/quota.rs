@@ -3,8 +3,25 @@
 //! override from `MAILBOX.ACL QUOTA`). The buckets live in memory on the master:
 //! they shape traffic and need no persistence; a restart starts them full.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
+
+/// Set once any namespace holds a per-agent quota override (from `MAILBOX.ACL
+/// QUOTA`, a load or a replica's effect): until then a send has nothing to look up.
+static OVERRIDES: AtomicBool = AtomicBool::new(false);
+
+/// Records that some namespace holds a per-agent quota override.
+pub fn overrides_exist() {
+    OVERRIDES.store(true, Ordering::Relaxed);
+}
+
+/// Whether any namespace may hold a per-agent quota override.
+pub fn any_overrides() -> bool {
+    OVERRIDES.load(Ordering::Relaxed)
+}
 
 struct Bucket {
     tokens: f64,

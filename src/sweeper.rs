@@ -7,102 +7,26 @@
 //! the deadline it last gave (`Hints::scheduled`), so an unchanged one costs
 //! nothing; a visit and a rebuild always set the schedule and that hint together.
 
-use std::collections::{BTreeSet, HashMap};
-use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis_module::{raw, Context, KeysCursor, NotifyEvent, RedisString, RedisValue};
+use redis_module::{Context, KeysCursor, NotifyEvent, RedisString, RedisValue};
 
-use crate::commands::{self, is_master, mailbox_mut};
 use crate::config;
+use crate::core::mailbox::Scheduled;
 use crate::core::Mailbox;
-use crate::data_type::MAILBOX_TYPE;
-use crate::stats;
+use crate::counters;
+use crate::schedule::{schedule, with_schedule, Schedule};
+use crate::server::context::{is_master, now_ms, rstring, select_db};
+use crate::server::keys::mailbox_mut;
+use crate::types::ffi::MAILBOX_TYPE;
 
 /// Mailboxes visited per timer tick at most, so one tick never stalls the server.
 const VISITS_PER_TICK: usize = 1000;
 
-type Slot = (i32, Vec<u8>);
-
-#[derive(Default)]
-struct Schedule {
-    by_time: BTreeSet<(u64, i32, Vec<u8>)>,
-    /// Per database: key -> its deadline in `by_time`.
-    by_key: HashMap<i32, HashMap<Vec<u8>, u64>>,
-}
-
-impl Schedule {
-    fn set(&mut self, db: i32, key: &[u8], deadline: Option<u64>) {
-        let keys = self.by_key.entry(db).or_default();
-        // The common case (a send to a mailbox with nothing timed) costs a lookup, no allocation.
-        if keys.get(key).copied() == deadline {
-            return;
-        }
-        if let Some(old) = keys.remove(key) {
-            self.by_time.remove(&(old, db, key.to_vec()));
-        }
-        if let Some(at) = deadline {
-            self.by_time.insert((at, db, key.to_vec()));
-            keys.insert(key.to_vec(), at);
-        }
-    }
-
-    fn pop_due(&mut self, now: u64, max: usize) -> Vec<Slot> {
-        let mut due = Vec::new();
-        while due.len() < max {
-            let Some(first) = self.by_time.first().cloned() else { break };
-            if first.0 > now {
-                break;
-            }
-            self.by_time.remove(&first);
-            if let Some(keys) = self.by_key.get_mut(&first.1) {
-                keys.remove(&first.2);
-            }
-            due.push((first.1, first.2));
-        }
-        due
-    }
-
-    /// Forgets every deadline but the visits asked for by keyspace events (deadline
-    /// 0): a key that arrived by RENAME just before a rebuild is still looked at.
-    fn clear(&mut self) {
-        let visits: Vec<_> = self.by_time.iter().take_while(|(at, _, _)| *at == 0).cloned().collect();
-        self.by_time.clear();
-        self.by_key.clear();
-        for (_, db, key) in visits {
-            self.set(db, &key, Some(0));
-        }
-    }
-}
-
-static SCHEDULE: LazyLock<Mutex<Schedule>> = LazyLock::new(Mutex::default);
-/// Set by events that invalidate the schedule; the next tick on a master rebuilds it.
-static REBUILD: AtomicBool = AtomicBool::new(true);
 static LAST_POLICY_CHECK: AtomicU64 = AtomicU64::new(0);
-
-fn with_schedule<R>(f: impl FnOnce(&mut Schedule) -> R) -> R {
-    match SCHEDULE.lock() {
-        Ok(mut guard) => f(&mut guard),
-        Err(poisoned) => f(&mut poisoned.into_inner()),
-    }
-}
-
-fn selected_db(ctx: &Context) -> i32 {
-    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |f| f(ctx.ctx)) }
-}
-
-/// Records when the mailbox `key` of the context's current db next needs a visit.
-pub fn schedule(ctx: &Context, key: &[u8], deadline: Option<u64>) {
-    let db = selected_db(ctx);
-    with_schedule(|s| s.set(db, key, deadline));
-}
-
-/// Asks for a rebuild of the whole schedule at the next tick.
-pub fn invalidate() {
-    REBUILD.store(true, Ordering::Relaxed);
-}
 
 /// Starts the periodic timer; each tick arms the next one.
 pub fn start(ctx: &Context) {
@@ -110,36 +34,36 @@ pub fn start(ctx: &Context) {
 }
 
 fn arm(ctx: &Context) {
-    let every = config::get(&config::SWEEP_INTERVAL_MS).clamp(1, 60_000) as u64;
+    let every = config::SWEEP_INTERVAL_MS_LIMITS.clamp(config::get(&config::SWEEP_INTERVAL_MS)) as u64;
     ctx.create_timer(Duration::from_millis(every), tick, ());
 }
 
 fn tick(ctx: &Context, _: ()) {
     arm(ctx);
-    let now = commands::now_ms();
+    let now = now_ms();
     check_eviction_policy(ctx, now);
     // Timers fire on replicas too, and while a dataset loads (Redis serves events
     // between chunks of a load): only a master that is not loading decides what time did.
     if !is_master(ctx) || ctx.get_flags().contains(redis_module::ContextFlags::LOADING) {
         return;
     }
-    if REBUILD.swap(false, Ordering::Relaxed) {
+    if crate::schedule::take_rebuild() {
         rebuild(ctx);
     }
     let due = with_schedule(|s| s.pop_due(now, VISITS_PER_TICK));
     for (db, name) in due {
-        if unsafe { raw::RedisModule_SelectDb.map_or(1, |f| f(ctx.ctx, db)) } != raw::Status::Ok as c_int {
+        if !select_db(ctx, db) {
             continue;
         }
-        let key_name = crate::commands::rstring(ctx, name.as_slice());
+        let key_name = rstring(ctx, name.as_slice());
         let key = ctx.open_key_writable(&key_name);
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
-            commands::sweep(ctx, &key_name, mailbox, now);
+            crate::upkeep::apply_due(ctx, &key_name, mailbox, now);
             // Always told: this visit took the key out of the schedule, and the key
             // may have come from another name or db with the same deadline.
             let deadline = mailbox.next_deadline();
             schedule(ctx, &name, deadline);
-            mailbox.hints.scheduled.set(Some(deadline));
+            mailbox.hints.scheduled.set(Scheduled::Told(deadline));
             // A mailbox that arrived by RENAME, MOVE, COPY or RESTORE joins its namespace's
             // list (for BROADCAST) here; for the others this is a lookup.
             let _ = crate::delivery::register(ctx, &name);
@@ -156,7 +80,7 @@ fn rebuild(ctx: &Context) {
         _ => 16,
     };
     for db in 0..databases.clamp(1, 1 << 20) as i32 {
-        if unsafe { raw::RedisModule_SelectDb.map_or(1, |f| f(ctx.ctx, db)) } != raw::Status::Ok as c_int {
+        if !select_db(ctx, db) {
             continue;
         }
         let cursor = KeysCursor::new();
@@ -164,7 +88,7 @@ fn rebuild(ctx: &Context) {
         let collect = |_: &Context, name: &RedisString, key: Option<&redis_module::key::RedisKey>| {
             if let Some(Ok(Some(mailbox))) = key.map(|k| k.get_value::<Mailbox>(&MAILBOX_TYPE)) {
                 let deadline = mailbox.next_deadline();
-                mailbox.hints.scheduled.set(Some(deadline));
+                mailbox.hints.scheduled.set(Scheduled::Told(deadline));
                 if let Some(at) = deadline {
                     found.push((name.as_slice().to_vec(), at));
                 }
@@ -190,7 +114,7 @@ fn value_as_i64(value: &RedisValue) -> Option<i64> {
     }
 }
 
-/// Keeps `stats::EVICTION_RISK` in step with `maxmemory-policy` (once a second)
+/// Keeps `counters::EVICTION_RISK` in step with `maxmemory-policy` (once a second)
 /// and logs a warning when it turns on.
 pub fn check_eviction_policy(ctx: &Context, now: u64) {
     if now.saturating_sub(LAST_POLICY_CHECK.load(Ordering::Relaxed)) < 1000 {
@@ -202,13 +126,13 @@ pub fn check_eviction_policy(ctx: &Context, now: u64) {
         _ => return,
     };
     let risky = !policy.is_empty() && policy != "noeviction";
-    if risky && !stats::EVICTION_RISK.swap(true, Ordering::Relaxed) {
+    if risky && !counters::EVICTION_RISK.swap(true, Ordering::Relaxed) {
         ctx.log_warning(&format!(
             "mailbox: maxmemory-policy is {policy}: Redis may evict whole mailboxes under memory pressure; \
              use maxmemory-policy noeviction"
         ));
     } else if !risky {
-        stats::EVICTION_RISK.store(false, Ordering::Relaxed);
+        counters::EVICTION_RISK.store(false, Ordering::Relaxed);
     }
 }
 

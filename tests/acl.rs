@@ -4,8 +4,6 @@
 //! the loop breaker, size and length limits, grants that persist and replicate, and TLS.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 const BAD_AGENT: &str = "ERR agent name must be non-empty UTF-8 without spaces";

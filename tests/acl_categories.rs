@@ -6,11 +6,9 @@
 //! and `+@mailbox` is an unknown category. What each server does is asserted, not skipped.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 /// What the server lets the module declare.

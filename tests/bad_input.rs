@@ -3,11 +3,9 @@
 //! DIGEST` equal before and after), and the server is still up at the end.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 /// Ten years: the largest duration any option accepts.

@@ -3,15 +3,13 @@
 //! leave no blocked client behind; no blocking inside `MULTI` or a script.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{RedisResult, Value};
 
 /// Timeout of a blocked read that should be woken long before it.

@@ -2,11 +2,9 @@
 //! `src/errors.rs`. An error never changes the dataset.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::Value;
 
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";

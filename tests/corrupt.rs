@@ -16,13 +16,11 @@
 //! mutations per key (about 200,000 RESTOREs).
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::time::{Duration, Instant};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 fn long() -> bool {

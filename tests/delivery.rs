@@ -2,11 +2,9 @@
 //! and without DELAY, max deliveries and the dead letters, TTL, DEDUP and MAXLEN.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 const MAILBOX_FULL: &str = "ERR mailbox is full (MAXLEN reached)";

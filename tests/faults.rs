@@ -8,8 +8,6 @@
 //! `MAILBOX_LONG=1` runs more rounds; `MAILBOX_SEED=n` repeats the random timings of a run.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
@@ -19,8 +17,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 // ---------------------------------------------------------------------------------------------

@@ -4,15 +4,13 @@
 //! `DEBUG DIGEST` agreement (reload, AOF restart, replica) for a state holding all of them.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, RedisResult, Value};
 
 const RECEIPT_TYPE: &str = "application/vnd.mailbox.receipt+json";

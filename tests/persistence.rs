@@ -5,13 +5,11 @@
 //! with and without the RDB preamble. Changing one message changes the digest.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::fs;
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 /// Leases, delays, TTLs and dedup windows long enough that nothing changes by itself while a

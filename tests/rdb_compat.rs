@@ -14,16 +14,14 @@
 //! format 4, `mailboxns` encoding version 3), by `generate_v4_fixture` below.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::Value;
 
 /// Written by `mailboxes` v1 (codec format 1) and `mailboxns` v1.

@@ -3,14 +3,12 @@
 //! decides anything by its own clock. `MAILBOX.EFFECT` is refused from normal clients.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 const EFFECT_FORBIDDEN: &str =

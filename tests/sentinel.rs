@@ -12,8 +12,6 @@
 //! on Redis and on Valkey alike. A sentinel loads no module.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -24,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 const MASTER_NAME: &str = "mymaster";

@@ -10,8 +10,6 @@
 //! `MAILBOX_SOAK_SECS=n` sets the length; `MAILBOX_SEED=n` repeats the random choices.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -19,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, RedisError, RedisResult, Value};
 
 const MAILBOXES: usize = 3;

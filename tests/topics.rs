@@ -5,14 +5,12 @@
 //! same state after `DEBUG RELOAD`, an AOF restart and on a replica.
 
 mod common;
-#[path = "common/mailbox.rs"]
-mod mailbox_helpers;
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::mailbox::*;
 use common::*;
-use mailbox_helpers::*;
 use redis::{Connection, Value};
 
 /// Leases long enough that nothing expires while a test runs.

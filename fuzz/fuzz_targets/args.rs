@@ -64,6 +64,18 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(ids.len(), args.len());
         round_trip_ids(&ids);
     }
+    if let Ok(count) = args::parse_thread_count(&args) {
+        assert!(count as i64 <= args::MAX_COUNT);
+    }
+    if let Some((rate, opts)) = args.split_first() {
+        if let Ok(Some((_, burst))) = args::parse_quota(rate, opts, 100) {
+            assert!(burst >= 1, "accepted BURST 0");
+        }
+    }
+    if let Ok((filter, end)) = args::parse_filter(&args) {
+        assert!((2..=args.len()).contains(&end));
+        assert!(filter.min_priority.is_none_or(|p| p <= 9));
+    }
 
     for arg in &args {
         if args::check_name(arg).is_ok() {

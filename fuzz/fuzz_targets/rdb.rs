@@ -9,7 +9,7 @@
 //! | 2 | buffer: u16 little-endian length, then the bytes |
 //! | 3 | buffer: u8 length, then the bytes |
 //!
-//! The stream goes to `data_type::load` and `namespace_type::load` at every encoding
+//! The stream goes to `types::mailbox::load` and `types::namespace::load` at every encoding
 //! version each reads, and versions from the future must refuse it; the raw bytes go to
 //! each `codec::decode_*`, and split on 0x00 to `effects::parse_any`. Whatever decodes
 //! must save and load again to the same digest, and rebuild from its AOF-rewrite effects.
@@ -19,9 +19,10 @@ use libfuzzer_sys::fuzz_target;
 use redis_mailbox::core::codec;
 use redis_mailbox::core::namespace::Namespace;
 use redis_mailbox::core::{Mailbox, MessageId};
-use redis_mailbox::data_type::{self, RdbIn, RdbItems};
+use redis_mailbox::types::mailbox as data_type;
+use redis_mailbox::types::rdb::{RdbIn, RdbItems};
 use redis_mailbox::effects::{self, AnyEffect};
-use redis_mailbox::namespace_type;
+use redis_mailbox::types::namespace as namespace_type;
 
 /// `RdbIn` over the fuzz bytes.
 struct FuzzIn<'a> {

@@ -1,16 +1,39 @@
 //! `MAILBOX.ACK mailbox id [id ...] [AS agent]`
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, mailbox_mut, notify, now_ms, replicate, reschedule, sweep};
-use crate::acl;
+use super::Meta;
+use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
-use crate::data_type::tracked;
+use crate::counters;
 use crate::delivery::touch;
 use crate::effects::Effect;
-use crate::receipts::{self, Outcome};
-use crate::stats;
+use crate::errors::err;
+use crate::receipt_queue::{self, Outcome};
+use crate::receipts;
+use crate::server::context::now_ms;
+use crate::server::keys::mailbox_mut;
+use crate::server::replicate::replicate;
+use crate::server::signal::notify;
+use crate::types::mailbox::tracked;
+use crate::upkeep::apply_due;
+use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.ACK`.
+pub const META: Meta = Meta {
+    name: "mailbox.ack",
+    handler: command,
+    flags: "write fast",
+    key: 1,
+    arity: -3,
+    summary: "Settles leased messages",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::DELETE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
@@ -18,16 +41,16 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let name = all[0];
-    super::check_name(ctx, name)?;
+    access::check_name(ctx, name)?;
     let opts = args::parse_settle(&all[1..], &["AS"]).map_err(err)?;
-    let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.ack")?;
-    acl::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.ack")?;
+    let caller = access::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.ack")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.ack")?;
     let key = ctx.open_key_writable(&argv[1]);
     let Some(mailbox) = mailbox_mut(&key)? else {
         return Ok(RedisValue::Integer(0));
     };
     let now = now_ms();
-    sweep(ctx, &argv[1], mailbox, now);
+    apply_due(ctx, &argv[1], mailbox, now);
     let confirmed: Vec<_> = opts
         .ids
         .iter()
@@ -37,10 +60,10 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         .collect();
     let acked = tracked(mailbox, |mb| mb.ack(&opts.ids));
     let settled = confirmed.into_iter().filter(|env| acked.contains(&env.id()));
-    receipts::queue(ctx, name, settled, Outcome::Acked, Some(&caller.agent), None, now);
+    receipt_queue::queue(ctx, name, settled, Outcome::Acked, Some(&caller.agent), None, now);
     let n = acked.len();
     if n > 0 {
-        stats::ACKED.add(n);
+        counters::ACKED.add(n);
         replicate(ctx, name, &Effect::Remove { ids: acked });
         notify(ctx, c"mailbox.ack", &argv[1]);
         reschedule(ctx, &argv[1], mailbox);

@@ -3,17 +3,89 @@
 //! (`mailbox.acl|grant`, ...) with its own flags: GRANT, REVOKE and QUOTA write;
 //! LIST and CHECK only read one namespace key, and run on replicas.
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms};
-use crate::acl;
+use super::Meta;
+use crate::access;
 use crate::args;
+use crate::config;
 use crate::core::grants::{Grant, Permission};
-use crate::core::namespace::{self, Namespace};
 use crate::delivery::{ns_apply, touch, with_namespace};
 use crate::effects::NsEffect;
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::context::require_master;
+use crate::server::keys::read_namespace;
+
+/// How the server knows `MAILBOX.ACL`: a container, each subcommand with flags and a key
+/// position of its own (the key is the name whose namespace holds the grants, or the mailbox).
+pub const META: Meta = Meta {
+    name: "mailbox.acl",
+    handler: command,
+    flags: "",
+    key: 0,
+    arity: -2,
+    summary: "Grants, revokes, lists and checks the module's permissions; sets send quotas",
+    key_spec: None,
+    subcommands: SUBCOMMANDS,
+};
+
+const SUBCOMMANDS: &[Meta] = &[
+    Meta {
+        name: "grant",
+        handler: command,
+        flags: "write deny-oom",
+        key: 4,
+        arity: 5,
+        summary: "Grants a permission on a name pattern",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "revoke",
+        handler: command,
+        flags: "write",
+        key: 4,
+        arity: 5,
+        summary: "Revokes a permission on a name pattern",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "quota",
+        handler: command,
+        flags: "write deny-oom",
+        key: 4,
+        arity: -5,
+        summary: "Sets or resets an agent's send quota in a namespace",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "check",
+        handler: command,
+        flags: "readonly fast",
+        key: 4,
+        arity: 5,
+        summary: "Whether an agent holds a permission on a name",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+    Meta {
+        name: "list",
+        handler: command,
+        flags: "readonly",
+        key: 2,
+        arity: -3,
+        summary: "Lists the grants of a namespace",
+        key_spec: Some(KeySpecFlags::READ_ONLY),
+        subcommands: &[],
+    },
+];
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let all = super::arg_slices(&argv);
@@ -24,10 +96,10 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         (b"REVOKE", [agent, permission, pattern]) => change(ctx, agent, permission, pattern, false),
         (b"CHECK", [agent, permission, name]) => {
             args::check_agent(agent).map_err(err)?;
-            super::check_name(ctx, name)?;
+            access::check_name(ctx, name)?;
             let permission = parse_permission(permission)?;
             own_or_admin(ctx, agent, name, "mailbox.acl check")?;
-            Ok(RedisValue::Integer(i64::from(acl::allowed(ctx, agent, permission, name))))
+            Ok(RedisValue::Integer(i64::from(access::allowed(ctx, agent, permission, name))))
         }
         (b"LIST", [space]) => list(ctx, space, None),
         (b"LIST", [space, agent]) => list(ctx, space, Some(agent)),
@@ -42,7 +114,7 @@ fn own_or_admin(ctx: &Context, agent: &[u8], name: &[u8], command: &str) -> Resu
     if caller.as_slice() == agent {
         return Ok(());
     }
-    acl::authorize(ctx, caller.as_slice(), Permission::Admin, name, command)
+    access::authorize(ctx, caller.as_slice(), Permission::Admin, name, command)
 }
 
 fn parse_permission(permission: &[u8]) -> Result<Permission, RedisError> {
@@ -57,11 +129,11 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
     if pattern.is_empty() {
         return Err(RedisError::Str(errors::EMPTY_PATTERN));
     }
-    super::check_name(ctx, pattern)?;
-    super::require_master(ctx)?;
+    access::check_name(ctx, pattern)?;
+    require_master(ctx)?;
     let command = if grant { "mailbox.acl grant" } else { "mailbox.acl revoke" };
     let caller = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &caller, Permission::Admin, pattern, command)?;
+    access::authorize(ctx, &caller, Permission::Admin, pattern, command)?;
     let g = Grant { agent: agent.to_vec(), permission, pattern: pattern.to_vec() };
     let changed = with_namespace(ctx, pattern, |ns, ns_key| {
         let present = ns.grants().any(|x| *x == g);
@@ -74,7 +146,7 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
     })?;
     if changed {
         let event: &[u8] = if grant { b"grant" } else { b"revoke" };
-        acl::audit(
+        access::audit(
             ctx,
             pattern,
             &[
@@ -94,7 +166,7 @@ fn change(ctx: &Context, agent: &[u8], permission: &[u8], pattern: &[u8], grant:
 /// `[agent, permission, pattern]`; with `agent`, only that agent's. Reads the one
 /// namespace key: nothing walks the keyspace.
 fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
-    super::check_name(ctx, space)?;
+    access::check_name(ctx, space)?;
     match agent {
         Some(agent) => {
             args::check_agent(agent).map_err(err)?;
@@ -102,19 +174,18 @@ fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
         }
         None => {
             let caller = ctx.get_current_user();
-            acl::authorize(ctx, caller.as_slice(), Permission::Admin, space, "mailbox.acl list")?;
+            access::authorize(ctx, caller.as_slice(), Permission::Admin, space, "mailbox.acl list")?;
         }
     }
-    let key = ctx.open_key(&super::rstring(ctx, namespace::namespace_key(space)));
-    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = ns
-        .map(|ns| {
+    let mut rows: Vec<(Vec<u8>, Permission, Vec<u8>)> = read_namespace(ctx, space, |ns| {
+        ns.map(|ns| {
             ns.grants()
                 .filter(|g| agent.is_none_or(|a| a == g.agent.as_slice()))
                 .map(|g| (g.agent.clone(), g.permission, g.pattern.clone()))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+    })?;
     rows.sort();
     Ok(RedisValue::Array(
         rows.into_iter()
@@ -134,28 +205,14 @@ fn list(ctx: &Context, space: &[u8], agent: Option<&[u8]>) -> RedisResult {
 /// returns it to the configs. Needs `admin` on the namespace name.
 fn quota(ctx: &Context, agent: &[u8], rate: &[u8], space: &[u8], opts: &[&[u8]]) -> RedisResult {
     args::check_agent(agent).map_err(err)?;
-    super::check_name(ctx, space)?;
-    super::require_master(ctx)?;
-    let value = if rate.eq_ignore_ascii_case(b"RESET") {
-        if !opts.is_empty() {
-            return Err(RedisError::Str(errors::SYNTAX));
-        }
-        None
-    } else {
-        let rate = args::parse_int("rate", rate, 0, 1_000_000_000).map_err(err)? as u64;
-        let burst = match opts {
-            [] => crate::config::get(&crate::config::SEND_BURST).max(1) as u64,
-            [opt, n] if opt.eq_ignore_ascii_case(b"BURST") => {
-                args::parse_int("BURST", n, 1, 1_000_000_000).map_err(err)? as u64
-            }
-            [opt, ..] => return Err(err(errors::unknown_option(opt))),
-        };
-        Some((rate, burst))
-    };
+    access::check_name(ctx, space)?;
+    require_master(ctx)?;
+    let default_burst = config::get(&config::SEND_BURST).max(config::SEND_BURST_LIMITS.min) as u64;
+    let value = args::parse_quota(rate, opts, default_burst).map_err(err)?;
     let caller = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &caller, Permission::Admin, space, "mailbox.acl quota")?;
+    access::authorize(ctx, &caller, Permission::Admin, space, "mailbox.acl quota")?;
     if value.is_some() {
-        crate::delivery::QUOTA_OVERRIDES.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::quota::overrides_exist();
     }
     with_namespace(ctx, space, |ns, ns_key| {
         if ns.quota(agent) != value {

@@ -2,18 +2,76 @@
 //! `MAILBOX.DEAD PURGE mailbox id...|ALL`: subcommands, so that LIST is read-only (it
 //! runs on replicas and in `EVAL_RO`) and the others carry the `write` flag.
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, mailbox_mut, notify, now_ms, replicate, reply_message, reschedule, signal_ready, sweep};
-use crate::acl;
+use super::Meta;
+use crate::access;
 use crate::args::{self, DeadAction, Selection};
 use crate::core::grants::Permission;
 use crate::core::{Mailbox, MessageId};
-use crate::data_type::tracked;
-use crate::data_type::MAILBOX_TYPE;
+use crate::counters;
 use crate::effects::Effect;
-use crate::errors;
-use crate::stats;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::context::require_master;
+use crate::server::keys::mailbox_mut;
+use crate::server::keys::read_mailbox;
+use crate::server::replicate::replicate;
+use crate::server::reply::{reply_array, reply_message};
+use crate::server::signal::notify;
+use crate::server::signal::signal_ready;
+use crate::types::mailbox::tracked;
+use crate::upkeep::apply_due;
+use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.DEAD`: a container, each subcommand with flags and a key
+/// position of its own (the key is the name whose namespace holds the grants, or the mailbox).
+pub const META: Meta = Meta {
+    name: "mailbox.dead",
+    handler: command,
+    flags: "",
+    key: 0,
+    arity: -2,
+    summary: "Lists, requeues or purges dead letters",
+    key_spec: None,
+    subcommands: SUBCOMMANDS,
+};
+
+const SUBCOMMANDS: &[Meta] = &[
+    Meta {
+        name: "list",
+        handler: command,
+        flags: "readonly",
+        key: 2,
+        arity: -3,
+        summary: "Lists the dead letters of a mailbox",
+        key_spec: Some(KeySpecFlags::READ_ONLY.union(KeySpecFlags::ACCESS)),
+        subcommands: &[],
+    },
+    Meta {
+        name: "requeue",
+        handler: command,
+        flags: "write deny-oom",
+        key: 2,
+        arity: -4,
+        summary: "Makes dead letters deliverable again",
+        key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::UPDATE)),
+        subcommands: &[],
+    },
+    Meta {
+        name: "purge",
+        handler: command,
+        flags: "write",
+        key: 2,
+        arity: -4,
+        summary: "Deletes dead letters",
+        key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::DELETE)),
+        subcommands: &[],
+    },
+];
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
@@ -22,39 +80,38 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     // argv: MAILBOX.DEAD <action> <mailbox> [args]; the parser takes <action> [args].
     let mut all = super::arg_slices(&argv);
     let name = all.remove(1);
-    super::check_name(ctx, name)?;
+    access::check_name(ctx, name)?;
     let action = args::parse_dead(&all).map_err(err)?;
     let agent = ctx.get_current_user();
-    acl::authorize(ctx, agent.as_slice(), Permission::Admin, name, "mailbox.dead")?;
+    access::authorize(ctx, agent.as_slice(), Permission::Admin, name, "mailbox.dead")?;
     let key_name = &argv[2];
     match action {
         DeadAction::List(range) => {
-            let key = ctx.open_key(key_name);
-            let mailbox =
-                key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-            let dead =
-                mailbox.map(|mb| mb.dead_range(range.start, range.end, range.count)).unwrap_or_default();
-            redis_module::raw::reply_with_array(ctx.ctx, dead.len() as std::os::raw::c_long);
-            for d in dead {
-                let extra = [
-                    ("reason", d.reason.as_str().as_bytes().to_vec()),
-                    ("dead_at", d.at.to_string().into_bytes()),
-                ];
-                reply_message(ctx, &d.env, d.deliveries, &extra);
-            }
+            read_mailbox(ctx, key_name, |mailbox| {
+                let dead =
+                    mailbox.map(|mb| mb.dead_range(range.start, range.end, range.count)).unwrap_or_default();
+                reply_array(ctx, dead.len());
+                for d in dead {
+                    let extra = [
+                        ("reason", d.reason.as_str().as_bytes().to_vec()),
+                        ("dead_at", d.at.to_string().into_bytes()),
+                    ];
+                    reply_message(ctx, &d.env, d.deliveries, &extra);
+                }
+            })?;
             Ok(RedisValue::NoReply)
         }
         DeadAction::Requeue(selection) => {
-            super::require_master(ctx)?;
+            require_master(ctx)?;
             let key = ctx.open_key_writable(key_name);
             let Some(mb) = mailbox_mut(&key)? else { return Ok(RedisValue::Integer(0)) };
-            sweep(ctx, key_name, mb, now_ms());
+            apply_due(ctx, key_name, mb, now_ms());
             let ids = select(mb, selection);
             let revived = tracked(mb, |mb| mb.revive(&ids));
             let n = revived.len();
             if n > 0 {
-                stats::DEAD_REQUEUED.add(n);
-                acl::audit(
+                counters::DEAD_REQUEUED.add(n);
+                access::audit(
                     ctx,
                     name,
                     &[
@@ -73,15 +130,15 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             Ok(RedisValue::Integer(n as i64))
         }
         DeadAction::Purge(selection) => {
-            super::require_master(ctx)?;
+            require_master(ctx)?;
             let key = ctx.open_key_writable(key_name);
             let Some(mb) = mailbox_mut(&key)? else { return Ok(RedisValue::Integer(0)) };
             let ids = select(mb, selection);
             let purged = tracked(mb, |mb| mb.purge_dead(&ids));
             let n = purged.len();
             if n > 0 {
-                stats::DEAD_PURGED.add(n);
-                acl::audit(
+                counters::DEAD_PURGED.add(n);
+                access::audit(
                     ctx,
                     name,
                     &[
@@ -91,7 +148,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                         ("count", n.to_string().as_bytes()),
                     ],
                 );
-                replicate(ctx, name, &Effect::Bury { ids: purged });
+                replicate(ctx, name, &Effect::PurgeDead { ids: purged });
                 notify(ctx, c"mailbox.dead-purge", key_name);
             }
             Ok(RedisValue::Integer(n as i64))

@@ -1,33 +1,52 @@
 //! `MAILBOX.EFFECT key op ...`: applies an effect the master replicated or the AOF
 //! recorded. Refused on ordinary connections, so nobody can forge a sender or an id.
 
-use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+#![forbid(unsafe_code)]
 
-use super::{mailbox_mut, signal_ready};
+use redis_module::commands::KeySpecFlags;
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::Meta;
 use crate::core::namespace::Namespace;
 use crate::core::Mailbox;
-use crate::data_type::{gauge_add, tracked, MAILBOX_TYPE};
-use crate::delivery::namespace_of;
 use crate::effects::{dedup_for, parse_any, AnyEffect, Delivery, Effect, NsEffect};
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::server::context::replaying;
+use crate::server::context::rstring;
+use crate::server::keys::mailbox_mut;
+use crate::server::keys::namespace_mut;
+use crate::server::signal::signal_ready;
+use crate::types::ffi::MAILBOX_TYPE;
+use crate::types::ffi::NAMESPACE_TYPE;
+use crate::types::mailbox::{gauge_add, tracked};
+
+/// How the server knows `MAILBOX.EFFECT`.
+pub const META: Meta = Meta {
+    name: "mailbox.effect",
+    handler: command,
+    flags: "write",
+    key: 1,
+    arity: -3,
+    summary: "Internal: applies a replicated effect",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::UPDATE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
         return Err(RedisError::WrongArity);
     }
-    let flags = ctx.get_flags();
-    if !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
+    if !replaying(ctx) {
         return Err(RedisError::Str(errors::EFFECT_FORBIDDEN));
     }
     let all = super::arg_slices(&argv);
     let effect = parse_any(&all[1..]).map_err(|_| RedisError::Str(errors::CORRUPT_EFFECT))?;
     match &effect {
         AnyEffect::Mailbox(Effect::Put { entry, .. } | Effect::Restore(entry)) => {
-            crate::delivery::observe_id(entry.env.id())
+            crate::ids::observe(entry.env.id())
         }
-        AnyEffect::Mailbox(Effect::Init { last_id, .. }) => crate::delivery::observe_id(*last_id),
-        AnyEffect::Deliver(d) => crate::delivery::observe_id(d.entry.env.id()),
+        AnyEffect::Mailbox(Effect::Init { last_id, .. }) => crate::ids::observe(*last_id),
+        AnyEffect::Deliver(d) => crate::ids::observe(d.entry.env.id()),
         _ => {}
     }
     match effect {
@@ -63,10 +82,10 @@ fn apply_mailbox(ctx: &Context, key_name: &RedisString, effect: Effect) -> Resul
 
 fn apply_namespace(ctx: &Context, key_name: &RedisString, effect: NsEffect) -> Result<(), RedisError> {
     if matches!(effect, NsEffect::Quota { quota: Some(_), .. }) {
-        crate::delivery::QUOTA_OVERRIDES.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::quota::overrides_exist();
     }
     let key = ctx.open_key_writable(key_name);
-    match namespace_of(&key)? {
+    match namespace_mut(&key)? {
         Some(ns) => effect.apply(ns),
         None => {
             let mut ns = Namespace::new();
@@ -81,7 +100,7 @@ fn apply_namespace(ctx: &Context, key_name: &RedisString, effect: NsEffect) -> R
 fn apply_delivery(ctx: &Context, delivery: Delivery) {
     let env = delivery.entry.env.clone();
     for name in &delivery.receivers {
-        let key_name = crate::commands::rstring(ctx, name.as_slice());
+        let key_name = rstring(ctx, name.as_slice());
         let key = ctx.open_key_writable(&key_name);
         if let Ok(Some(mailbox)) = mailbox_mut(&key) {
             let dedup = dedup_for(mailbox, delivery.dedup.clone(), env.ts());

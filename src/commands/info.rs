@@ -1,25 +1,50 @@
 //! `MAILBOX.INFO mailbox`
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{now_ms, reply_fields, Field};
+use super::Meta;
+use crate::access;
 use crate::core::grants::Permission;
 use crate::core::Mailbox;
-use crate::data_type::MAILBOX_TYPE;
 use crate::errors;
+use crate::server::context::now_ms;
+use crate::server::keys::read_mailbox;
+use crate::server::reply::reply_fields;
+use crate::server::reply::Field;
+
+/// How the server knows `MAILBOX.INFO`.
+pub const META: Meta = Meta {
+    name: "mailbox.info",
+    handler: command,
+    flags: "readonly fast",
+    key: 1,
+    arity: 2,
+    summary: "Settings and counts of a mailbox",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {
         return Err(RedisError::WrongArity);
     }
-    super::check_name(ctx, argv[1].as_slice())?;
+    access::check_name(ctx, argv[1].as_slice())?;
     let agent = ctx.get_current_user();
-    crate::acl::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
-    let key = ctx.open_key(&argv[1]);
-    let Some(mb) = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?
-    else {
-        return Err(RedisError::Str(errors::NO_SUCH_MAILBOX));
-    };
+    crate::access::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
+    read_mailbox(ctx, &argv[1], |mailbox| match mailbox {
+        Some(mb) => {
+            reply_info(ctx, mb);
+            Ok(RedisValue::NoReply)
+        }
+        None => Err(RedisError::Str(errors::NO_SUCH_MAILBOX)),
+    })?
+}
+
+/// Settings and counts as a flat list of fields.
+fn reply_info(ctx: &Context, mb: &Mailbox) {
     let s = mb.settings;
     let c = mb.counts();
     let int = |n: u64| Field::Int(i64::try_from(n).unwrap_or(i64::MAX));
@@ -45,5 +70,4 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             ("bytes", int(mb.content_bytes())),
         ],
     );
-    Ok(RedisValue::NoReply)
 }

@@ -1,17 +1,41 @@
 //! `MAILBOX.NACK mailbox id [id ...] [DELAY ms] [AS agent]`
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, mailbox_mut, notify, now_ms, replicate, reschedule, signal_ready, sweep};
-use crate::acl;
+use super::Meta;
+use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
 use crate::core::{DeadReason, NackOutcome};
-use crate::data_type::tracked;
+use crate::counters;
 use crate::delivery::touch;
 use crate::effects::Effect;
-use crate::receipts::{self, Outcome};
-use crate::stats;
+use crate::errors::err;
+use crate::receipts;
+use crate::server::context::now_ms;
+use crate::server::keys::mailbox_mut;
+use crate::server::replicate::replicate;
+use crate::server::signal::notify;
+use crate::server::signal::signal_ready;
+use crate::types::mailbox::tracked;
+use crate::upkeep::apply_due;
+use crate::upkeep::report_dead;
+use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.NACK`.
+pub const META: Meta = Meta {
+    name: "mailbox.nack",
+    handler: command,
+    flags: "write fast",
+    key: 1,
+    arity: -3,
+    summary: "Puts leased messages back",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::UPDATE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
@@ -19,20 +43,20 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let name = all[0];
-    super::check_name(ctx, name)?;
+    access::check_name(ctx, name)?;
     let opts = args::parse_settle(&all[1..], &["DELAY", "AS"]).map_err(err)?;
-    let caller = acl::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.nack")?;
-    acl::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.nack")?;
+    let caller = access::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.nack")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.nack")?;
     let key = ctx.open_key_writable(&argv[1]);
     let Some(mailbox) = mailbox_mut(&key)? else {
         return Ok(RedisValue::Integer(0));
     };
     let now = now_ms();
-    sweep(ctx, &argv[1], mailbox, now);
+    apply_due(ctx, &argv[1], mailbox, now);
     let NackOutcome { requeued, delayed, dead } =
         tracked(mailbox, |mb| mb.nack(&opts.ids, now, opts.delay_ms));
     let total = requeued.len() + delayed.len() + dead.len();
-    stats::NACKED.add(total);
+    counters::NACKED.add(total);
     if !requeued.is_empty() {
         replicate(ctx, name, &Effect::Requeue { ids: requeued });
         signal_ready(ctx, &argv[1]);
@@ -40,14 +64,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if !delayed.is_empty() {
         replicate(ctx, name, &Effect::Delay { until: now.saturating_add(opts.delay_ms), ids: delayed });
     }
-    if !dead.is_empty() {
-        let envs: Vec<_> =
-            dead.iter().filter_map(|id| mailbox.dead_letter(id)).map(|d| d.env.clone()).collect();
-        receipts::queue(ctx, name, envs, Outcome::Dead, Some(&caller.agent), Some("maxdeliveries"), now);
-        stats::DEAD_LETTERED.add(dead.len());
-        replicate(ctx, name, &Effect::Kill { at: now, reason: DeadReason::MaxDeliveries, ids: dead });
-        notify(ctx, c"mailbox.deadlettered", &argv[1]);
-    }
+    report_dead(ctx, &argv[1], mailbox, dead, DeadReason::MaxDeliveries, Some(&caller.agent), now);
     if total > 0 {
         notify(ctx, c"mailbox.nack", &argv[1]);
         reschedule(ctx, &argv[1], mailbox);

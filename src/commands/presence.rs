@@ -1,32 +1,53 @@
 //! `MAILBOX.PRESENCE namespace`: the agents active in a namespace, when each was
 //! last seen and how many messages wait in its own mailbox. Read-only.
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::now_ms;
+use super::Meta;
+use crate::access;
 use crate::core::grants::Permission;
-use crate::core::namespace::{self, Namespace};
+use crate::core::names;
+use crate::core::namespace::Namespace;
 use crate::core::Mailbox;
-use crate::data_type::MAILBOX_TYPE;
-use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::server::context::now_ms;
+use crate::server::context::rstring;
+use crate::server::keys::read_namespace;
+use crate::types::ffi::MAILBOX_TYPE;
+
+/// How the server knows `MAILBOX.PRESENCE`.
+pub const META: Meta = Meta {
+    name: "mailbox.presence",
+    handler: command,
+    flags: "readonly",
+    key: 1,
+    arity: 2,
+    summary: "Agents of a namespace and their last activity",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 2 {
         return Err(RedisError::WrongArity);
     }
     let space = argv[1].as_slice();
-    super::check_name(ctx, space)?;
+    access::check_name(ctx, space)?;
     let agent = ctx.get_current_user();
-    crate::acl::authorize(ctx, agent.as_slice(), Permission::Send, space, "mailbox.presence")?;
-    let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(space)));
-    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };
+    crate::access::authorize(ctx, agent.as_slice(), Permission::Send, space, "mailbox.presence")?;
     let now = now_ms();
-    let rows = ns
-        .presence()
+    let rows =
+        read_namespace(ctx, space, |ns| ns.map(|ns| presence(ctx, ns, space, now)).unwrap_or_default())?;
+    Ok(RedisValue::Array(rows))
+}
+
+/// `[agent, last-seen, idle, waiting]` for each agent the namespace has seen.
+fn presence(ctx: &Context, ns: &Namespace, space: &[u8], now: u64) -> Vec<RedisValue> {
+    ns.presence()
         .map(|(agent, seen)| {
-            let own = ctx.open_key(&crate::commands::rstring(ctx, namespace::agent_mailbox(space, agent)));
+            let own = ctx.open_key(&rstring(ctx, names::agent_mailbox(space, agent)));
             let waiting = match own.get_value::<Mailbox>(&MAILBOX_TYPE) {
                 Ok(Some(mb)) => mb.counts().ready,
                 _ => 0,
@@ -41,6 +62,5 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                 RedisValue::Integer(waiting as i64),
             ])
         })
-        .collect();
-    Ok(RedisValue::Array(rows))
+        .collect()
 }

@@ -2,22 +2,51 @@
 //! `MAILBOX.BROADCAST namespace payload [options]`: one message to many mailboxes
 //! of one namespace, stored once and shared by every receiver.
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::send::{check_payload, envelope};
-use super::{err, now_ms};
-use crate::acl::{self, Caller};
+use super::Meta;
+use crate::access::{self, Caller};
 use crate::args::{self, SendOptions};
 use crate::core::grants::Permission;
-use crate::core::namespace::{self, Namespace};
+use crate::core::names;
 use crate::core::topics;
 use crate::core::Entry;
-use crate::delivery::{
-    admit, count_thread, deliver_many, namespace_of, next_id, replicate_ns, touch, Receiver,
-};
+use crate::delivery::{admit, count_thread, deliver_many, next_id, replicate_ns, touch, Receiver};
+use crate::delivery::{check_payload, envelope, push_ephemeral};
 use crate::effects::{Delivery, NsEffect};
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::context::rstring;
+use crate::server::keys::{namespace_mut, read_namespace};
+use crate::server::replicate::replicate_delivery;
+
+/// How the server knows `MAILBOX.PUBLISH`.
+pub const PUBLISH: Meta = Meta {
+    name: "mailbox.publish",
+    handler: publish,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -3,
+    summary: "Publishes a message to a topic",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
+
+/// How the server knows `MAILBOX.BROADCAST`.
+pub const BROADCAST: Meta = Meta {
+    name: "mailbox.broadcast",
+    handler: broadcast,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -3,
+    summary: "Sends a message to every mailbox of a namespace",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 3 {
@@ -25,32 +54,29 @@ pub fn publish(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let topic = all[0];
-    topics::validate_topic(&namespace::local_part(topic)).map_err(|e| RedisError::Str(e.message()))?;
-    super::check_not_reserved(topic)?;
-    super::check_cluster_tag(ctx, topic)?;
+    topics::validate_topic(&names::local_part(topic)).map_err(|e| RedisError::Str(errors::topic(&e)))?;
+    access::check_not_reserved(topic)?;
+    access::check_cluster_tag(ctx, topic)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
-    let caller = acl::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
-    acl::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
-    acl::authorize_options(ctx, topic, &caller, &opts, "mailbox.publish")?;
+    let caller = access::caller(ctx, topic, opts.as_agent.as_deref(), "mailbox.publish")?;
+    access::authorize(ctx, &caller.agent, Permission::Publish, topic, "mailbox.publish")?;
+    access::authorize_options(ctx, topic, &caller, &opts, "mailbox.publish")?;
     let opts = opts.dedup_scoped_to(&caller.agent);
     check_payload(all[1], &opts)?;
     // Admitted before any receiver's key is opened for writing.
     let now = now_ms();
     admit(ctx, topic, &caller.agent, opts.thread.as_deref(), now)?;
-    let path = namespace::local_part(topic);
-    let receivers: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(topic)));
-        let ns =
-            key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-        let (from, priority, content_type) =
-            (&caller.agent, opts.priority.unwrap_or(0), opts.content_type.as_deref());
+    let path = names::local_part(topic);
+    let (from, priority, content_type) =
+        (&caller.agent, opts.priority.unwrap_or(0), opts.content_type.as_deref());
+    let receivers: Vec<Vec<u8>> = read_namespace(ctx, topic, |ns| {
         ns.map(|ns| {
             ns.receivers_admitting(&path, |f| f.admits_parts(from, priority, content_type))
                 .into_iter()
                 .collect()
         })
         .unwrap_or_default()
-    };
+    })?;
     let receivers = live_only(ctx, topic, receivers, !opts.ephemeral)?;
     send_to_all(ctx, topic, &receivers, all[1], opts, &caller, now)
 }
@@ -61,11 +87,11 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     let space = all[0];
-    super::check_name(ctx, space)?;
+    access::check_name(ctx, space)?;
     let opts = args::parse_send(&all[2..]).map_err(err)?;
-    let caller = acl::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
-    acl::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;
-    acl::authorize_options(ctx, space, &caller, &opts, "mailbox.broadcast")?;
+    let caller = access::caller(ctx, space, opts.as_agent.as_deref(), "mailbox.broadcast")?;
+    access::authorize(ctx, &caller.agent, Permission::Publish, space, "mailbox.broadcast")?;
+    access::authorize_options(ctx, space, &caller, &opts, "mailbox.broadcast")?;
     let opts = opts.dedup_scoped_to(&caller.agent);
     check_payload(all[1], &opts)?;
     let now = now_ms();
@@ -77,12 +103,9 @@ pub fn broadcast(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 /// The mailboxes a namespace lists that still exist; forgets (and replicates
 /// forgetting) those whose key is gone or holds something else now.
 fn live_mailboxes(ctx: &Context, space: &[u8], to_store: bool) -> Result<Vec<Receiver>, RedisError> {
-    let listed: Vec<Vec<u8>> = {
-        let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(space)));
-        let ns =
-            key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
+    let listed: Vec<Vec<u8>> = read_namespace(ctx, space, |ns| {
         ns.map(|ns| ns.mailboxes().map(<[u8]>::to_vec).collect()).unwrap_or_default()
-    };
+    })?;
     live_only(ctx, space, listed, to_store)
 }
 
@@ -105,9 +128,9 @@ fn live_only(
         }
     }
     if !gone.is_empty() {
-        let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(space));
+        let ns_key = rstring(ctx, names::namespace_key(space));
         let key = ctx.open_key_writable(&ns_key);
-        if let Some(ns) = namespace_of(&key)? {
+        if let Some(ns) = namespace_mut(&key)? {
             for name in gone {
                 let effect = NsEffect::DropMailbox(name);
                 replicate_ns(ctx, ns_key.as_slice(), &effect);
@@ -132,13 +155,13 @@ fn send_to_all(
     let id = next_id(receivers, now)?;
     if opts.ephemeral {
         let env = envelope(id, to, payload, opts, caller, 0, now);
-        let listeners: usize = receivers.iter().map(|r| crate::push::push_now(ctx, &r.name, &env)).sum();
-        crate::stats::EPHEMERAL.incr();
-        touch(ctx, to, &caller.agent, now);
-        return Ok(RedisValue::Array(vec![
-            RedisValue::BulkString(id.to_string()),
-            RedisValue::Integer(listeners as i64),
-        ]));
+        return Ok(push_ephemeral(
+            ctx,
+            &env,
+            receivers.iter().map(|r| r.name.as_slice()),
+            &caller.agent,
+            now,
+        ));
     }
     let dedup = opts.dedup.clone();
     let thread = opts.thread.clone();
@@ -150,7 +173,7 @@ fn send_to_all(
     let count = delivered.receivers.len();
     if count > 0 {
         let effect = Delivery { entry: Entry::ready(env.clone()), dedup, receivers: delivered.receivers };
-        super::replicate_delivery(ctx, &namespace::namespace_key(to), &effect);
+        replicate_delivery(ctx, &names::namespace_key(to), &effect);
         count_thread(ctx, to, thread.as_deref());
     }
     touch(ctx, to, &caller.agent, now);

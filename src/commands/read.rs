@@ -1,27 +1,49 @@
 //! `MAILBOX.READ mailbox [COUNT n] [BLOCK ms] [LEASE ms] [NOACK]`
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{
-    err, mailbox_mut, notify, now_ms, replicate, reply_entries, reply_null_array, reschedule, sweep,
-};
-use crate::acl;
+use super::Meta;
+use crate::access;
 use crate::args::{self, ReadOptions};
-use crate::blocking;
 use crate::core::grants::Permission;
-use crate::data_type::tracked;
+use crate::counters;
 use crate::effects::Effect;
-use crate::stats;
+use crate::errors::err;
+use crate::server::block::block_on_key;
+use crate::server::context::now_ms;
+use crate::server::keys::mailbox_mut;
+use crate::server::replicate::replicate;
+use crate::server::reply::reply_entries;
+use crate::server::reply::reply_null_array;
+use crate::server::signal::notify;
+use crate::types::mailbox::tracked;
+use crate::upkeep::apply_due;
+use crate::upkeep::reschedule;
+
+/// How the server knows `MAILBOX.READ`.
+pub const META: Meta = Meta {
+    name: "mailbox.read",
+    handler: command,
+    flags: "write",
+    key: 1,
+    arity: -2,
+    summary: "Leases the next messages of a mailbox, optionally blocking",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::ACCESS).union(KeySpecFlags::UPDATE)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    super::check_name(ctx, all[0])?;
+    access::check_name(ctx, all[0])?;
     let opts = args::parse_read(&all[1..]).map_err(err)?;
-    let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.read")?;
-    acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.read")?;
+    let caller = access::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.read")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.read")?;
     let can_block = opts.block_ms.is_some() && !ctx.get_flags().contains(ContextFlags::DENY_BLOCKING);
     let served = serve(ctx, &argv[1], &opts, can_block);
     crate::receipts::flush(ctx);
@@ -29,15 +51,21 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Ok(RedisValue::NoReply);
     }
     match opts.block_ms {
-        Some(timeout) if can_block => blocking::block_on_key(ctx, &argv[1], timeout),
+        Some(timeout) if can_block => block_on_key(ctx, &argv[1], timeout, serve_blocked, serve_timed_out),
         _ => reply_null_array(ctx),
     }
     Ok(RedisValue::NoReply)
 }
 
 /// Called when a blocked reader times out: with `MIN`, it gets whatever is ready
-/// (fewer than `MIN`); `Ok(false)` when nothing is.
-pub fn serve_timed_out(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
+/// (fewer than `MIN`); `Ok(false)` when nothing is. Stores the receipts it decided.
+fn serve_timed_out(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
+    let served = timed_out(ctx, argv);
+    crate::receipts::flush(ctx);
+    served
+}
+
+fn timed_out(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
     let all = super::arg_slices(argv);
     let opts = args::parse_read(all.get(1..).unwrap_or_default()).map_err(err)?;
     match (argv.get(1), opts.min) {
@@ -52,13 +80,19 @@ pub fn serve_timed_out(ctx: &Context, argv: &[RedisString]) -> Result<bool, Redi
 /// A blocked reader is checked again whenever it would be served: a grant revoked
 /// (or an impersonation withdrawn) while it waited ends the wait with `NOPERM`.
 fn still_allowed(ctx: &Context, name: &[u8], opts: &ReadOptions) -> Result<(), RedisError> {
-    let caller = acl::caller_unaudited(ctx, name, opts.as_agent.as_deref(), "mailbox.read")?;
-    acl::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.read")
+    let caller = access::caller_unaudited(ctx, name, opts.as_agent.as_deref(), "mailbox.read")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.read")
 }
 
 /// Called when a blocked reader's key was signalled: the same read again.
-/// `Ok(false)` keeps the client blocked.
-pub fn serve_blocked(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
+/// `Ok(false)` keeps the client blocked. Stores the receipts it decided.
+fn serve_blocked(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
+    let served = signalled(ctx, argv);
+    crate::receipts::flush(ctx);
+    served
+}
+
+fn signalled(ctx: &Context, argv: &[RedisString]) -> Result<bool, RedisError> {
     let all = super::arg_slices(argv);
     let opts = args::parse_read(all.get(1..).unwrap_or_default()).map_err(err)?;
     match argv.get(1) {
@@ -83,7 +117,7 @@ fn serve(
         return Ok(false);
     };
     let now = now_ms();
-    sweep(ctx, key_name, mailbox, now);
+    apply_due(ctx, key_name, mailbox, now);
     if wait_for_min && opts.min.is_some_and(|min| (mailbox.counts().ready as usize) < min) {
         reschedule(ctx, key_name, mailbox);
         return Ok(false);
@@ -98,7 +132,15 @@ fn serve(
         let taken = tracked(mailbox, |mb| mb.take(&ids));
         let reader = opts.as_agent.clone().unwrap_or_else(|| ctx.get_current_user().as_slice().to_vec());
         let envs: Vec<_> = taken.iter().map(|e| e.env.clone()).collect();
-        crate::receipts::queue(ctx, name, envs, crate::receipts::Outcome::Acked, Some(&reader), None, now);
+        crate::receipt_queue::queue(
+            ctx,
+            name,
+            envs,
+            crate::receipt_queue::Outcome::Acked,
+            Some(&reader),
+            None,
+            now,
+        );
         replicate(ctx, name, &Effect::Remove { ids: taken.iter().map(|e| e.env.id()).collect() });
         count_deliveries(taken.iter().map(|e| e.deliveries));
         let refs: Vec<_> = taken.iter().collect();
@@ -123,9 +165,9 @@ fn serve(
 
 fn count_deliveries(deliveries: impl Iterator<Item = u32>) {
     for n in deliveries {
-        stats::DELIVERED.incr();
+        counters::DELIVERED.incr();
         if n > 1 {
-            stats::REDELIVERED.incr();
+            counters::REDELIVERED.incr();
         }
     }
 }

@@ -3,30 +3,50 @@
 //! the same namespace — with `correlation` set to the original id and the same
 //! thread (the original id as a new thread when it had none).
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::send::{check_payload, send_one};
-use super::{err, mailbox_mut, now_ms};
-use crate::acl;
+use super::Meta;
+use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
-use crate::core::namespace;
+use crate::core::names;
 use crate::delivery::{admit, count_thread, touch};
+use crate::delivery::{check_payload, send_one};
 use crate::errors;
+use crate::errors::err;
+use crate::server::context::in_cluster;
+use crate::server::context::now_ms;
+use crate::server::context::rstring;
+use crate::server::keys::mailbox_mut;
+
+/// How the server knows `MAILBOX.REPLY`.
+pub const META: Meta = Meta {
+    name: "mailbox.reply",
+    handler: command,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -4,
+    summary: "Answers a message a mailbox holds",
+    key_spec: Some(KeySpecFlags::READ_ONLY.union(KeySpecFlags::ACCESS)),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 4 {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
-    super::check_name(ctx, all[0])?;
+    access::check_name(ctx, all[0])?;
     let id = args::parse_id(all[1]).map_err(err)?;
     let opts = args::parse_send(&all[3..]).map_err(err)?;
     if opts.correlation.is_some() {
         return Err(RedisError::Str(errors::REPLY_CORRELATION));
     }
-    let caller = acl::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.reply")?;
-    acl::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.reply")?;
+    let caller = access::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.reply")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.reply")?;
     check_payload(all[2], &opts)?;
 
     let (target, thread) = {
@@ -41,26 +61,25 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
                 .ok_or(RedisError::Str(errors::NO_SUCH_MESSAGE))?,
         };
         let parts = env.parts();
-        let target =
-            parts.reply_to.map_or_else(|| namespace::agent_mailbox(all[0], parts.from), <[u8]>::to_vec);
+        let target = parts.reply_to.map_or_else(|| names::agent_mailbox(all[0], parts.from), <[u8]>::to_vec);
         (target, parts.thread.map_or_else(|| id.to_string().into_bytes(), <[u8]>::to_vec))
     };
-    super::check_name(ctx, &target)?;
+    access::check_name(ctx, &target)?;
     // In a cluster every key of one command lies in one slot: the answer must stay
     // in the namespace of the mailbox it answers from.
-    if crate::commands::in_cluster(ctx) && namespace::hash_tag(&target) != namespace::hash_tag(all[0]) {
+    if in_cluster(ctx) && names::hash_tag(&target) != names::hash_tag(all[0]) {
         return Err(RedisError::Str(errors::CROSSSLOT));
     }
     // Acting for an agent in one namespace is no licence in another: the answer
     // lands in the target's namespace, so the gateway needs `impersonate` there too.
     if let Some(via) = &caller.via {
-        if namespace::hash_tag(&target) != namespace::hash_tag(all[0]) {
-            let as_target = namespace::agent_mailbox(&target, &caller.agent);
-            acl::authorize(ctx, via, Permission::Impersonate, &as_target, "mailbox.reply")?;
+        if names::hash_tag(&target) != names::hash_tag(all[0]) {
+            let as_target = names::agent_mailbox(&target, &caller.agent);
+            access::authorize(ctx, via, Permission::Impersonate, &as_target, "mailbox.reply")?;
         }
     }
-    acl::authorize(ctx, &caller.agent, Permission::Send, &target, "mailbox.reply")?;
-    acl::authorize_options(ctx, &target, &caller, &opts, "mailbox.reply")?;
+    access::authorize(ctx, &caller.agent, Permission::Send, &target, "mailbox.reply")?;
+    access::authorize_options(ctx, &target, &caller, &opts, "mailbox.reply")?;
     let mut opts = opts.dedup_scoped_to(&caller.agent);
     if opts.thread.is_none() {
         opts.thread = Some(thread);
@@ -70,7 +89,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     // Charged to the namespace the answer lands in: its quota and its thread limit.
     admit(ctx, &target, &caller.agent, opts.thread.as_deref(), now)?;
     let thread = opts.thread.clone();
-    let target_key = crate::commands::rstring(ctx, target.as_slice());
+    let target_key = rstring(ctx, target.as_slice());
     let sent = send_one(ctx, &target_key, all[2], opts, &caller, now);
     crate::receipts::flush(ctx);
     let new_id = sent?;

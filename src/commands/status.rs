@@ -1,38 +1,48 @@
 //! `MAILBOX.STATUS mailbox id`: where a message stands — `ready`, `leased`,
 //! `delayed`, `dead`, or `unknown` (never there, or settled: acked or expired).
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::err;
+use super::Meta;
+use crate::access;
 use crate::args;
 use crate::core::grants::Permission;
-use crate::core::{Mailbox, State};
-use crate::data_type::MAILBOX_TYPE;
-use crate::errors;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::keys::read_mailbox;
+
+/// How the server knows `MAILBOX.STATUS`.
+pub const META: Meta = Meta {
+    name: "mailbox.status",
+    handler: command,
+    flags: "readonly fast",
+    key: 1,
+    arity: 3,
+    summary: "Where a message stands in a mailbox",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() != 3 {
         return Err(RedisError::WrongArity);
     }
     let name = argv[1].as_slice();
-    super::check_name(ctx, name)?;
+    access::check_name(ctx, name)?;
     let id = args::parse_id(argv[2].as_slice()).map_err(err)?;
     let agent = ctx.get_current_user();
-    crate::acl::authorize(ctx, agent.as_slice(), Permission::Read, name, "mailbox.status")?;
-    let key = ctx.open_key(&argv[1]);
-    let mailbox = key.get_value::<Mailbox>(&MAILBOX_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let status = match mailbox {
+    crate::access::authorize(ctx, agent.as_slice(), Permission::Read, name, "mailbox.status")?;
+    let status = read_mailbox(ctx, &argv[1], |mailbox| match mailbox {
         Some(mb) => match mb.get(&id) {
-            Some(e) if e.env.is_expired(super::now_ms()) => "unknown",
-            Some(e) => match e.state() {
-                State::Ready => "ready",
-                State::Leased { .. } => "leased",
-                State::Delayed { .. } => "delayed",
-            },
+            Some(e) if e.env.is_expired(now_ms()) => "unknown",
+            Some(e) => e.state().as_str(),
             None if mb.dead_letter(&id).is_some() => "dead",
             None => "unknown",
         },
         None => "unknown",
-    };
+    })?;
     Ok(RedisValue::SimpleStringStatic(status))
 }

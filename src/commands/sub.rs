@@ -1,26 +1,68 @@
 //! `MAILBOX.SUB mailbox pattern [pattern ...]`, `MAILBOX.UNSUB mailbox pattern [pattern ...]`
 //! and `MAILBOX.SUBS mailbox`: a mailbox's topic subscriptions, kept in its namespace.
 
+#![forbid(unsafe_code)]
+
+use redis_module::commands::KeySpecFlags;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{err, now_ms};
-use crate::acl;
+use super::Meta;
+use crate::access;
 use crate::core::grants::Permission;
-use crate::core::namespace::{self, Filter, Namespace};
+use crate::core::names;
+use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
 use crate::delivery::{ns_apply, open_or_create, touch, with_namespace};
 use crate::effects::NsEffect;
 use crate::errors;
-use crate::namespace_type::NAMESPACE_TYPE;
+use crate::errors::err;
+use crate::server::context::now_ms;
+use crate::server::keys::read_namespace;
+
+/// How the server knows `MAILBOX.SUB`.
+pub const SUB: Meta = Meta {
+    name: "mailbox.sub",
+    handler: sub,
+    flags: "write deny-oom",
+    key: 1,
+    arity: -3,
+    summary: "Subscribes a mailbox to topic patterns",
+    key_spec: Some(KeySpecFlags::READ_WRITE.union(KeySpecFlags::INSERT)),
+    subcommands: &[],
+};
+
+/// How the server knows `MAILBOX.UNSUB`.
+pub const UNSUB: Meta = Meta {
+    name: "mailbox.unsub",
+    handler: unsub,
+    flags: "write",
+    key: 1,
+    arity: -3,
+    summary: "Unsubscribes a mailbox from topic patterns",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
+
+/// How the server knows `MAILBOX.SUBS`.
+pub const SUBS: Meta = Meta {
+    name: "mailbox.subs",
+    handler: subs,
+    flags: "readonly",
+    key: 1,
+    arity: 2,
+    summary: "Lists a mailbox's topic subscriptions",
+    key_spec: Some(KeySpecFlags::READ_ONLY),
+    subcommands: &[],
+};
 
 /// A pattern as given (optionally with the mailbox's `{tag}`), as stored: without the tag.
 pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, RedisError> {
-    if let Some(tag) = namespace::hash_tag(pattern) {
-        if namespace::hash_tag(mailbox) != Some(tag) {
+    if let Some(tag) = names::hash_tag(pattern) {
+        if names::hash_tag(mailbox) != Some(tag) {
             return Err(err(errors::other_namespace(pattern)));
         }
     }
-    TopicPattern::parse(&namespace::local_part(pattern)).map_err(|e| RedisError::Str(e.message()))
+    TopicPattern::parse(&names::local_part(pattern)).map_err(|e| RedisError::Str(errors::topic(&e)))
 }
 
 fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
@@ -30,8 +72,7 @@ fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPatte
 }
 
 /// `mailbox pattern [pattern ...]`, then with `filters` the trailing options
-/// `FROM glob`, `MINPRIORITY n`, `TYPE glob` (read from the end, so a pattern can
-/// be any topic pattern that is not followed by a value).
+/// (`args::parse_filter`).
 fn parse_filtered(
     ctx: &Context,
     argv: &[RedisString],
@@ -41,35 +82,9 @@ fn parse_filtered(
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(argv);
-    super::check_name(ctx, all[0])?;
-    let mut filter = Filter::default();
-    let mut end = all.len();
-    let mut seen: Vec<&str> = Vec::new();
-    while filters && end >= 3 {
-        let Some(name) = ["FROM", "MINPRIORITY", "TYPE"]
-            .into_iter()
-            .find(|k| k.as_bytes().eq_ignore_ascii_case(all[end - 2]))
-        else {
-            break;
-        };
-        if seen.contains(&name) {
-            return Err(err(errors::repeated_option(name)));
-        }
-        seen.push(name);
-        let value = all[end - 1];
-        match name {
-            "FROM" => filter.from = Some(value.to_vec()),
-            "TYPE" => filter.content_type = Some(value.to_vec()),
-            _ => {
-                let p = crate::args::parse_int("MINPRIORITY", value, 0, 9).map_err(err)?;
-                filter.min_priority = Some(p as u8);
-            }
-        }
-        end -= 2;
-    }
-    if end < 2 {
-        return Err(RedisError::Str(errors::SYNTAX));
-    }
+    access::check_name(ctx, all[0])?;
+    let (filter, end) =
+        if filters { crate::args::parse_filter(&all).map_err(err)? } else { (Filter::default(), all.len()) };
     let patterns = all[1..end].iter().map(|p| local_pattern(all[0], p)).collect::<Result<Vec<_>, _>>()?;
     Ok((all[0].to_vec(), patterns, filter))
 }
@@ -83,10 +98,10 @@ fn authorize(
     command: &str,
 ) -> Result<Vec<u8>, RedisError> {
     let agent = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &agent, Permission::Read, mailbox, command)?;
+    access::authorize(ctx, &agent, Permission::Read, mailbox, command)?;
     for p in patterns {
-        let full = namespace::agent_mailbox(mailbox, p.as_bytes());
-        acl::authorize(ctx, &agent, Permission::Subscribe, &full, command)?;
+        let full = names::agent_mailbox(mailbox, p.as_bytes());
+        access::authorize(ctx, &agent, Permission::Subscribe, &full, command)?;
     }
     Ok(agent)
 }
@@ -124,7 +139,7 @@ pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let (mailbox, patterns) = parse(ctx, &argv)?;
     let agent = ctx.get_current_user().as_slice().to_vec();
-    acl::authorize(ctx, &agent, Permission::Read, &mailbox, "mailbox.unsub")?;
+    access::authorize(ctx, &agent, Permission::Read, &mailbox, "mailbox.unsub")?;
     let removed = with_namespace(ctx, &mailbox, |ns, ns_key| {
         let mut gone: Vec<TopicPattern> =
             patterns.into_iter().filter(|p| ns.subscriptions_of(&mailbox).contains(&p)).collect();
@@ -145,15 +160,17 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let mailbox = argv[1].as_slice();
-    super::check_name(ctx, mailbox)?;
+    access::check_name(ctx, mailbox)?;
     let agent = ctx.get_current_user();
-    acl::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
-    let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(mailbox));
-    let key = ctx.open_key(&ns_key);
-    let ns = key.get_value::<Namespace>(&NAMESPACE_TYPE).map_err(|_| RedisError::Str(errors::WRONGTYPE))?;
-    let Some(ns) = ns else { return Ok(RedisValue::Array(Vec::new())) };
-    let rows = ns
-        .subscriptions_of(mailbox)
+    access::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
+    let rows =
+        read_namespace(ctx, mailbox, |ns| ns.map(|ns| subscriptions(ns, mailbox)).unwrap_or_default())?;
+    Ok(RedisValue::Array(rows))
+}
+
+/// `[pattern, filter fields...]` for each subscription of `mailbox`.
+fn subscriptions(ns: &Namespace, mailbox: &[u8]) -> Vec<RedisValue> {
+    ns.subscriptions_of(mailbox)
         .into_iter()
         .map(|p| {
             let mut row = vec![RedisValue::StringBuffer(p.as_bytes().to_vec())];
@@ -173,6 +190,5 @@ pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             }
             RedisValue::Array(row)
         })
-        .collect();
-    Ok(RedisValue::Array(rows))
+        .collect()
 }

@@ -14,6 +14,8 @@
 //! entries). Inserting before the last key (only loads and replays of data that
 //! was out of order) may split a chunk the same way.
 
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 
 /// Most values per chunk.

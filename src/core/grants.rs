@@ -1,9 +1,11 @@
 //! Module-level permissions: which agent may do what on which names. Pure: the
 //! caller supplies the policy, the grants of the name's namespace and the agent.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
-use super::namespace::local_part;
+use super::names::local_part;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Permission {

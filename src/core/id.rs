@@ -1,5 +1,7 @@
 //! Message ids: `<ms>-<seq>`, unique and time ordered, like stream ids.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]

@@ -1,12 +1,14 @@
 //! A message as stored: the immutable envelope (shared by every receiver of one
 //! publish) and the per-mailbox delivery state around it.
 
+#![allow(unsafe_code)]
+
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::chunked::Keyed;
-use super::codec::varint_len;
-use super::MessageId;
+use super::id::MessageId;
+use super::wire::varint_len;
 
 /// What the sender sent plus what the server stamped. Never changes once stored;
 /// shared through `EnvelopeRef` so one payload can serve many receivers of one key space.
@@ -66,7 +68,7 @@ const SEQ_AT: usize = 11;
 /// The varint at `*at`, moving `*at` past it (0 past the end: only `new` writes).
 #[inline]
 fn take_varint(bytes: &[u8], at: &mut usize) -> u64 {
-    super::codec::take_varint(bytes, at).unwrap_or_default()
+    super::wire::take_varint(bytes, at).unwrap_or_default()
 }
 
 /// Fills a buffer of the exact size `Envelope::new` computed.
@@ -145,7 +147,7 @@ impl Envelope {
     pub fn from_bytes(bytes: &[u8]) -> Option<EnvelopeRef> {
         fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
             let start = *at;
-            let n = super::codec::take_varint(bytes, at)?;
+            let n = super::wire::take_varint(bytes, at)?;
             (*at - start == varint_len(n)).then_some(n)
         }
         let (&flags, &priority, &present) = (bytes.first()?, bytes.get(1)?, bytes.get(2)?);
@@ -432,6 +434,17 @@ pub enum State {
     Leased { until: u64 },
     /// Nacked with a delay; becomes ready at `until`.
     Delayed { until: u64 },
+}
+
+impl State {
+    /// The word replies use: `ready`, `leased` or `delayed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Leased { .. } => "leased",
+            State::Delayed { .. } => "delayed",
+        }
+    }
 }
 
 /// A message held by one mailbox: 24 bytes (the state's kind and deadline are

@@ -1,5 +1,7 @@
 //! Validation of the `META` argument: a JSON object, bounded in depth.
 
+#![forbid(unsafe_code)]
+
 /// Nesting deeper than this is refused (serde_json's own limit is 128).
 pub const MAX_DEPTH: usize = 32;
 

@@ -2,64 +2,13 @@
 //! the presence of the agents that use them. Held in one key per namespace, in the
 //! namespace's slot, so a publish or a broadcast touches one slot.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::grants::{self, Grant, Permission, Policy};
+use super::message::Envelope;
 use super::topics::{TopicIndex, TopicPattern};
-use super::Envelope;
-
-/// The hash tag of a name as Redis Cluster reads it: the bytes between the first
-/// `{` and the first `}` after it, when not empty.
-pub fn hash_tag(name: &[u8]) -> Option<&[u8]> {
-    let open = name.iter().position(|&b| b == b'{')?;
-    let rest = &name[open + 1..];
-    let close = rest.iter().position(|&b| b == b'}')?;
-    (close > 0).then(|| &rest[..close])
-}
-
-/// A name without its `{tag}`: the agent of a mailbox, the path of a topic.
-pub fn local_part(name: &[u8]) -> Vec<u8> {
-    let Some(open) = name.iter().position(|&b| b == b'{') else { return name.to_vec() };
-    let rest = &name[open + 1..];
-    match rest.iter().position(|&b| b == b'}') {
-        Some(close) if close > 0 => {
-            let mut out = name[..open].to_vec();
-            out.extend_from_slice(&rest[close + 1..]);
-            out
-        }
-        _ => name.to_vec(),
-    }
-}
-
-/// The mailbox an agent owns in the namespace of `name`: `{tag}agent`, or `agent`
-/// in the default namespace.
-pub fn agent_mailbox(name: &[u8], agent: &[u8]) -> Vec<u8> {
-    match hash_tag(name) {
-        Some(tag) => {
-            let mut out = Vec::with_capacity(tag.len() + agent.len() + 2);
-            out.push(b'{');
-            out.extend_from_slice(tag);
-            out.push(b'}');
-            out.extend_from_slice(agent);
-            out
-        }
-        None => agent.to_vec(),
-    }
-}
-
-/// The key of the default namespace, and the start of every namespace key.
-pub const NAMESPACE_KEY_PREFIX: &[u8] = b"mailbox:ns";
-
-/// The key that holds the namespace of `name`.
-pub fn namespace_key(name: &[u8]) -> Vec<u8> {
-    let mut key = NAMESPACE_KEY_PREFIX.to_vec();
-    if let Some(tag) = hash_tag(name) {
-        key.extend_from_slice(b":{");
-        key.extend_from_slice(tag);
-        key.push(b'}');
-    }
-    key
-}
 
 /// What a subscription lets through, besides its topic pattern.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -369,27 +318,10 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Parts;
+    use crate::core::message::Parts;
 
     fn p(s: &str) -> TopicPattern {
         TopicPattern::parse(s.as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(hash_tag(b"{team1}alice"), Some(&b"team1"[..]));
-        assert_eq!(hash_tag(b"alice"), None);
-        assert_eq!(hash_tag(b"{}alice"), None);
-        assert_eq!(hash_tag(b"a{b}c{d}"), Some(&b"b"[..]));
-        assert_eq!(local_part(b"{team1}research.papers"), b"research.papers");
-        assert_eq!(local_part(b"alice"), b"alice");
-        assert_eq!(local_part(b"{}alice"), b"{}alice");
-        assert_eq!(agent_mailbox(b"{t}bob", b"alice"), b"{t}alice");
-        assert_eq!(agent_mailbox(b"bob", b"alice"), b"alice");
-        assert_eq!(namespace_key(b"{t}bob"), b"mailbox:ns:{t}");
-        assert_eq!(namespace_key(b"bob"), b"mailbox:ns");
-        // The namespace key lies in the namespace's slot.
-        assert_eq!(hash_tag(&namespace_key(b"{t}bob")), Some(&b"t"[..]));
     }
 
     #[test]
@@ -413,7 +345,7 @@ mod tests {
     fn filters_admit_and_reject() {
         let env = |from: &str, priority: u8, ct: Option<&str>| {
             Envelope::new(Parts {
-                id: crate::core::MessageId::new(1, 0),
+                id: crate::core::id::MessageId::new(1, 0),
                 from: from.as_bytes(),
                 to: b"x.y",
                 ts: 1,

@@ -1,5 +1,7 @@
 //! xorshift64: deterministic randomness for the unit tests, without a crate.
 
+#![forbid(unsafe_code)]
+
 pub struct XorShift(pub u64);
 
 impl XorShift {

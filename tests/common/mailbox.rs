@@ -1,15 +1,13 @@
 //! Shared helpers of the mailbox integration tests: run `MAILBOX.*` commands, parse the
 //! messages they reply (`[id, [field, value, ...]]`) and their flat field lists, and get the
 //! exact text of an error reply.
-//!
-//! Test files include it with `#[path = "common/mailbox.rs"] mod mailbox_helpers;`.
 #![allow(dead_code)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::{Connection, RedisError, RedisResult, Value};
 
-use crate::common::Server;
+use super::Server;
 
 /// One message as `MAILBOX.READ`, `MAILBOX.PEEK` and `MAILBOX.DEAD LIST` reply it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! Integration-test harness: each test starts its own `redis-server` with the module loaded, on a
 //! free port, in a temporary directory of its own.
 //!
-//! Every test file uses it with `mod common;`. The module is `MAILBOX_MODULE` or
+//! Every test file uses it with `mod common;`; `common::mailbox` holds the helpers that run
+//! `MAILBOX.*` commands and parse their replies. The module is `MAILBOX_MODULE` or
 //! `target/debug/libredis_mailbox.so` (run `cargo build` first; `scripts/test` does).
 //! The server binary is `MAILBOX_SERVER` or `redis-server` from PATH; a `valkey-server` there runs
 //! the same tests on Valkey (`scripts/test --server valkey`), and `server_kind()` tells a test
@@ -9,6 +10,8 @@
 //! A server is shut down and its directory removed when the `Server` is dropped; if the test is
 //! panicking, the directory is kept and its path and log tail are printed to stderr.
 #![allow(dead_code)]
+
+pub mod mailbox;
 
 use std::fs;
 use std::net::TcpListener;

@@ -1,6 +1,8 @@
 //! Server-wide counters and gauges, shown by `MAILBOX.STATS` and `INFO mailbox`.
 //! Atomics, because Redis may free a large value on its lazy-free thread.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 pub struct Counter(AtomicI64);

@@ -1,13 +1,73 @@
-//! The `extern "C"` functions Redis calls for the `mailboxes` type. Each one only
-//! converts pointers and hands over to `data_type.rs`.
+//! The two module data types as Redis sees them: their statics (`MAILBOX_TYPE`,
+//! `NAMESPACE_TYPE`) and the `extern "C"` functions Redis calls for them. Each
+//! function only converts pointers and hands over to `types/mailbox.rs` (or, in
+//! `ns`, to `types/namespace.rs`).
+
+#![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
 
-use redis_module::raw;
+use redis_module::{native_types::RedisType, raw};
 
 use crate::core::Mailbox;
-use crate::data_type::{self, RdbIn, RdbOut};
+use crate::effects::EFFECT_COMMAND;
+use crate::types::mailbox as mailbox_type;
+use crate::types::rdb::{RdbIn, RdbOut};
+
+/// Exactly 9 characters, and never to be renamed: saved files name it.
+pub static MAILBOX_TYPE: RedisType = RedisType::new(
+    "mailboxes",
+    mailbox_type::ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(rdb_load),
+        rdb_save: Some(rdb_save),
+        aof_rewrite: Some(aof_rewrite),
+        mem_usage: Some(mem_usage),
+        digest: Some(digest),
+        free: Some(free),
+        aux_load: None,
+        aux_save: None,
+        aux_save2: None,
+        aux_save_triggers: 0,
+        free_effort: Some(free_effort),
+        unlink: None,
+        copy: Some(copy),
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
+
+/// Exactly 9 characters, and never to be renamed: saved files name it.
+pub static NAMESPACE_TYPE: RedisType = RedisType::new(
+    "mailboxns",
+    crate::types::namespace::ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(ns::rdb_load),
+        rdb_save: Some(ns::rdb_save),
+        aof_rewrite: Some(ns::aof_rewrite),
+        mem_usage: Some(ns::mem_usage),
+        digest: Some(ns::digest),
+        free: Some(ns::free),
+        aux_load: None,
+        aux_save: None,
+        aux_save2: None,
+        aux_save_triggers: 0,
+        free_effort: Some(ns::free_effort),
+        unlink: None,
+        copy: Some(ns::copy),
+        defrag: None,
+        copy2: None,
+        free_effort2: None,
+        mem_usage2: None,
+        unlink2: None,
+    },
+);
 
 pub(crate) struct RdbReader(pub(crate) *mut raw::RedisModuleIO);
 
@@ -25,13 +85,17 @@ impl RdbIn for RdbReader {
     }
 
     fn key_name(&self) -> Option<Vec<u8>> {
+        // SAFETY: reading a function pointer the module API filled in at load.
         let get = unsafe { raw::RedisModule_GetKeyNameFromIO }?;
+        // SAFETY: `self.0` is the IO handle of the load in progress.
         let name = unsafe { get(self.0) };
         if name.is_null() {
             return None;
         }
         let mut len = 0;
+        // SAFETY: `name` is a live Redis string (checked non-null above).
         let ptr = unsafe { raw::RedisModule_StringPtrLen?(name, &mut len) };
+        // SAFETY: Redis gave `len` bytes at `ptr`, alive as long as `name`; copied at once.
         (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec())
     }
 }
@@ -51,19 +115,19 @@ impl RdbOut for RdbWriter {
 /// # Safety
 /// Called by Redis with a valid IO handle.
 pub unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    if encver > data_type::ENCODING_VERSION {
+    if encver > mailbox_type::ENCODING_VERSION {
         log_io(
             rdb,
             &format!(
             "mailbox: refusing a mailbox saved with encoding version {encver}; this module reads up to {}",
-            data_type::ENCODING_VERSION
+            mailbox_type::ENCODING_VERSION
         ),
         );
         return std::ptr::null_mut();
     }
-    match data_type::load(&mut RdbReader(rdb), encver) {
+    match mailbox_type::load(&mut RdbReader(rdb), encver) {
         Some(mailbox) => {
-            data_type::gauge_add(&mailbox);
+            mailbox_type::gauge_add(&mailbox);
             Box::into_raw(Box::new(mailbox)).cast()
         }
         None => {
@@ -77,7 +141,7 @@ pub unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -
 /// Called by Redis with a valid IO handle and a value of this type.
 pub unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     let mailbox = &*value.cast::<Mailbox>();
-    data_type::save(mailbox, &mut RdbWriter(rdb));
+    mailbox_type::save(mailbox, &mut RdbWriter(rdb));
 }
 
 /// # Safety
@@ -88,7 +152,7 @@ pub unsafe extern "C" fn aof_rewrite(
     value: *mut c_void,
 ) {
     let mailbox = &*value.cast::<Mailbox>();
-    for effect in data_type::rewrite(mailbox) {
+    for effect in mailbox_type::rewrite(mailbox) {
         emit_aof(aof, key, &effect.to_args());
     }
 }
@@ -107,7 +171,7 @@ pub(crate) unsafe fn emit_aof(
     // "sv": the key, then a vector of RedisModuleStrings with its length.
     let strings: Vec<*mut raw::RedisModuleString> =
         args.iter().map(|a| create(std::ptr::null_mut(), a.as_ptr().cast::<c_char>(), a.len())).collect();
-    emit(aof, c"MAILBOX.EFFECT".as_ptr(), c"sv".as_ptr(), key, strings.as_ptr(), strings.len());
+    emit(aof, EFFECT_COMMAND.as_ptr(), c"sv".as_ptr(), key, strings.as_ptr(), strings.len());
     for s in strings {
         free(std::ptr::null_mut(), s);
     }
@@ -127,7 +191,7 @@ pub unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_v
     else {
         return;
     };
-    data_type::digest_parts(mailbox, |bytes| {
+    mailbox_type::digest_parts(mailbox, |bytes| {
         add(md, bytes.as_ptr().cast::<c_char>().cast_mut(), bytes.len());
     });
     end(md);
@@ -137,7 +201,7 @@ pub unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_v
 /// Called by Redis (possibly on its lazy-free thread) with a value of this type.
 pub unsafe extern "C" fn free(value: *mut c_void) {
     let mailbox = Box::from_raw(value.cast::<Mailbox>());
-    data_type::gauge_remove(&mailbox);
+    mailbox_type::gauge_remove(&mailbox);
     drop(mailbox);
 }
 
@@ -155,7 +219,7 @@ pub unsafe extern "C" fn copy(
     value: *const c_void,
 ) -> *mut c_void {
     let copy = (*value.cast::<Mailbox>()).clone();
-    data_type::gauge_add(&copy);
+    mailbox_type::gauge_add(&copy);
     Box::into_raw(Box::new(copy)).cast()
 }
 
@@ -173,7 +237,7 @@ pub mod ns {
 
     use super::{emit_aof, log_io, RdbReader, RdbWriter};
     use crate::core::namespace::Namespace;
-    use crate::namespace_type;
+    use crate::types::namespace as namespace_type;
 
     /// # Safety
     /// Called by Redis with a valid IO handle.

@@ -1,50 +1,23 @@
 //! The `mailboxes` data type: one mailbox per key. RDB encoding, AOF rewrite,
 //! digest and the gauges kept across the value's life. The `extern "C"` entry
-//! points Redis calls live in `type_callbacks.rs`.
+//! points Redis calls live in `types/ffi.rs`.
+
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use redis_module::{native_types::RedisType, raw};
-
-use crate::core::codec;
+use crate::core::{codec, wire};
 use crate::core::{EnvelopeRef, Mailbox, MessageId};
+use crate::counters;
 use crate::effects;
-use crate::stats;
-use crate::type_callbacks;
+use crate::types::rdb::{DigestOut, RdbIn, RdbOut};
 
 /// Bumped whenever the RDB layout changes; `rdb_load` keeps a branch per old version.
 pub const ENCODING_VERSION: i32 = 2;
 
 /// A batch of entries or dead letters closes once it holds this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
-
-/// Exactly 9 characters, and never to be renamed: saved files name it.
-pub static MAILBOX_TYPE: RedisType = RedisType::new(
-    "mailboxes",
-    ENCODING_VERSION,
-    raw::RedisModuleTypeMethods {
-        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
-        rdb_load: Some(type_callbacks::rdb_load),
-        rdb_save: Some(type_callbacks::rdb_save),
-        aof_rewrite: Some(type_callbacks::aof_rewrite),
-        mem_usage: Some(type_callbacks::mem_usage),
-        digest: Some(type_callbacks::digest),
-        free: Some(type_callbacks::free),
-        aux_load: None,
-        aux_save: None,
-        aux_save2: None,
-        aux_save_triggers: 0,
-        free_effort: Some(type_callbacks::free_effort),
-        unlink: None,
-        copy: Some(type_callbacks::copy),
-        defrag: None,
-        copy2: None,
-        free_effort2: None,
-        mem_usage2: None,
-        unlink2: None,
-    },
-);
 
 /// Messages a mailbox stores (held and dead), for the gauges.
 pub fn stored_messages(mailbox: &Mailbox) -> usize {
@@ -53,16 +26,16 @@ pub fn stored_messages(mailbox: &Mailbox) -> usize {
 
 /// Counts a mailbox that came into being (created, loaded, copied).
 pub fn gauge_add(mailbox: &Mailbox) {
-    stats::MAILBOXES.incr();
-    stats::MESSAGES.add(stored_messages(mailbox));
-    stats::BYTES.add(mailbox.content_bytes() as usize);
+    counters::MAILBOXES.incr();
+    counters::MESSAGES.add(stored_messages(mailbox));
+    counters::BYTES.add(mailbox.content_bytes() as usize);
 }
 
 /// Forgets a mailbox that is freed.
 pub fn gauge_remove(mailbox: &Mailbox) {
-    stats::MAILBOXES.sub(1);
-    stats::MESSAGES.sub(stored_messages(mailbox));
-    stats::BYTES.sub(mailbox.content_bytes() as usize);
+    counters::MAILBOXES.sub(1);
+    counters::MESSAGES.sub(stored_messages(mailbox));
+    counters::BYTES.sub(mailbox.content_bytes() as usize);
 }
 
 /// While Redis loads a whole dataset (RDB, AOF, full sync), envelopes seen so far
@@ -114,72 +87,9 @@ fn share_unless_direct(env: EnvelopeRef, key: Option<&[u8]>) -> EnvelopeRef {
 pub fn tracked<R>(mailbox: &mut Mailbox, change: impl FnOnce(&mut Mailbox) -> R) -> R {
     let (messages, bytes) = (stored_messages(mailbox) as i64, mailbox.content_bytes() as i64);
     let result = change(mailbox);
-    stats::MESSAGES.delta(stored_messages(mailbox) as i64 - messages);
-    stats::BYTES.delta(mailbox.content_bytes() as i64 - bytes);
+    counters::MESSAGES.delta(stored_messages(mailbox) as i64 - messages);
+    counters::BYTES.delta(mailbox.content_bytes() as i64 - bytes);
     result
-}
-
-/// Where RDB bytes come from; `RdbReader` in the callbacks, a slice in tests.
-pub trait RdbIn {
-    fn unsigned(&mut self) -> Option<u64>;
-    fn buffer(&mut self) -> Option<Vec<u8>>;
-    /// The next buffer, lent to `read` (no copy where the source allows it).
-    fn with_buffer<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        self.buffer().map(|b| read(&b))
-    }
-    /// The name of the key being loaded, where the server tells it.
-    fn key_name(&self) -> Option<Vec<u8>> {
-        None
-    }
-}
-
-pub trait RdbOut {
-    fn unsigned(&mut self, value: u64);
-    fn buffer(&mut self, bytes: &[u8]);
-}
-
-/// What `save` writes, kept in memory and read back item by item: an `RdbOut`
-/// and an `RdbIn` without Redis, for unit tests and fuzzing.
-#[derive(Clone, Debug, Default)]
-pub struct RdbItems {
-    pub items: Vec<RdbItem>,
-    pub pos: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RdbItem {
-    Unsigned(u64),
-    Buffer(Vec<u8>),
-}
-
-impl RdbOut for RdbItems {
-    fn unsigned(&mut self, value: u64) {
-        self.items.push(RdbItem::Unsigned(value));
-    }
-
-    fn buffer(&mut self, bytes: &[u8]) {
-        self.items.push(RdbItem::Buffer(bytes.to_vec()));
-    }
-}
-
-impl RdbIn for RdbItems {
-    fn unsigned(&mut self) -> Option<u64> {
-        let item = self.items.get(self.pos)?;
-        self.pos += 1;
-        match item {
-            RdbItem::Unsigned(v) => Some(*v),
-            RdbItem::Buffer(_) => None,
-        }
-    }
-
-    fn buffer(&mut self) -> Option<Vec<u8>> {
-        let item = self.items.get(self.pos)?;
-        self.pos += 1;
-        match item {
-            RdbItem::Buffer(v) => Some(v.clone()),
-            RdbItem::Unsigned(_) => None,
-        }
-    }
 }
 
 /// Version 2 layout: settings blob, last id (ms, seq); the entry count, then the
@@ -217,7 +127,7 @@ fn save_batches<'a, T: 'a>(
     for item in items {
         // The length first, then the blob written in place: no second copy.
         let len = encoded_len(item);
-        codec::put_varint(&mut batch, len as u64);
+        wire::put_varint(&mut batch, len as u64);
         let start = batch.len();
         encode(item, &mut batch);
         debug_assert_eq!(batch.len() - start, len);
@@ -243,7 +153,7 @@ fn load_batches(input: &mut impl RdbIn, count: u64, mut take: impl FnMut(&[u8]) 
             }
             let mut at = 0;
             while at < batch.len() {
-                let len = codec::take_varint(batch, &mut at)?;
+                let len = wire::take_varint(batch, &mut at)?;
                 let end = at.checked_add(usize::try_from(len).ok()?).filter(|&end| end <= batch.len())?;
                 left = left.checked_sub(1)?;
                 take(&batch[at..end])?;
@@ -287,7 +197,7 @@ fn load_v2(input: &mut impl RdbIn) -> Option<Mailbox> {
     })?;
     load_dedup(input, &mut mailbox)?;
     mailbox.last_id = last_id;
-    crate::delivery::observe_id(last_id);
+    crate::ids::observe(last_id);
     Some(mailbox)
 }
 
@@ -328,22 +238,8 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     }
     load_dedup(input, &mut mailbox)?;
     mailbox.last_id = last_id;
-    crate::delivery::observe_id(last_id);
+    crate::ids::observe(last_id);
     Some(mailbox)
-}
-
-/// An `RdbOut` that hands every item to a digest (or any byte sink), so that a
-/// value's digest covers exactly what its RDB encoding holds.
-pub struct DigestOut<F: FnMut(&[u8])>(pub F);
-
-impl<F: FnMut(&[u8])> RdbOut for DigestOut<F> {
-    fn unsigned(&mut self, value: u64) {
-        (self.0)(&value.to_le_bytes());
-    }
-
-    fn buffer(&mut self, bytes: &[u8]) {
-        (self.0)(bytes);
-    }
 }
 
 /// Feeds the digest: every blob `save` would write, in the same order.
@@ -363,6 +259,7 @@ mod tests {
     use super::*;
     use crate::core::Parts;
     use crate::core::{Envelope, Settings};
+    use crate::types::rdb::{RdbItem, RdbItems};
 
     fn sample() -> Mailbox {
         let settings = Settings {

@@ -1,15 +1,21 @@
 //! Who is calling, and may they: the agent a command acts as (the connection's ACL
 //! user, or with `AS` the agent a trusted gateway acts for), the module's grants
 //! checked on every command, and the audit stream that records refusals and other
-//! security events. Redis's own ACL applies before any of this.
+//! security events, and which names a command may take at all. Redis's own ACL
+//! applies before any of this.
 
-use redis_module::{CallOptionsBuilder, CallResult, Context, ContextFlags, RedisError};
+#![forbid(unsafe_code)]
+
+use redis_module::{CallOptionsBuilder, CallResult, Context, RedisError};
 
 use crate::config;
 use crate::core::grants::Permission;
-use crate::core::namespace::{self, Namespace};
-use crate::namespace_type::NAMESPACE_TYPE;
-use crate::stats;
+use crate::core::names;
+use crate::core::namespace::Namespace;
+use crate::counters;
+use crate::errors;
+use crate::server::context::{in_cluster, is_master, replaying, rstring};
+use crate::types::ffi::NAMESPACE_TYPE;
 
 /// The identity a command acts with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +73,7 @@ fn may_act_as(
     name: &[u8],
     command: &str,
 ) -> Result<(), RedisError> {
-    let target = namespace::agent_mailbox(name, agent);
+    let target = names::agent_mailbox(name, agent);
     authorize(ctx, user, Permission::Impersonate, &target, command)?;
     if config::is_superuser(user) {
         return Ok(());
@@ -77,7 +83,7 @@ fn may_act_as(
             .into_iter()
             .any(|p| allowed(ctx, agent, p, name) && !allowed(ctx, user, p, name));
     if mightier {
-        let text = crate::errors::mightier_agent(user, agent);
+        let text = errors::mightier_agent(user, agent);
         return Err(refuse(ctx, user, Permission::Impersonate, &target, command, text));
     }
     Ok(())
@@ -95,12 +101,12 @@ pub fn authorize_options(
     command: &str,
 ) -> Result<(), RedisError> {
     if let Some(reply_to) = &opts.reply_to {
-        crate::commands::check_name(ctx, reply_to)?;
+        check_name(ctx, reply_to)?;
         authorize(ctx, &caller.agent, Permission::Send, reply_to, command)?;
     } else if opts.confirm {
-        let home = namespace::agent_mailbox(name, &caller.agent);
-        if crate::args::check_name(&home).is_err() || crate::commands::check_not_reserved(&home).is_err() {
-            return Err(RedisError::String(crate::errors::no_receipt_mailbox(&home)));
+        let home = names::agent_mailbox(name, &caller.agent);
+        if crate::args::check_name(&home).is_err() || check_not_reserved(&home).is_err() {
+            return Err(RedisError::String(errors::no_receipt_mailbox(&home)));
         }
     }
     Ok(())
@@ -112,7 +118,7 @@ pub fn allowed(ctx: &Context, agent: &[u8], permission: Permission, name: &[u8])
     if config::is_superuser(agent) {
         return true;
     }
-    let key = ctx.open_key(&crate::commands::rstring(ctx, namespace::namespace_key(name)));
+    let key = ctx.open_key(&rstring(ctx, names::namespace_key(name)));
     match key.get_value::<Namespace>(&NAMESPACE_TYPE) {
         Ok(Some(ns)) => ns.allows(config::policy(), agent, permission, name),
         _ => Namespace::new().allows(config::policy(), agent, permission, name),
@@ -130,7 +136,7 @@ pub fn authorize(
     if allowed(ctx, agent, permission, name) {
         return Ok(());
     }
-    let text = crate::errors::noperm(agent, permission.as_str(), name);
+    let text = errors::noperm(agent, permission.as_str(), name);
     Err(refuse(ctx, agent, permission, name, command, text))
 }
 
@@ -143,7 +149,7 @@ fn refuse(
     command: &str,
     text: String,
 ) -> RedisError {
-    stats::DENIED.incr();
+    counters::DENIED.incr();
     audit(
         ctx,
         name,
@@ -167,7 +173,7 @@ pub fn audit_stream(name: &[u8]) -> Vec<u8> {
 /// The audit stream of `name`'s namespace when the configured name is `stream`.
 pub fn audit_stream_in(stream: &str, name: &[u8]) -> Vec<u8> {
     let mut out = stream.as_bytes().to_vec();
-    if let Some(tag) = namespace::hash_tag(name) {
+    if let Some(tag) = names::hash_tag(name) {
         out.extend_from_slice(b":{");
         out.extend_from_slice(tag);
         out.push(b'}');
@@ -180,13 +186,13 @@ pub fn audit_stream_in(stream: &str, name: &[u8]) -> Vec<u8> {
 /// those go to the default namespace's stream, one capped key; in a cluster, where
 /// that stream may lie on another node, they are only counted (`denied`).
 fn audit_target(ctx: &Context, name: &[u8]) -> Option<Vec<u8>> {
-    if namespace::hash_tag(name).is_none() {
+    if names::hash_tag(name).is_none() {
         return Some(config::audit_stream().into_bytes());
     }
-    let ns_key = crate::commands::rstring(ctx, namespace::namespace_key(name));
+    let ns_key = rstring(ctx, names::namespace_key(name));
     if !ctx.open_key(&ns_key).is_null() {
         Some(audit_stream(name))
-    } else if crate::commands::in_cluster(ctx) {
+    } else if in_cluster(ctx) {
         None
     } else {
         Some(config::audit_stream().into_bytes())
@@ -198,11 +204,7 @@ fn audit_target(ctx: &Context, name: &[u8]) -> Option<Vec<u8>> {
 /// `XADD` the master replicated.
 pub fn audit(ctx: &Context, name: &[u8], fields: &[(&str, &[u8])]) {
     let cap = config::get(&config::AUDIT_MAXLEN);
-    let flags = ctx.get_flags();
-    if cap <= 0
-        || !flags.contains(ContextFlags::MASTER)
-        || flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
-    {
+    if cap <= 0 || !is_master(ctx) || replaying(ctx) {
         return;
     }
     let Some(stream) = audit_target(ctx, name) else { return };
@@ -217,4 +219,36 @@ pub fn audit(ctx: &Context, name: &[u8], fields: &[(&str, &[u8])]) {
     if result.is_err() {
         ctx.log_warning("mailbox: could not append to the audit stream (does the key hold another type?)");
     }
+}
+
+/// A name a command takes (mailbox, topic, namespace): non-empty UTF-8, and in a
+/// cluster it must carry a hash tag, so everything the command touches lies in
+/// one slot (the default namespace cannot live in one slot).
+pub fn check_name(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
+    crate::args::check_name(name).map_err(errors::err)?;
+    check_not_reserved(name)?;
+    check_cluster_tag(ctx, name)
+}
+
+/// The module's own keys are no mailbox or topic: the namespace keys
+/// (`mailbox:ns`, `mailbox:ns:{tag}`) and the audit streams (`mailbox.audit-stream`,
+/// with `:{tag}`). A command that took one as a mailbox would turn it into one.
+pub fn check_not_reserved(name: &[u8]) -> Result<(), RedisError> {
+    let is_ns_key = name.starts_with(names::NAMESPACE_KEY_PREFIX) && names::namespace_key(name) == name;
+    let is_audit = !is_ns_key
+        && config::with_audit_stream(|stream| {
+            name.starts_with(stream.as_bytes()) && audit_stream_in(stream, name) == name
+        });
+    if is_ns_key || is_audit {
+        return Err(errors::err(errors::reserved_name(name)));
+    }
+    Ok(())
+}
+
+/// In a cluster, `name` must carry a hash tag.
+pub fn check_cluster_tag(ctx: &Context, name: &[u8]) -> Result<(), RedisError> {
+    if in_cluster(ctx) && names::hash_tag(name).is_none() {
+        return Err(errors::err(errors::needs_hash_tag(name)));
+    }
+    Ok(())
 }

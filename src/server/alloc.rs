@@ -12,6 +12,8 @@ use redis_module::raw;
 pub struct MailboxAlloc;
 
 fn redis_ready() -> bool {
+    // SAFETY: reads of two function-pointer statics the module API fills in once, at
+    // the start of `OnLoad`, before any other thread of the module exists.
     unsafe {
         std::ptr::addr_of!(raw::RedisModule_Alloc).read().is_some()
             && std::ptr::addr_of!(raw::RedisModule_Free).read().is_some()

@@ -2,50 +2,24 @@
 //! `mailbox:ns` for names without a hash tag), holding the namespace's mailbox
 //! list, topic subscriptions and presence. The topic index inside is rebuilt on load.
 
-use redis_module::{native_types::RedisType, raw};
+#![forbid(unsafe_code)]
 
 use crate::core::grants::{Grant, Permission};
 use crate::core::namespace::{Filter, Namespace};
 use crate::core::topics::TopicPattern;
-use crate::data_type::{DigestOut, RdbIn, RdbOut};
 use crate::effects::NsEffect;
-use crate::type_callbacks::ns as callbacks;
+use crate::types::rdb::{DigestOut, RdbIn, RdbOut};
 
 /// 1: mailboxes, subscriptions, presence. 2: adds grants, quota overrides and
 /// thread counts. 3: adds subscription filters.
 pub const ENCODING_VERSION: i32 = 3;
 
-/// Exactly 9 characters, and never to be renamed: saved files name it.
-pub static NAMESPACE_TYPE: RedisType = RedisType::new(
-    "mailboxns",
-    ENCODING_VERSION,
-    raw::RedisModuleTypeMethods {
-        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
-        rdb_load: Some(callbacks::rdb_load),
-        rdb_save: Some(callbacks::rdb_save),
-        aof_rewrite: Some(callbacks::aof_rewrite),
-        mem_usage: Some(callbacks::mem_usage),
-        digest: Some(callbacks::digest),
-        free: Some(callbacks::free),
-        aux_load: None,
-        aux_save: None,
-        aux_save2: None,
-        aux_save_triggers: 0,
-        free_effort: Some(callbacks::free_effort),
-        unlink: None,
-        copy: Some(callbacks::copy),
-        defrag: None,
-        copy2: None,
-        free_effort2: None,
-        mem_usage2: None,
-        unlink2: None,
-    },
-);
-
-/// Version 2: mailbox count and names; subscription count and (mailbox, pattern);
+/// Version 3: mailbox count and names; subscription count and (mailbox, pattern);
 /// presence count and (agent, last seen); grant count and (agent, permission
 /// code, pattern); quota count and (agent, rate, burst); thread count and
-/// (thread, messages). Version 1 ends after presence.
+/// (thread, messages); filter count and (mailbox, pattern, from glob or empty,
+/// minimum priority + 1 or 0, type glob or empty). Version 1 ends after presence,
+/// version 2 after the thread counts.
 pub fn save(ns: &Namespace, out: &mut impl RdbOut) {
     let mailboxes: Vec<&[u8]> = ns.mailboxes().collect();
     out.unsigned(mailboxes.len() as u64);
@@ -122,7 +96,7 @@ pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Namespace> {
             let agent = input.buffer()?;
             let quota = (input.unsigned()?, input.unsigned()?);
             ns.set_quota(&agent, Some(quota));
-            crate::delivery::QUOTA_OVERRIDES.store(true, std::sync::atomic::Ordering::Relaxed);
+            crate::quota::overrides_exist();
         }
         for _ in 0..input.unsigned()? {
             let thread = input.buffer()?;
