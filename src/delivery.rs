@@ -127,6 +127,15 @@ struct TouchCache {
 }
 static LAST_TOUCH: LazyLock<Mutex<TouchCache>> = LazyLock::new(Mutex::default);
 
+/// Forgets every cached presence write: after a flush, a load or a `SWAPDB` the
+/// namespace keys it vouches for may be gone.
+pub fn forget_presence_writes() {
+    match LAST_TOUCH.lock() {
+        Ok(mut cache) => *cache = TouchCache::default(),
+        Err(poisoned) => *poisoned.into_inner() = TouchCache::default(),
+    }
+}
+
 fn presence_due(name: &[u8], agent: &[u8], now: u64) -> bool {
     let tag = names::hash_tag(name).unwrap_or_default();
     let mut cache = match LAST_TOUCH.lock() {

@@ -1,5 +1,10 @@
 //! Every error text the module replies with. Each starts with a Redis error code.
 //! Texts with a `{}` are completed with `format!`-style helpers below.
+//!
+//! Every text is ASCII: the redis-module crate writes each char of an error as one
+//! byte (`c as u8`), so any other char would reach the client as bytes that are not
+//! UTF-8, which clients such as redis-rs cannot decode. What a client sent (names,
+//! options, ids) is shown through `shown`, with other bytes escaped (`caf\xc3\xa9`).
 
 #![forbid(unsafe_code)]
 
@@ -8,6 +13,12 @@ use redis_module::RedisError;
 use crate::core::topics::TopicError;
 
 /// A reply error from any text here.
+/// Bytes a client sent, for an error text: printable ASCII as it is, anything else
+/// escaped as `\xNN` (and `'`, `"`, `\` with a backslash).
+fn shown(bytes: &[u8]) -> std::slice::EscapeAscii<'_> {
+    bytes.escape_ascii()
+}
+
 pub fn err(text: impl Into<String>) -> RedisError {
     RedisError::String(text.into())
 }
@@ -26,7 +37,7 @@ pub const EFFECT_FORBIDDEN: &str =
 pub const CORRUPT_EFFECT: &str = "ERR malformed MAILBOX.EFFECT";
 
 pub fn unknown_option(opt: &[u8]) -> String {
-    format!("ERR unknown option '{}'", String::from_utf8_lossy(opt))
+    format!("ERR unknown option '{}'", shown(opt))
 }
 
 pub fn repeated_option(opt: &str) -> String {
@@ -43,7 +54,7 @@ pub fn bad_integer(what: &str, range: &str) -> String {
 }
 
 pub fn bad_id(id: &[u8]) -> String {
-    format!("ERR invalid message id '{}'", String::from_utf8_lossy(id))
+    format!("ERR invalid message id '{}'", shown(id))
 }
 
 pub fn payload_too_large(len: usize, limit: i64) -> String {
@@ -59,7 +70,7 @@ pub fn field_too_long(name: &str, len: usize, limit: usize) -> String {
 }
 
 pub fn other_namespace(name: &[u8]) -> String {
-    format!("ERR '{}' is in another namespace (hash tag) than the mailbox", String::from_utf8_lossy(name))
+    format!("ERR '{}' is in another namespace (hash tag) than the mailbox", shown(name))
 }
 
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
@@ -70,16 +81,13 @@ pub const BAD_AGENT: &str = "ERR agent name must be non-empty UTF-8 without spac
 pub const BAD_OVERFLOW: &str = "ERR OVERFLOW must be refuse or drop-oldest";
 
 pub fn quota_exceeded(agent: &[u8], rate: u64, burst: u64) -> String {
-    format!(
-        "ERR send quota exceeded for agent '{}' ({rate} messages/s, burst {burst})",
-        String::from_utf8_lossy(agent)
-    )
+    format!("ERR send quota exceeded for agent '{}' ({rate} messages/s, burst {burst})", shown(agent))
 }
 
 pub fn thread_limit(thread: &[u8], limit: i64) -> String {
     format!(
         "ERR thread '{}' reached mailbox.max-thread-messages ({limit}); start a new thread",
-        String::from_utf8_lossy(thread)
+        shown(thread)
     )
 }
 
@@ -88,47 +96,39 @@ pub const EMPTY_PATTERN: &str = "ERR pattern must not be empty";
 pub fn unknown_permission(p: &[u8]) -> String {
     format!(
         "ERR unknown permission '{}', expected send, read, subscribe, publish, admin or impersonate",
-        String::from_utf8_lossy(p)
+        shown(p)
     )
 }
 
 pub fn needs_hash_tag(name: &[u8]) -> String {
     format!(
         "ERR in Redis Cluster every name needs a hash tag, like {{team1}}alice; '{}' has none",
-        String::from_utf8_lossy(name)
+        shown(name)
     )
 }
 
 pub fn noperm(agent: &[u8], permission: &str, name: &[u8]) -> String {
-    format!(
-        "NOPERM agent '{}' has no '{permission}' permission on '{}'",
-        String::from_utf8_lossy(agent),
-        String::from_utf8_lossy(name)
-    )
+    format!("NOPERM agent '{}' has no '{permission}' permission on '{}'", shown(agent), shown(name))
 }
 
 pub fn mightier_agent(user: &[u8], agent: &[u8]) -> String {
     format!(
         "NOPERM agent '{}' may not act as '{}', who is a superuser or holds admin or impersonate where '{}' does not",
-        String::from_utf8_lossy(user),
-        String::from_utf8_lossy(agent),
-        String::from_utf8_lossy(user)
+        shown(user),
+        shown(agent),
+        shown(user)
     )
 }
 
 pub fn reserved_name(name: &[u8]) -> String {
     format!(
         "ERR '{}' is a key of the module's own (a namespace or an audit stream), not a mailbox or topic name",
-        String::from_utf8_lossy(name)
+        shown(name)
     )
 }
 
-/// `home` is shown escaped (`\xff`): it is not UTF-8, and a reply must be.
 pub fn no_receipt_mailbox(home: &[u8]) -> String {
-    format!(
-        "ERR CONFIRM sends receipts to '{}', which is not a mailbox name; give REPLYTO",
-        home.escape_ascii()
-    )
+    format!("ERR CONFIRM sends receipts to '{}', which is not a mailbox name; give REPLYTO", shown(home))
 }
 
 pub const NO_NEXT_ID: &str = "ERR no message id is left after the last one this server or mailbox used";
@@ -156,10 +156,7 @@ pub fn must_not_be_empty(name: &str) -> String {
 }
 
 pub fn unknown_dead_subcommand(action: &[u8]) -> String {
-    format!(
-        "ERR unknown MAILBOX.DEAD subcommand '{}', expected LIST, REQUEUE or PURGE",
-        String::from_utf8_lossy(action)
-    )
+    format!("ERR unknown MAILBOX.DEAD subcommand '{}', expected LIST, REQUEUE or PURGE", shown(action))
 }
 
 #[cfg(test)]

@@ -52,4 +52,5 @@ extern "C" fn on_server_event(
     }
     // Loading, a role change, a flush or a SWAPDB all move keys behind our back.
     crate::schedule::invalidate();
+    crate::delivery::forget_presence_writes();
 }

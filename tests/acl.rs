@@ -1506,3 +1506,26 @@ fn the_least_privilege_agent_acl_holds() {
     }
     assert_eq!(debug_digest(&mut admin), digest, "nothing changed");
 }
+
+#[test]
+fn errors_that_quote_non_ascii_input_stay_ascii() {
+    let (server, mut admin) = closed_server();
+    let mut eve = agent(&server, &mut admin, "eve");
+    // Each would once have reached the client as bytes that are not UTF-8, which redis-rs
+    // cannot decode (it reports a parse error and the connection is lost).
+    assert_eq!(error_of(&mut eve, &["MAILBOX.READ", "{t}café"]), noperm("eve", "read", "{t}caf\\xc3\\xa9"));
+    assert_eq!(
+        error_of(&mut eve, &["MAILBOX.SEND", "{t}bob", "x", "PRIORITÉ", "1"]),
+        "ERR unknown option 'PRIORIT\\xc3\\x89'"
+    );
+    assert_eq!(
+        error_of(&mut eve, &["MAILBOX.ACK", "{t}eve", "1-é"]),
+        "ERR invalid message id '1-\\xc3\\xa9'"
+    );
+    assert_eq!(
+        error_of(&mut admin, &["MAILBOX.ACL", "GRANT", "eve", "lïre", "{t}*"]),
+        "ERR unknown permission 'l\\xc3\\xafre', expected send, read, subscribe, publish, admin or impersonate"
+    );
+    // The connection is still in step.
+    assert_eq!(run(&mut eve, &["PING"]), Value::SimpleString("PONG".into()));
+}

@@ -1187,3 +1187,18 @@ fn a_renamed_mailbox_joins_its_namespace() {
     });
     assert!(!exists(&mut con, "{t}old"), "the old name is not brought back");
 }
+
+#[test]
+fn presence_is_written_again_right_after_a_flush() {
+    let server = Server::start();
+    let mut admin = server.client();
+    acl_agent(&mut admin, "alice");
+    let mut alice = server.client_as("alice", "pw");
+    send(&mut alice, "{t}bob", "before", &[]);
+    assert_eq!(run(&mut admin, &["FLUSHALL"]), Value::Okay);
+    // Within the second that presence is written at most once: the flush emptied the
+    // namespace, so this send writes it again.
+    send(&mut alice, "{t}bob", "after", &[]);
+    let agents: Vec<String> = presence(&mut admin, "{t}").into_iter().map(|p| p.agent).collect();
+    assert_eq!(agents, ["alice"]);
+}
