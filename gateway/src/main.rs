@@ -306,13 +306,17 @@ fn build_app(
     Ok(App::new(backend, metrics, settings, rate, burst))
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    let settings = Settings {
-        key_prefix: args.redis.key_prefix.clone(),
-        max_wait: Duration::from_millis(args.max_wait_ms),
+fn settings(redis: &RedisArgs, max_wait_ms: u64) -> Settings {
+    Settings {
+        key_prefix: redis.key_prefix.clone(),
+        max_wait: Duration::from_millis(max_wait_ms),
         max_count: 1000,
         stream_block: Duration::from_secs(5),
-    };
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let settings = settings(&args.redis, args.max_wait_ms);
     let app = build_app(&args.redis, settings, args.rate_limit, args.rate_burst, args.max_blocking)?;
     tokio::spawn(app.backend.clone().supervise());
     let limits_app = app.clone();
@@ -350,12 +354,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn mcp_stdio(args: McpArgs) -> Result<(), String> {
-    let settings = Settings {
-        key_prefix: args.redis.key_prefix.clone(),
-        max_wait: Duration::from_millis(args.max_wait_ms),
-        max_count: 1000,
-        stream_block: Duration::from_secs(5),
-    };
+    let settings = settings(&args.redis, args.max_wait_ms);
     let app = build_app(&args.redis, settings, 0, 0, 16)?;
     tokio::spawn(app.backend.clone().supervise());
     // Give the backend a moment to connect, then refuse a token that names nobody at once,
