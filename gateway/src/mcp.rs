@@ -574,23 +574,34 @@ impl Mailbox {
     }
 }
 
-/// Listens on the mailbox's push channel and tells the client each time a message lands.
-async fn watch(app: AppState, mailbox: String, uri: String, peer: Peer<RoleServer>) {
-    let channel = format!("mailbox:{mailbox}");
+type Pushes = tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>;
+
+/// A connection of its own, subscribed (`SSUBSCRIBE`) to a mailbox's push channel.
+async fn listen(app: &App, channel: &str) -> ApiResult<(redis::aio::MultiplexedConnection, Pushes)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut conn = app.backend.push_connection(tx).await?;
+    conn.send_packed_command(redis::cmd("SSUBSCRIBE").arg(channel))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot listen on {channel}: {e}")))?;
+    Ok((conn, rx))
+}
+
+/// Tells the client each time a message lands on the push channel, listening again
+/// after an outage, until the client goes away or unsubscribes.
+async fn watch(
+    app: AppState,
+    channel: String,
+    uri: String,
+    peer: Peer<RoleServer>,
+    mut first: Option<(redis::aio::MultiplexedConnection, Pushes)>,
+) {
     loop {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let conn = match app.backend.push_connection(tx).await {
-            Ok(mut conn) => match conn.send_packed_command(redis::cmd("SSUBSCRIBE").arg(&channel)).await {
-                Ok(_) => Some(conn),
-                Err(e) => {
-                    tracing::debug!(error = %e, "inbox watch: SSUBSCRIBE failed");
-                    None
-                }
-            },
-            Err(_) => None,
+        let listening = match first.take() {
+            Some(l) => Some(l),
+            None => listen(&app, &channel).await.ok(),
         };
-        if let Some(_conn) = conn {
-            while let Some(push) = rx.recv().await {
+        if let Some((_conn, mut pushes)) = listening {
+            while let Some(push) = pushes.recv().await {
                 match push.kind {
                     redis::PushKind::SMessage | redis::PushKind::Message => {
                         let note = ResourceUpdatedNotificationParam::new(uri.clone());
@@ -688,8 +699,18 @@ impl ServerHandler for Mailbox {
         check_permission(&self.app, agent.name(), "read", &mailbox)
             .await
             .map_err(|e| ErrorData::invalid_request(e.detail, None))?;
+        let running = |map: &HashMap<String, tokio::task::JoinHandle<()>>| {
+            map.get(&request.uri).is_some_and(|t| !t.is_finished())
+        };
+        if self.watches.0.lock().map(|map| running(&map)).unwrap_or(false) {
+            return Ok(());
+        }
+        // Listening before the answer: every message that lands after it is notified.
+        let channel = format!("mailbox:{mailbox}");
+        let first =
+            listen(&self.app, &channel).await.map_err(|e| ErrorData::internal_error(e.detail, None))?;
         let mut map = self.watches.0.lock().map_err(|_| ErrorData::internal_error("lock poisoned", None))?;
-        if map.get(&request.uri).is_some_and(|t| !t.is_finished()) {
+        if running(&map) {
             return Ok(());
         }
         map.retain(|_, t| !t.is_finished());
@@ -699,7 +720,13 @@ impl ServerHandler for Mailbox {
                 None,
             ));
         }
-        let task = tokio::spawn(watch(self.app.clone(), mailbox, request.uri.clone(), ctx.peer.clone()));
+        let task = tokio::spawn(watch(
+            self.app.clone(),
+            channel,
+            request.uri.clone(),
+            ctx.peer.clone(),
+            Some(first),
+        ));
         map.insert(request.uri, task);
         Ok(())
     }

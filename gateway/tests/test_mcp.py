@@ -287,8 +287,8 @@ def test_inbox_resource_subscription_notifies_on_send(connect, tokens, alice, bo
         async with connect(tokens["bob"]) as b:
             listed = (await b.session.list_resources()).resources
             assert [str(r.uri) for r in listed] == ["mailbox://bob/inbox"]
+            # The server listens before it answers, so a send right after is notified.
             await b.session.subscribe_resource("mailbox://bob/inbox")
-            await anyio.sleep(0.5)  # the watch subscribes in the background
             assert b.notes == []
             mid = send(alice, "bob", "wake up")
             with anyio.fail_after(10):
@@ -360,7 +360,8 @@ def test_http_endpoint_checks_token_origin_and_host(gateway, tokens):
     }
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     auth = {"Authorization": f"Bearer {tokens['alice']}"}
-    with httpx.Client(base_url=gateway.url, timeout=DEADLINE) as c:
+    # A new connection each: a refusal answered before the body was read may close its connection.
+    with httpx.Client(base_url=gateway.url, timeout=DEADLINE, limits=httpx.Limits(max_keepalive_connections=0)) as c:
         assert c.post("/mcp", json=init, headers=headers).status_code == 401
         assert c.post("/mcp", json=init, headers={**headers, "Authorization": "Bearer mbx_nope"}).status_code == 401
         r = c.post("/mcp", json=init, headers={**headers, **auth})
@@ -392,7 +393,7 @@ def test_http_endpoint_takes_the_allowed_origins_and_hosts(redis, tmp_path, toke
             "Accept": "application/json, text/event-stream",
             "Authorization": f"Bearer {tokens['alice']}",
         }
-        with httpx.Client(base_url=g.url, timeout=DEADLINE) as c:
+        with httpx.Client(base_url=g.url, timeout=DEADLINE, limits=httpx.Limits(max_keepalive_connections=0)) as c:
             ok = c.post("/mcp", json=init, headers={**headers, "Origin": "https://app.example"})
             assert ok.status_code == 200, ok.text
             assert c.post("/mcp", json=init, headers={**headers, "Origin": "https://evil.example"}).status_code == 403
