@@ -105,21 +105,26 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
-        let hash = tokens::hash(&token);
-        let reply =
-            app.backend.api(redis::cmd("HGETALL").arg(tokens::key(&app.settings.key_prefix, &hash))).await?;
-        let record = tokens::parse_record(&hash, &reply, now_ms())
-            .ok_or_else(|| ApiError::unauthorized("unknown, expired or revoked token"))?;
-        if let Some(limiter) = &app.limiter {
-            if let Err(not_until) = limiter.check_key(&record.hash) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Err(ApiError::too_many("request rate limit of this token exceeded", secs));
-            }
-        }
-        Ok(Agent { record })
+        authenticate(app, &bearer(parts)?).await
     }
+}
+
+/// The agent a bearer token acts for (looked up in Redis on every call, so a revoked
+/// token fails at once), with the token's rate limit applied.
+pub async fn authenticate(app: &App, token: &str) -> ApiResult<Agent> {
+    let hash = tokens::hash(token);
+    let reply =
+        app.backend.api(redis::cmd("HGETALL").arg(tokens::key(&app.settings.key_prefix, &hash))).await?;
+    let record = tokens::parse_record(&hash, &reply, now_ms())
+        .ok_or_else(|| ApiError::unauthorized("unknown, expired or revoked token"))?;
+    if let Some(limiter) = &app.limiter {
+        if let Err(not_until) = limiter.check_key(&record.hash) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(ApiError::too_many("request rate limit of this token exceeded", secs));
+        }
+    }
+    Ok(Agent { record })
 }
 
 /// JSON body whose rejections (bad JSON, wrong type, too large) are problem details.

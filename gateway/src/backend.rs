@@ -391,6 +391,29 @@ impl Backend {
         }
     }
 
+    /// A RESP3 connection of its own whose pub/sub pushes (`smessage` after `SSUBSCRIBE`)
+    /// go to `pushes`; the caller keeps it for as long as it listens.
+    pub async fn push_connection(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Result<MultiplexedConnection, CallError> {
+        self.fail_fast()?;
+        let mut info = self.client()?.get_connection_info().clone();
+        info.redis.protocol = redis::ProtocolVersion::RESP3;
+        let client = Client::open(info).map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_push_sender(pushes);
+        match tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection_with_config(&config))
+            .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Err(_) => Err(CallError::Unavailable("connect timed out".to_string())),
+        }
+    }
+
     pub async fn api(&self, cmd: &Cmd) -> ApiResult<Value> {
         self.call(cmd).await.map_err(ApiError::from)
     }

@@ -4,6 +4,7 @@
 
 mod app;
 mod backend;
+mod mcp;
 mod metrics;
 mod problem;
 mod reply;
@@ -25,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::tokens::{Scopes, TokenRecord};
 
 #[derive(Parser)]
-#[command(name = "mailbox-gateway", version, about = "REST, SSE and WebSocket gateway to redis-mailbox")]
+#[command(name = "mailbox-gateway", version, about = "REST, SSE, WebSocket and MCP gateway to redis-mailbox")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,6 +57,24 @@ enum Command {
     },
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Serve the MCP tools to one application over stdin/stdout, for the agent of a token.
+    Mcp(McpArgs),
+}
+
+#[derive(Args)]
+struct McpArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Speak MCP on stdin/stdout (the only transport of this command; streamable HTTP is
+    /// served by `serve` at /mcp).
+    #[arg(long, required = true)]
+    stdio: bool,
+    /// The bearer token whose agent the tools act for.
+    #[arg(long, env = "MAILBOX_GATEWAY_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Longest `wait_s` of mailbox_read, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    max_wait_ms: u64,
 }
 
 #[derive(Args)]
@@ -90,6 +109,14 @@ struct ServeArgs {
     /// Allow cross-origin requests from this origin (repeatable); none: CORS off.
     #[arg(long = "cors-origin")]
     cors_origins: Vec<String>,
+    /// `Host` accepted by the MCP endpoint /mcp besides localhost, 127.0.0.1, ::1 and the
+    /// --listen address (repeatable; `*` accepts any): its guard against DNS rebinding.
+    #[arg(long = "mcp-allowed-host")]
+    mcp_allowed_hosts: Vec<String>,
+    /// Browser `Origin` accepted by /mcp, e.g. https://app.example.com:443 (repeatable);
+    /// a request with any other Origin is refused. Requests without Origin pass.
+    #[arg(long = "mcp-allowed-origin")]
+    mcp_allowed_origins: Vec<String>,
     /// PEM certificate: serve HTTPS (needs the `tls` feature).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<String>,
@@ -279,13 +306,17 @@ fn build_app(
     Ok(App::new(backend, metrics, settings, rate, burst))
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    let settings = Settings {
-        key_prefix: args.redis.key_prefix.clone(),
-        max_wait: Duration::from_millis(args.max_wait_ms),
+fn settings(redis: &RedisArgs, max_wait_ms: u64) -> Settings {
+    Settings {
+        key_prefix: redis.key_prefix.clone(),
+        max_wait: Duration::from_millis(max_wait_ms),
         max_count: 1000,
         stream_block: Duration::from_secs(5),
-    };
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let settings = settings(&args.redis, args.max_wait_ms);
     let app = build_app(&args.redis, settings, args.rate_limit, args.rate_burst, args.max_blocking)?;
     tokio::spawn(app.backend.clone().supervise());
     let limits_app = app.clone();
@@ -306,12 +337,38 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             + Duration::from_millis(args.redis.redis_timeout_ms) * 2
             + Duration::from_secs(5),
         cors_origins: args.cors_origins.clone(),
+        mcp: mcp::HttpSettings {
+            allowed_hosts: ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()]
+                .into_iter()
+                .chain(std::iter::once(args.listen.ip().to_string()))
+                .chain(args.mcp_allowed_hosts.iter().cloned())
+                .collect(),
+            allowed_origins: args.mcp_allowed_origins.clone(),
+        },
     };
     let router = server::build(app, &limits);
     let tls = args.tls_cert.zip(args.tls_key);
     server::serve(router, args.listen, tls, Duration::from_millis(args.header_timeout_ms))
         .await
         .map_err(|e| format!("cannot serve on {}: {e}", args.listen))
+}
+
+async fn mcp_stdio(args: McpArgs) -> Result<(), String> {
+    let settings = settings(&args.redis, args.max_wait_ms);
+    let app = build_app(&args.redis, settings, 0, 0, 16)?;
+    tokio::spawn(app.backend.clone().supervise());
+    // Give the backend a moment to connect, then refuse a token that names nobody at once,
+    // rather than at the application's first tool call.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(args.redis.redis_timeout_ms * 2);
+    while app.backend.is_open() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match app::authenticate(&app, &args.token).await {
+        Ok(agent) => tracing::info!(agent = agent.name(), "serving MCP over stdio"),
+        Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => return Err(e.detail),
+        Err(e) => tracing::warn!(error = %e.detail, "token not checked yet; serving MCP over stdio"),
+    }
+    mcp::serve_stdio(app, args.token).await
 }
 
 fn main() -> ExitCode {
@@ -335,6 +392,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Token { action } => token_command(action).await,
+            Command::Mcp(args) => mcp_stdio(args).await,
             Command::Openapi => {
                 println!("{}", server::openapi_json());
                 Ok(())

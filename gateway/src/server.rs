@@ -60,6 +60,8 @@ pub struct HttpLimits {
     pub max_header_bytes: usize,
     pub request_timeout: Duration,
     pub cors_origins: Vec<String>,
+    /// `Host` and `Origin` checks of the MCP endpoint.
+    pub mcp: crate::mcp::HttpSettings,
 }
 
 /// The routes and the OpenAPI document generated from the same list.
@@ -97,6 +99,7 @@ pub fn build(app: AppState, limits: &HttpLimits) -> Router {
     let (router, api) = routes();
     let _ = OPENAPI.set(api.to_pretty_json().unwrap_or_default());
     let mut router = router
+        .merge(crate::mcp::http_router(app.clone(), &limits.mcp))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")

@@ -593,7 +593,9 @@ pub struct CountResponse {
     pub count: i64,
 }
 
-fn pattern_name(mailbox: &str, pattern: &str) -> String {
+/// The name a topic pattern is checked under (`subscribe` permission): in the mailbox's namespace
+/// unless it carries its own hash tag.
+pub fn pattern_name(mailbox: &str, pattern: &str) -> String {
     if crate::app::hash_tag(pattern).is_some() {
         pattern.to_string()
     } else {
