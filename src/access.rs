@@ -78,10 +78,14 @@ fn may_act_as(
     if config::is_superuser(user) {
         return Ok(());
     }
+    // Neither is a superuser past this point: the grants alone decide, read in one visit.
     let mightier = config::is_superuser(agent)
-        || [Permission::Admin, Permission::Impersonate]
-            .into_iter()
-            .any(|p| allowed(ctx, agent, p, name) && !allowed(ctx, user, p, name));
+        || with_grants(ctx, name, |ns| {
+            let policy = config::policy();
+            [Permission::Admin, Permission::Impersonate]
+                .into_iter()
+                .any(|p| ns.allows(policy, agent, p, name) && !ns.allows(policy, user, p, name))
+        });
     if mightier {
         let text = errors::mightier_agent(user, agent);
         return Err(refuse(ctx, user, Permission::Impersonate, &target, command, text));
@@ -118,10 +122,16 @@ pub fn allowed(ctx: &Context, agent: &[u8], permission: Permission, name: &[u8])
     if config::is_superuser(agent) {
         return true;
     }
+    with_grants(ctx, name, |ns| ns.allows(config::policy(), agent, permission, name))
+}
+
+/// Runs `f` on the namespace of `name`, whose grants answer for it (an empty one when
+/// its key is missing or holds another type): one key lookup for several questions.
+fn with_grants<R>(ctx: &Context, name: &[u8], f: impl FnOnce(&Namespace) -> R) -> R {
     let key = ctx.open_key(&rstring(ctx, names::namespace_key(name)));
     match key.get_value::<Namespace>(&NAMESPACE_TYPE) {
-        Ok(Some(ns)) => ns.allows(config::policy(), agent, permission, name),
-        _ => Namespace::new().allows(config::policy(), agent, permission, name),
+        Ok(Some(ns)) => f(ns),
+        _ => f(&Namespace::new()),
     }
 }
 
