@@ -40,9 +40,13 @@ BATCH = 100
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below 55535, so that a cluster bus port (+10000) would fit too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < 55535:
+            return port
 
 
 def start_server(module: Path) -> tuple[subprocess.Popen[bytes], int, Path]:

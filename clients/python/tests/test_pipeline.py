@@ -44,7 +44,7 @@ def test_pipeline_results_in_order(r: redis.Redis, server: RedisServer) -> None:
 
 
 def test_pipeline_of_sends_goes_to_the_outbox(fresh_server: RedisServer) -> None:
-    box = Outbox()
+    box = Outbox(":memory:")
     mb = Mailbox(quiet_client(fresh_server.port), retry=RetryPolicy(max_attempts=1), outbox=box)
     fresh_server.kill()
     pipe = mb.pipeline()

@@ -225,28 +225,30 @@ def test_outbox_full_raise_or_drop_oldest(fresh_server: RedisServer) -> None:
     strict = Mailbox(
         quiet_client(fresh_server.port),
         retry=RetryPolicy(max_attempts=1),
-        outbox=Outbox(max_messages=2),
+        outbox=Outbox(":memory:", max_messages=2),
     )
     assert strict.send(BOX, "a").queued and strict.send(BOX, "b").queued
     with pytest.raises(OutboxFull):
         strict.send(BOX, "c")
-    lossy_box = Outbox(max_messages=2, when_full=WhenFull.DROP_OLDEST)
+    lossy_box = Outbox(":memory:", max_messages=2, when_full=WhenFull.DROP_OLDEST)
     lossy = Mailbox(
         quiet_client(fresh_server.port), retry=RetryPolicy(max_attempts=1), outbox=lossy_box
     )
     for x in "abc":
         assert lossy.send(BOX, x).queued
     assert [e.args[2] for e in lossy_box.entries()] == [b"b", b"c"]
+    assert len(lossy_box) == 2
     (dropped,) = lossy_box.rejected()
     assert dropped.args[2] == b"a" and dropped.reason.startswith("dropped")
     fresh_server.start()
     assert lossy.flush_outbox() == 0
     assert strict.flush_outbox() == 0
+    assert len(lossy_box) == 0
     assert sorted(payloads(fresh_server)) == ["a", "b", "b", "c"]
 
 
 def test_outbox_refusal_on_flush_is_recorded(fresh_server: RedisServer) -> None:
-    box = Outbox()
+    box = Outbox(":memory:")
     mb = Mailbox(quiet_client(fresh_server.port), retry=RetryPolicy(max_attempts=1), outbox=box)
     fresh_server.client().config_set("mailbox.max-payload-bytes", 5)
     fresh_server.kill()
@@ -257,12 +259,13 @@ def test_outbox_refusal_on_flush_is_recorded(fresh_server: RedisServer) -> None:
     assert mb.flush_outbox() == 0
     (rej,) = box.rejected()
     assert "max-payload-bytes" in rej.reason
+    assert len(box) == 0
     assert payloads(fresh_server) == ["ok"]
 
 
 def test_replayed_outbox_entry_is_stored_once(fresh_server: RedisServer) -> None:
     """The agent died after the module stored an outbox entry but before removing it."""
-    box = Outbox()
+    box = Outbox(":memory:")
     mb = Mailbox(quiet_client(fresh_server.port), retry=RetryPolicy(max_attempts=1), outbox=box)
     fresh_server.kill()
     mb.send(BOX, "x")

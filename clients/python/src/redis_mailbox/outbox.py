@@ -78,13 +78,15 @@ def _unpack(blob: bytes) -> tuple[bytes, ...]:
 class Outbox:
     """A bounded, ordered, durable queue of sends.
 
-    ``path`` is a SQLite file (created if missing) or ``":memory:"``. ``max_messages`` bounds
-    it; ``when_full`` says what happens past that. One process at a time should use a file.
+    ``path`` is a SQLite file (created if missing), or ``":memory:"`` for an outbox that dies
+    with the process. ``max_messages`` bounds it; ``when_full`` says what happens past that.
+    One process at a time uses a file: the outbox counts its entries in memory, so that a send
+    while the outbox is empty does not read the file.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] = ":memory:",
+        path: str | os.PathLike[str],
         *,
         max_messages: int = 10_000,
         when_full: WhenFull | str = WhenFull.RAISE,
@@ -107,15 +109,14 @@ class Outbox:
             "CREATE TABLE IF NOT EXISTS rejected (seq INTEGER PRIMARY KEY, args BLOB NOT NULL,"
             " dedup TEXT, reason TEXT NOT NULL, at REAL NOT NULL)"
         )
+        (self._count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def __len__(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(row[0])
+        return int(self._count)
 
     def put(self, args: Sequence[Arg], dedup: str | None) -> int:
         """Keep one command; returns its sequence number. Obeys ``when_full``."""
@@ -123,7 +124,8 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                (n,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+                n = self._count
+                dropped = 0
                 if n >= self.max_messages:
                     if self.when_full is WhenFull.RAISE:
                         raise OutboxFull(
@@ -133,6 +135,7 @@ class Outbox:
                         "SELECT seq, args, dedup FROM outbox ORDER BY seq LIMIT ?",
                         (n - self.max_messages + 1,),
                     ).fetchall()
+                    dropped = len(oldest)
                     for seq, old_args, old_dedup in oldest:
                         self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
                         self._db.execute(
@@ -147,6 +150,7 @@ class Outbox:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._count = n + 1 - dropped
         return int(cur.lastrowid or 0)
 
     def first(self) -> OutboxEntry | None:
@@ -174,7 +178,8 @@ class Outbox:
     def done(self, seq: int) -> None:
         """The module stored it (replied with an id): forget it."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            cur = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._count -= cur.rowcount
 
     def reject(self, seq: int, reason: str) -> None:
         """The module refused it: move it to the rejected list with the module's text."""
@@ -186,11 +191,12 @@ class Outbox:
                     " WHERE seq = ?",
                     (reason, time.time(), seq),
                 )
-                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                cur = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._count -= cur.rowcount
 
     def rejected(self) -> list[Rejected]:
         """Entries that will not be sent: refused by the module, or dropped when full."""
