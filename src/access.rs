@@ -26,6 +26,18 @@ pub struct Caller {
     pub via: Option<Vec<u8>>,
 }
 
+impl Caller {
+    /// An audit event's fields naming who acted: the agent under `field`, then
+    /// `via` the connection's user when it acted `AS` the agent.
+    pub fn audit_fields<'a>(&'a self, field: &'a str) -> Vec<(&'a str, &'a [u8])> {
+        let mut fields = vec![(field, self.agent.as_slice())];
+        if let Some(via) = &self.via {
+            fields.push(("via", via.as_slice()));
+        }
+        fields
+    }
+}
+
 /// The caller of this command on names of `name`'s namespace: with `as_agent`,
 /// only if the connection's user holds `impersonate` on that agent's mailbox name
 /// (`{ns}agent`); every `AS` is audited.

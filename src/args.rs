@@ -58,6 +58,7 @@ pub struct RangeOptions {
     pub end: MessageId,
     /// 0 = no limit.
     pub count: usize,
+    pub as_agent: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -82,6 +83,30 @@ pub enum DeadAction {
     List(RangeOptions),
     Requeue(Selection),
     Purge(Selection),
+}
+
+/// `MAILBOX.DEAD`'s action and its `AS agent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadOptions {
+    pub action: DeadAction,
+    pub as_agent: Option<Vec<u8>>,
+}
+
+/// `MAILBOX.THREAD`'s options after the thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadOptions {
+    /// 0 = all.
+    pub count: usize,
+    pub as_agent: Option<Vec<u8>>,
+}
+
+/// `MAILBOX.SUB`'s trailing options, and where its patterns end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubOptions {
+    pub filter: Filter,
+    pub as_agent: Option<Vec<u8>>,
+    /// `args[1..end]` are the patterns.
+    pub end: usize,
 }
 
 /// A mailbox name: non-empty UTF-8.
@@ -204,11 +229,7 @@ pub fn parse_send(args: &[&[u8]]) -> ArgResult<SendOptions> {
                 bounded(name, value)?;
                 opts.reply_to = Some(value.to_vec());
             }
-            "AS" => {
-                check_agent(value)?;
-                bounded(name, value)?;
-                opts.as_agent = Some(value.to_vec());
-            }
+            "AS" => opts.as_agent = Some(as_agent(value)?),
             "META" => {
                 meta::validate(value).map_err(|e| match e {
                     MetaError::TooDeep => errors::META_TOO_DEEP.to_string(),
@@ -292,22 +313,56 @@ pub fn parse_read(args: &[&[u8]]) -> ArgResult<ReadOptions> {
     Ok(opts)
 }
 
-/// `[start end] [COUNT n]`, as `MAILBOX.PEEK` and `MAILBOX.DEAD LIST` take them.
+/// `[start end] [COUNT n] [AS agent]`, as `MAILBOX.PEEK` and `MAILBOX.DEAD LIST` take them.
 pub fn parse_range(args: &[&[u8]]) -> ArgResult<RangeOptions> {
-    let mut range = RangeOptions { start: MessageId::MIN, end: MessageId::MAX, count: 0 };
+    const KNOWN: &[&str] = &["COUNT", "AS"];
+    let mut range = RangeOptions { start: MessageId::MIN, end: MessageId::MAX, count: 0, as_agent: None };
     let mut rest = args;
     if let [start, end, tail @ ..] = args {
-        if !start.eq_ignore_ascii_case(b"COUNT") {
+        if !KNOWN.iter().any(|k| k.as_bytes().eq_ignore_ascii_case(start)) {
             range.start = parse_bound(start, true)?;
             range.end = parse_bound(end, false)?;
             rest = tail;
         }
     }
     let mut it = Options::new(rest);
-    while let Some(name) = it.next(&["COUNT"])? {
-        range.count = parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize;
+    while let Some(name) = it.next(KNOWN)? {
+        match name {
+            "COUNT" => range.count = parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize,
+            "AS" => range.as_agent = Some(as_agent(it.value(name)?)?),
+            _ => unreachable_option(name)?,
+        }
     }
     Ok(range)
+}
+
+/// A trailing `AS agent` after a list of arguments (`MAILBOX.UNSUB mailbox pattern
+/// [pattern ...] [AS agent]`): how many arguments come before it, and the agent.
+pub fn split_as(args: &[&[u8]]) -> ArgResult<(usize, Option<Vec<u8>>)> {
+    match args {
+        [rest @ .., option, agent] if option.eq_ignore_ascii_case(b"AS") => {
+            Ok((rest.len(), Some(as_agent(agent)?)))
+        }
+        _ => Ok((args.len(), None)),
+    }
+}
+
+/// The options of a command whose only option is `AS agent` (`MAILBOX.INFO mailbox
+/// [AS agent]`): nothing, or the agent.
+pub fn only_as(args: &[&[u8]]) -> ArgResult<Option<Vec<u8>>> {
+    let mut agent = None;
+    let mut it = Options::new(args);
+    while let Some(name) = it.next(&["AS"])? {
+        agent = Some(as_agent(it.value(name)?)?);
+    }
+    Ok(agent)
+}
+
+/// The agent of `AS agent`: an agent name, within the length of a header field.
+fn as_agent(value: &[u8]) -> ArgResult<Vec<u8>> {
+    check_agent(value)?;
+    bounded("AS", value)?;
+    Ok(value.to_vec())
 }
 
 /// `MAILBOX.ACK` / `MAILBOX.NACK` arguments after the mailbox: ids, then the
@@ -397,30 +452,41 @@ fn parse_selection(args: &[&[u8]]) -> ArgResult<Selection> {
     }
 }
 
-/// `MAILBOX.DEAD` arguments after the mailbox.
-pub fn parse_dead(args: &[&[u8]]) -> ArgResult<DeadAction> {
+/// `MAILBOX.DEAD` arguments after the mailbox: the action, its arguments, then
+/// `AS agent` (among LIST's options, or at the end of REQUEUE's and PURGE's ids).
+pub fn parse_dead(args: &[&[u8]]) -> ArgResult<DeadOptions> {
     let Some((action, rest)) = args.split_first() else {
         return Err(errors::SYNTAX.to_string());
     };
     if action.eq_ignore_ascii_case(b"LIST") {
-        Ok(DeadAction::List(parse_range(rest)?))
-    } else if action.eq_ignore_ascii_case(b"REQUEUE") {
-        Ok(DeadAction::Requeue(parse_selection(rest)?))
-    } else if action.eq_ignore_ascii_case(b"PURGE") {
-        Ok(DeadAction::Purge(parse_selection(rest)?))
-    } else {
-        Err(errors::unknown_dead_subcommand(action))
+        let mut range = parse_range(rest)?;
+        let as_agent = range.as_agent.take();
+        return Ok(DeadOptions { action: DeadAction::List(range), as_agent });
     }
+    let (end, as_agent) = split_as(rest)?;
+    let rest = &rest[..end];
+    let action = if action.eq_ignore_ascii_case(b"REQUEUE") {
+        DeadAction::Requeue(parse_selection(rest)?)
+    } else if action.eq_ignore_ascii_case(b"PURGE") {
+        DeadAction::Purge(parse_selection(rest)?)
+    } else {
+        return Err(errors::unknown_dead_subcommand(action));
+    };
+    Ok(DeadOptions { action, as_agent })
 }
 
-/// `MAILBOX.THREAD`'s options after the thread: nothing, or `COUNT n` (0: all).
-pub fn parse_thread_count(opts: &[&[u8]]) -> ArgResult<usize> {
-    match opts {
-        [] => Ok(0),
-        [opt, n] if opt.eq_ignore_ascii_case(b"COUNT") => Ok(parse_int("COUNT", n, 1, MAX_COUNT)? as usize),
-        [opt, _] => Err(errors::unknown_option(opt)),
-        _ => Err(errors::SYNTAX.to_string()),
+/// `MAILBOX.THREAD`'s options after the thread: `COUNT n` (default 0: all), `AS agent`.
+pub fn parse_thread(opts: &[&[u8]]) -> ArgResult<ThreadOptions> {
+    let mut out = ThreadOptions { count: 0, as_agent: None };
+    let mut it = Options::new(opts);
+    while let Some(name) = it.next(&["COUNT", "AS"])? {
+        match name {
+            "COUNT" => out.count = parse_int(name, it.value(name)?, 1, MAX_COUNT)? as usize,
+            "AS" => out.as_agent = Some(as_agent(it.value(name)?)?),
+            _ => unreachable_option(name)?,
+        }
     }
+    Ok(out)
 }
 
 /// `MAILBOX.ACL QUOTA`'s rate and options: `RESET` (`None`: back to the configs), or a
@@ -443,16 +509,17 @@ pub fn parse_quota(rate: &[u8], opts: &[&[u8]], default_burst: u64) -> ArgResult
     Ok(Some((rate, burst)))
 }
 
-/// `MAILBOX.SUB`'s trailing options `FROM glob`, `MINPRIORITY n`, `TYPE glob`, read
-/// from the end of `args` (`mailbox pattern [pattern ...] [options]`), so a pattern can
-/// be any topic pattern that is not followed by a value. Returns the filter and where
-/// the patterns end; at least one pattern must be left.
-pub fn parse_filter(args: &[&[u8]]) -> ArgResult<(Filter, usize)> {
+/// `MAILBOX.SUB`'s trailing options `FROM glob`, `MINPRIORITY n`, `TYPE glob`, `AS agent`,
+/// read from the end of `args` (`mailbox pattern [pattern ...] [options]`), so a pattern
+/// can be any topic pattern that is not followed by a value. Returns the filter, the
+/// agent and where the patterns end; at least one pattern must be left.
+pub fn parse_sub(args: &[&[u8]]) -> ArgResult<SubOptions> {
     let mut filter = Filter::default();
+    let mut as_agent_value = None;
     let mut end = args.len();
     let mut seen: Vec<&str> = Vec::new();
     while end >= 3 {
-        let Some(name) = ["FROM", "MINPRIORITY", "TYPE"]
+        let Some(name) = ["FROM", "MINPRIORITY", "TYPE", "AS"]
             .into_iter()
             .find(|k| k.as_bytes().eq_ignore_ascii_case(args[end - 2]))
         else {
@@ -466,6 +533,7 @@ pub fn parse_filter(args: &[&[u8]]) -> ArgResult<(Filter, usize)> {
         match name {
             "FROM" => filter.from = Some(value.to_vec()),
             "TYPE" => filter.content_type = Some(value.to_vec()),
+            "AS" => as_agent_value = Some(as_agent(value)?),
             _ => filter.min_priority = Some(parse_int("MINPRIORITY", value, 0, 9)? as u8),
         }
         end -= 2;
@@ -473,7 +541,7 @@ pub fn parse_filter(args: &[&[u8]]) -> ArgResult<(Filter, usize)> {
     if end < 2 {
         return Err(errors::SYNTAX.to_string());
     }
-    Ok((filter, end))
+    Ok(SubOptions { filter, as_agent: as_agent_value, end })
 }
 
 #[cfg(test)]
@@ -565,10 +633,51 @@ mod tests {
         let c = parse_create(&v(&["MAXLEN", "10", "MAXDELIVER", "3", "UPDATE"])).unwrap();
         assert_eq!((c.maxlen, c.max_deliveries, c.update), (Some(10), Some(3), true));
         assert!(parse_create(&v(&["LEASE", "0"])).is_err());
-        assert_eq!(parse_dead(&v(&["PURGE", "ALL"])).unwrap(), DeadAction::Purge(Selection::All));
+        assert_eq!(parse_dead(&v(&["PURGE", "ALL"])).unwrap().action, DeadAction::Purge(Selection::All));
+        let d = parse_dead(&v(&["requeue", "1-0", "2-0", "as", "bob"])).unwrap();
+        assert_eq!(
+            d.action,
+            DeadAction::Requeue(Selection::Ids(vec![MessageId::new(1, 0), MessageId::new(2, 0)]))
+        );
+        assert_eq!(d.as_agent.as_deref(), Some(&b"bob"[..]));
+        let d = parse_dead(&v(&["LIST", "AS", "bob", "COUNT", "2"])).unwrap();
+        assert_eq!(d.as_agent.as_deref(), Some(&b"bob"[..]));
+        assert!(matches!(d.action, DeadAction::List(RangeOptions { count: 2, as_agent: None, .. })));
+        assert!(parse_dead(&v(&["PURGE", "AS", "bob"])).is_err(), "no ids left");
+        assert_eq!(parse_dead(&v(&["PURGE", "ALL", "AS", "b ob"])).unwrap_err(), errors::BAD_AGENT);
         assert!(parse_dead(&v(&["REQUEUE"])).is_err());
         assert!(parse_dead(&v(&["EXPLODE"])).is_err());
         assert!(parse_dead(&[]).is_err());
+    }
+
+    #[test]
+    fn a_trailing_as() {
+        let args = v(&["1-0", "AS", "bob"]);
+        let (end, agent) = split_as(&args).unwrap();
+        assert_eq!((end, agent.as_deref()), (1, Some(&b"bob"[..])));
+        let args = v(&["1-0", "as", "bob"]);
+        assert_eq!(split_as(&args).unwrap().1.as_deref(), Some(&b"bob"[..]), "case-insensitive");
+        let args = v(&["AS", "bob", "x"]);
+        assert_eq!(split_as(&args).unwrap(), (3, None), "only at the end");
+        assert_eq!(split_as(&v(&["AS", ""])).unwrap_err(), errors::BAD_AGENT);
+        let long = "a".repeat(MAX_FIELD_BYTES + 1);
+        assert_eq!(
+            split_as(&[b"AS", long.as_bytes()]).unwrap_err(),
+            errors::field_too_long("AS", long.len(), MAX_FIELD_BYTES)
+        );
+        let r = parse_range(&v(&["AS", "bob"])).unwrap();
+        assert_eq!(
+            (r.start, r.end, r.as_agent.as_deref()),
+            (MessageId::MIN, MessageId::MAX, Some(&b"bob"[..]))
+        );
+        let r = parse_range(&v(&["-", "5", "AS", "bob", "COUNT", "1"])).unwrap();
+        assert_eq!((r.end, r.count), (MessageId::parse_bound(b"5", false).unwrap(), 1));
+        assert!(parse_range(&v(&["AS", "bob", "AS", "eve"])).is_err());
+        assert_eq!(only_as(&[]), Ok(None));
+        assert_eq!(only_as(&v(&["as", "bob"])), Ok(Some(b"bob".to_vec())));
+        assert_eq!(only_as(&v(&["x"])).unwrap_err(), "ERR unknown option 'x'");
+        assert_eq!(only_as(&v(&["AS"])).unwrap_err(), "ERR option 'AS' needs a value");
+        assert_eq!(only_as(&v(&["AS", "a", "AS", "b"])).unwrap_err(), "ERR option 'AS' given more than once");
     }
 
     #[test]
@@ -580,25 +689,31 @@ mod tests {
 
     #[test]
     fn options_parsed_here_for_thread_quota_and_sub() {
-        assert_eq!(parse_thread_count(&[]), Ok(0));
-        assert_eq!(parse_thread_count(&v(&["count", "7"])), Ok(7));
-        assert_eq!(parse_thread_count(&v(&["LIMIT", "7"])).unwrap_err(), "ERR unknown option 'LIMIT'");
-        assert_eq!(parse_thread_count(&v(&["COUNT"])).unwrap_err(), errors::SYNTAX);
+        assert_eq!(parse_thread(&[]), Ok(ThreadOptions { count: 0, as_agent: None }));
+        assert_eq!(parse_thread(&v(&["count", "7"])).unwrap().count, 7);
+        let t = parse_thread(&v(&["AS", "bob", "COUNT", "7"])).unwrap();
+        assert_eq!((t.count, t.as_agent.as_deref()), (7, Some(&b"bob"[..])));
+        assert_eq!(parse_thread(&v(&["LIMIT", "7"])).unwrap_err(), "ERR unknown option 'LIMIT'");
+        assert_eq!(parse_thread(&v(&["COUNT"])).unwrap_err(), "ERR option 'COUNT' needs a value");
         assert_eq!(parse_quota(b"reset", &[], 9), Ok(None));
         assert_eq!(parse_quota(b"RESET", &v(&["BURST", "2"]), 9).unwrap_err(), errors::SYNTAX);
         assert_eq!(parse_quota(b"5", &[], 9), Ok(Some((5, 9))));
         assert_eq!(parse_quota(b"5", &v(&["burst", "2"]), 9), Ok(Some((5, 2))));
         assert!(parse_quota(b"5", &v(&["BURST", "0"]), 9).is_err());
-        let (filter, end) = parse_filter(&v(&["mb", "a.*", "FROM", "bob", "minpriority", "3"])).unwrap();
-        assert_eq!((filter.from.as_deref(), filter.min_priority, end), (Some(&b"bob"[..]), Some(3), 2));
+        let s = parse_sub(&v(&["mb", "a.*", "FROM", "bob", "minpriority", "3"])).unwrap();
+        assert_eq!((s.filter.from.as_deref(), s.filter.min_priority, s.end), (Some(&b"bob"[..]), Some(3), 2));
+        assert_eq!(s.as_agent, None);
+        let s = parse_sub(&v(&["mb", "a.*", "b.*", "AS", "bob", "TYPE", "t"])).unwrap();
+        assert_eq!((s.as_agent.as_deref(), s.end), (Some(&b"bob"[..]), 3));
         assert_eq!(
-            parse_filter(&v(&["mb", "p", "FROM"])).unwrap().1,
+            parse_sub(&v(&["mb", "p", "FROM"])).unwrap().end,
             3,
             "a last FROM without a value is a pattern"
         );
-        assert_eq!(parse_filter(&v(&["mb", "FROM", "x"])).unwrap_err(), errors::SYNTAX, "no pattern left");
+        assert_eq!(parse_sub(&v(&["mb", "FROM", "x"])).unwrap_err(), errors::SYNTAX, "no pattern left");
+        assert_eq!(parse_sub(&v(&["mb", "AS", "x"])).unwrap_err(), errors::SYNTAX, "no pattern left");
         assert_eq!(
-            parse_filter(&v(&["mb", "p", "TYPE", "a", "TYPE", "b"])).unwrap_err(),
+            parse_sub(&v(&["mb", "p", "TYPE", "a", "TYPE", "b"])).unwrap_err(),
             "ERR option 'TYPE' given more than once"
         );
     }

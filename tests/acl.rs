@@ -1160,6 +1160,460 @@ fn impersonation_never_reaches_a_mightier_agent() {
     send(&mut admin, "{team1}bob", "from boss", &["AS", "boss"]);
 }
 
+// AS on the commands that look (PEEK, THREAD, STATUS, INFO, SUBS, PRESENCE, DEAD LIST,
+// ACL LIST) or manage (SUB, UNSUB, DEAD REQUEUE/PURGE, ACL GRANT/REVOKE): the same rules
+// as on SEND and READ. Each command is tried four ways past them, then once as it may.
+
+/// A closed server where `gw` may act for alice, lead, boss and `default` in `{t}` (and for
+/// alice in `{u}`), and holds `admin` on `{t}team-*` as lead does. Alice reads her own
+/// mailbox, subscribes to `{t}news.*` and may send in `{t}` (so see its presence); boss holds
+/// admin and impersonate on all of `{t}`, where gw does not: mightier than gw on every name
+/// of it. `eve` holds no impersonate. `{t}alice` holds two messages of thread `th` and one
+/// without, `{t}bob` one, `{t}team-a` one dead letter.
+struct AsFixture {
+    server: Server,
+    admin: Connection,
+    gw: Connection,
+    eve: Connection,
+    alice_ids: Vec<String>,
+    dead_id: String,
+}
+
+fn as_fixture() -> AsFixture {
+    let (server, mut admin) = closed_server();
+    let gw = agent(&server, &mut admin, "gw");
+    let eve = agent(&server, &mut admin, "eve");
+    for name in ["alice", "bob", "lead", "boss"] {
+        agent(&server, &mut admin, name);
+    }
+    for pattern in ["{t}alice", "{t}lead", "{t}boss", "{t}default", "{u}alice"] {
+        grant(&mut admin, "gw", "impersonate", pattern);
+    }
+    grant(&mut admin, "gw", "admin", "{t}team-*");
+    grant(&mut admin, "lead", "admin", "{t}team-*");
+    grant(&mut admin, "alice", "subscribe", "{t}news.*");
+    grant(&mut admin, "alice", "send", "{t}");
+    grant(&mut admin, "boss", "admin", "{t}*");
+    grant(&mut admin, "boss", "impersonate", "{t}*");
+    let alice_ids = vec![
+        send(&mut admin, "{t}alice", "one", &["THREAD", "th"]),
+        send(&mut admin, "{t}alice", "two", &["THREAD", "th"]),
+        send(&mut admin, "{t}alice", "three", &[]),
+    ];
+    send(&mut admin, "{t}bob", "for bob only", &["THREAD", "th"]);
+    run(&mut admin, &["MAILBOX.SUB", "{t}bob", "news.#"]);
+    create(&mut admin, "{t}team-a", &["MAXDELIVER", "1"]);
+    let dead_id = send(&mut admin, "{t}team-a", "failed", &[]);
+    read_one(&mut admin, "{t}team-a", &[]);
+    assert_eq!(nack(&mut admin, "{t}team-a", &[&dead_id]), 1);
+    assert_eq!(dead_list(&mut admin, "{t}team-a", &[]).len(), 1);
+    AsFixture { server, admin, gw, eve, alice_ids, dead_id }
+}
+
+/// The audit stream of a name's namespace, as the module picks it for these tests.
+fn stream_of(name: &str) -> String {
+    let tag = name.split_once('{').and_then(|(_, rest)| rest.split_once('}')).map(|(tag, _)| tag);
+    match tag {
+        Some(tag) => format!("mailbox:audit:{{{tag}}}"),
+        None => "mailbox:audit".to_string(),
+    }
+}
+
+fn mightier_than_gw(agent: &str) -> String {
+    format!(
+        "NOPERM agent 'gw' may not act as '{agent}', who is a superuser or holds admin or impersonate where 'gw' does not"
+    )
+}
+
+/// Checks the last `as` event of `name`'s namespace: `gw` acting as `agent` in `command`.
+fn last_as_event(admin: &mut Connection, name: &str, agent: &str, command: &str) {
+    let events = events_of(admin, &stream_of(name), "as");
+    let last = events.last().unwrap_or_else(|| panic!("no `as` event in {}", stream_of(name)));
+    assert_eq!(field(last, "user"), Some("gw"), "{last:?}");
+    assert_eq!(field(last, "agent"), Some(agent), "{last:?}");
+    assert_eq!(field(last, "command"), Some(command), "{last:?}");
+}
+
+/// Checks the last `denied` event of `name`'s namespace.
+fn last_denied_event(admin: &mut Connection, name: &str, agent: &str, permission: &str, command: &str) {
+    let events = events_of(admin, &stream_of(name), "denied");
+    let last = events.last().unwrap_or_else(|| panic!("no `denied` event in {}", stream_of(name)));
+    assert_eq!(field(last, "agent"), Some(agent), "{last:?}");
+    assert_eq!(field(last, "permission"), Some(permission), "{last:?}");
+    assert_eq!(field(last, "name"), Some(name), "{last:?}");
+    assert_eq!(field(last, "command"), Some(command), "{last:?}");
+}
+
+/// One command's rules under `AS`, for `try_past_as`.
+struct AsRule<'a> {
+    /// As the audit stream names it (`mailbox.peek`).
+    command: &'a str,
+    /// What the command needs on its name.
+    permission: &'a str,
+    /// An agent gw may act for, and a name that agent may use.
+    agent: &'a str,
+    allowed: &'a str,
+    /// A name `agent` may not use (for `permission`), gw may act for it there.
+    forbidden: &'a str,
+}
+
+/// The four ways past `AS`, each refused with `NOPERM`, counted, audited and changing
+/// nothing: `args(name, agent)` builds the command on `name` with `AS agent`.
+fn try_past_as(f: &mut AsFixture, rule: &AsRule, args: impl Fn(&str, &str) -> Vec<String>) {
+    let AsRule { command, permission, agent, allowed, forbidden } = *rule;
+    let as_of = |args: &[String]| args.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+    let before = snapshot(&mut f.admin);
+    let denied_before = stat(&mut f.admin, "denied");
+    let own_mailbox = match allowed.split_once('}') {
+        Some((tag, _)) => format!("{tag}}}{agent}"),
+        None => agent.to_string(),
+    };
+
+    // 1. Without the impersonate grant.
+    let a = args(allowed, agent);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    assert_eq!(
+        error_of(&mut f.eve, &a),
+        noperm("eve", "impersonate", &own_mailbox),
+        "{}",
+        as_of(&args(allowed, agent))
+    );
+    last_denied_event(&mut f.admin, &own_mailbox, "eve", "impersonate", command);
+
+    // 2. As an agent, on a name that agent may not use: refused for the agent, whose `AS`
+    // was recorded.
+    let a = args(forbidden, agent);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    assert_eq!(error_of(&mut f.gw, &a), noperm(agent, permission, forbidden), "{a:?}");
+    last_denied_event(&mut f.admin, forbidden, agent, permission, command);
+    last_as_event(&mut f.admin, forbidden, agent, command);
+
+    // 3. As a superuser, 4. as an agent mightier than gw: refused on impersonate.
+    for mighty in ["default", "boss"] {
+        let a = args(allowed, mighty);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        assert_eq!(error_of(&mut f.gw, &a), mightier_than_gw(mighty), "{a:?}");
+        let target = own_mailbox.replace(agent, mighty);
+        last_denied_event(&mut f.admin, &target, "gw", "impersonate", command);
+    }
+
+    // A bad agent name is refused before anything is checked.
+    let a = args(allowed, "al ice");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    assert_eq!(error_of(&mut f.gw, &a), BAD_AGENT, "{a:?}");
+
+    assert_eq!(snapshot(&mut f.admin), before, "refusals change nothing but the audit streams");
+    assert_eq!(stat(&mut f.admin, "denied"), denied_before + 4);
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn with_as(mut args: Vec<String>, agent: &str) -> Vec<String> {
+    args.extend(strs(&["AS", agent]));
+    args
+}
+
+const READER: AsRule<'static> =
+    AsRule { command: "", permission: "read", agent: "alice", allowed: "{t}alice", forbidden: "{t}bob" };
+
+#[test]
+fn peek_as_an_agent() {
+    let mut f = as_fixture();
+    let rule = AsRule { command: "mailbox.peek", ..READER };
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.PEEK", name]), agent));
+    try_past_as(&mut f, &rule, |name, agent| {
+        strs(&["MAILBOX.PEEK", name, "-", "+", "AS", agent, "COUNT", "1"])
+    });
+    let mut alice = login(&f.server, "alice");
+    let own = peek(&mut alice, "{t}alice", &[]);
+    let got = peek(&mut f.gw, "{t}alice", &["AS", "alice"]);
+    last_as_event(&mut f.admin, "{t}alice", "alice", "mailbox.peek");
+    assert_eq!(got.iter().map(|m| &m.id).collect::<Vec<_>>(), own.iter().map(|m| &m.id).collect::<Vec<_>>());
+    assert_eq!(got.len(), 3);
+    let ranged = peek(&mut f.gw, "{t}alice", &[&f.alice_ids[1], "+", "COUNT", "1", "AS", "alice"]);
+    assert_eq!(ranged.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), [f.alice_ids[1].as_str()]);
+    // The gateway itself still may not.
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.PEEK", "{t}alice"]), noperm("gw", "read", "{t}alice"));
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.PEEK", "{t}alice", "AS", "alice", "AS", "alice"]),
+        "ERR option 'AS' given more than once"
+    );
+}
+
+#[test]
+fn thread_as_an_agent() {
+    let mut f = as_fixture();
+    let rule = AsRule { command: "mailbox.thread", ..READER };
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.THREAD", name, "th"]), agent));
+    try_past_as(&mut f, &rule, |name, agent| {
+        strs(&["MAILBOX.THREAD", name, "th", "AS", agent, "COUNT", "5"])
+    });
+    let got = messages(&run(&mut f.gw, &["MAILBOX.THREAD", "{t}alice", "th", "COUNT", "5", "AS", "alice"]))
+        .unwrap();
+    last_as_event(&mut f.admin, "{t}alice", "alice", "mailbox.thread");
+    assert_eq!(got.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), f.alice_ids[..2].to_vec());
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.THREAD", "{t}alice", "th"]), noperm("gw", "read", "{t}alice"));
+    assert!(error_of(&mut f.gw, &["MAILBOX.THREAD", "{t}alice", "th", "AS"])
+        .contains("wrong number of arguments"));
+}
+
+#[test]
+fn status_as_an_agent() {
+    let mut f = as_fixture();
+    let rule = AsRule { command: "mailbox.status", ..READER };
+    let id = f.alice_ids[0].clone();
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.STATUS", name, &id]), agent));
+    let got = run(&mut f.gw, &["MAILBOX.STATUS", "{t}alice", &id, "AS", "alice"]);
+    last_as_event(&mut f.admin, "{t}alice", "alice", "mailbox.status");
+    assert_eq!(text(&got), "ready");
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.STATUS", "{t}alice", &id]), noperm("gw", "read", "{t}alice"));
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.STATUS", "{t}alice", &id, "x"]), "ERR unknown option 'x'");
+}
+
+#[test]
+fn info_as_an_agent() {
+    let mut f = as_fixture();
+    let rule = AsRule { command: "mailbox.info", ..READER };
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.INFO", name]), agent));
+    let got = pairs(&run(&mut f.gw, &["MAILBOX.INFO", "{t}alice", "AS", "alice"]));
+    last_as_event(&mut f.admin, "{t}alice", "alice", "mailbox.info");
+    let ready = got.iter().find(|(k, _)| k == "ready").map(|(_, v)| v.clone());
+    assert_eq!(ready, Some(Value::Int(3)));
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.INFO", "{t}alice"]), noperm("gw", "read", "{t}alice"));
+    // A missing mailbox is checked first: it says nothing to whoever may not read it.
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.INFO", "{t}nobody", "AS", "alice"]),
+        noperm("alice", "read", "{t}nobody")
+    );
+}
+
+#[test]
+fn subs_as_an_agent() {
+    let mut f = as_fixture();
+    let rule = AsRule { command: "mailbox.subs", ..READER };
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.SUBS", name]), agent));
+    run(&mut f.admin, &["MAILBOX.SUB", "{t}alice", "news.#"]);
+    let got = run(&mut f.gw, &["MAILBOX.SUBS", "{t}alice", "AS", "alice"]);
+    last_as_event(&mut f.admin, "{t}alice", "alice", "mailbox.subs");
+    assert_eq!(got, Value::Array(vec![Value::Array(vec![Value::BulkString(b"news.#".to_vec())])]));
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.SUBS", "{t}alice"]), noperm("gw", "read", "{t}alice"));
+}
+
+#[test]
+fn sub_and_unsub_as_an_agent() {
+    let mut f = as_fixture();
+    let rule = AsRule { command: "mailbox.sub", ..READER };
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.SUB", name, "news.#"]), agent));
+    try_past_as(&mut f, &rule, |name, agent| {
+        strs(&["MAILBOX.SUB", name, "news.#", "AS", agent, "FROM", "bob", "MINPRIORITY", "1"])
+    });
+    let rule = AsRule { command: "mailbox.unsub", ..READER };
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.UNSUB", name, "news.#"]), agent));
+
+    // The patterns are checked for the agent too: alice may not subscribe to secret.#.
+    let before = snapshot(&mut f.admin);
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.SUB", "{t}alice", "secret.#", "AS", "alice"]),
+        noperm("alice", "subscribe", "{t}secret.#")
+    );
+    last_denied_event(&mut f.admin, "{t}secret.#", "alice", "subscribe", "mailbox.sub");
+    assert_eq!(snapshot(&mut f.admin), before);
+
+    assert_eq!(
+        int_of(run(&mut f.gw, &["MAILBOX.SUB", "{t}alice", "news.#", "FROM", "bob", "AS", "alice"])),
+        1
+    );
+    last_as_event(&mut f.admin, "{t}alice", "alice", "mailbox.sub");
+    let subs = run(&mut f.admin, &["MAILBOX.SUBS", "{t}alice"]);
+    let Value::Array(rows) = subs else { panic!("SUBS {subs:?}") };
+    assert_eq!(rows.len(), 1);
+    // Presence is the agent's, never the gateway's.
+    let seen = strings_of_presence(&mut f.admin, "{t}");
+    assert!(seen.contains(&"alice".to_string()) && !seen.contains(&"gw".to_string()), "{seen:?}");
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.UNSUB", "{t}alice", "news.#"]),
+        noperm("gw", "read", "{t}alice")
+    );
+    assert_eq!(int_of(run(&mut f.gw, &["MAILBOX.UNSUB", "{t}alice", "news.#", "AS", "alice"])), 1);
+    last_as_event(&mut f.admin, "{t}alice", "alice", "mailbox.unsub");
+    assert_eq!(run(&mut f.admin, &["MAILBOX.SUBS", "{t}alice"]), Value::Array(vec![]));
+    // `AS agent` with no pattern before it is no subscription to the patterns `AS` and the agent.
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.SUB", "{t}alice", "AS", "alice"]), "ERR syntax error");
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.UNSUB", "{t}alice", "AS", "alice"]), "ERR syntax error");
+}
+
+/// The agents `MAILBOX.PRESENCE` lists.
+fn strings_of_presence(con: &mut Connection, space: &str) -> Vec<String> {
+    let Value::Array(rows) = run(con, &["MAILBOX.PRESENCE", space]) else { panic!("PRESENCE {space}") };
+    rows.iter()
+        .map(|row| match row {
+            Value::Array(cells) => text(&cells[0]),
+            other => panic!("PRESENCE row {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn presence_as_an_agent() {
+    let mut f = as_fixture();
+    let rule = AsRule {
+        command: "mailbox.presence",
+        permission: "send",
+        agent: "alice",
+        allowed: "{t}",
+        forbidden: "{u}",
+    };
+    try_past_as(&mut f, &rule, |name, agent| with_as(strs(&["MAILBOX.PRESENCE", name]), agent));
+    let mut alice = login(&f.server, "alice");
+    let own = strings_of_presence(&mut alice, "{t}");
+    let Value::Array(rows) = run(&mut f.gw, &["MAILBOX.PRESENCE", "{t}", "AS", "alice"]) else { panic!() };
+    last_as_event(&mut f.admin, "{t}", "alice", "mailbox.presence");
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| match r {
+            Value::Array(c) => text(&c[0]),
+            o => panic!("{o:?}"),
+        })
+        .collect();
+    assert_eq!(got, own);
+    assert!(got.contains(&"default".to_string()), "{got:?}");
+    assert_eq!(error_of(&mut f.gw, &["MAILBOX.PRESENCE", "{t}"]), noperm("gw", "send", "{t}"));
+}
+
+const ADMIN: AsRule<'static> = AsRule {
+    command: "mailbox.dead",
+    permission: "admin",
+    agent: "lead",
+    allowed: "{t}team-a",
+    forbidden: "{t}alice",
+};
+
+#[test]
+fn dead_letters_as_an_agent() {
+    let mut f = as_fixture();
+    try_past_as(&mut f, &ADMIN, |name, agent| with_as(strs(&["MAILBOX.DEAD", "LIST", name]), agent));
+    try_past_as(&mut f, &ADMIN, |name, agent| {
+        strs(&["MAILBOX.DEAD", "LIST", name, "AS", agent, "COUNT", "1"])
+    });
+    try_past_as(&mut f, &ADMIN, |name, agent| {
+        with_as(strs(&["MAILBOX.DEAD", "REQUEUE", name, "ALL"]), agent)
+    });
+    let id = f.dead_id.clone();
+    try_past_as(&mut f, &ADMIN, |name, agent| with_as(strs(&["MAILBOX.DEAD", "PURGE", name, &id]), agent));
+    // Alice owns her mailbox, but its dead letters need admin.
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.DEAD", "LIST", "{t}alice", "AS", "alice"]),
+        noperm("alice", "admin", "{t}alice")
+    );
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.DEAD", "LIST", "{t}team-a", "AS", "alice"]),
+        noperm("alice", "admin", "{t}team-a")
+    );
+
+    let listed = dead_list(&mut f.gw, "{t}team-a", &["AS", "lead"]);
+    last_as_event(&mut f.admin, "{t}team-a", "lead", "mailbox.dead");
+    assert_eq!(listed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    let stream = stream_of("{t}team-a");
+    assert_eq!(int_of(run(&mut f.gw, &["MAILBOX.DEAD", "REQUEUE", "{t}team-a", "ALL", "AS", "lead"])), 1);
+    last_as_event(&mut f.admin, "{t}team-a", "lead", "mailbox.dead");
+    let requeued = events_of(&mut f.admin, &stream, "dead-requeue");
+    let last = requeued.last().expect("a dead-requeue event");
+    assert_eq!((field(last, "agent"), field(last, "via")), (Some("lead"), Some("gw")), "{last:?}");
+    // Dead again, then purged by id.
+    read_one(&mut f.admin, "{t}team-a", &[]);
+    assert_eq!(nack(&mut f.admin, "{t}team-a", &[&id]), 1);
+    assert_eq!(int_of(run(&mut f.gw, &["MAILBOX.DEAD", "PURGE", "{t}team-a", &id, "AS", "lead"])), 1);
+    let purged = events_of(&mut f.admin, &stream, "dead-purge");
+    let last = purged.last().expect("a dead-purge event");
+    assert_eq!((field(last, "agent"), field(last, "via")), (Some("lead"), Some("gw")), "{last:?}");
+    assert!(dead_list(&mut f.admin, "{t}team-a", &[]).is_empty());
+    // Without AS an event has no via.
+    send(&mut f.admin, "{t}team-a", "again", &[]);
+    let again = read_one(&mut f.admin, "{t}team-a", &[]);
+    nack(&mut f.admin, "{t}team-a", &[&again.id]);
+    assert_eq!(dead(&mut f.admin, "{t}team-a", "PURGE", &["ALL"]), 1);
+    let last = events_of(&mut f.admin, &stream, "dead-purge").pop().unwrap();
+    assert_eq!((field(&last, "agent"), field(&last, "via")), (Some("default"), None));
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.DEAD", "PURGE", "{t}team-a", "AS", "lead"]),
+        "ERR syntax error"
+    );
+}
+
+#[test]
+fn grants_as_an_agent() {
+    let mut f = as_fixture();
+    // LIST of the whole namespace needs admin on it, which lead does not hold.
+    let before = snapshot(&mut f.admin);
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.ACL", "LIST", "{t}", "AS", "lead"]),
+        noperm("lead", "admin", "{t}")
+    );
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.ACL", "LIST", "{t}", "alice", "AS", "lead"]),
+        noperm("lead", "admin", "{t}")
+    );
+    last_as_event(&mut f.admin, "{t}", "lead", "mailbox.acl list");
+    assert_eq!(
+        error_of(&mut f.eve, &["MAILBOX.ACL", "LIST", "{t}", "lead", "AS", "lead"]),
+        noperm("eve", "impersonate", "{t}lead")
+    );
+    for mighty in ["default", "boss"] {
+        assert_eq!(
+            error_of(&mut f.gw, &["MAILBOX.ACL", "LIST", "{t}", mighty, "AS", mighty]),
+            mightier_than_gw(mighty)
+        );
+    }
+    assert_eq!(snapshot(&mut f.admin), before);
+    // Its own grants, as lead.
+    let got = run(&mut f.gw, &["MAILBOX.ACL", "LIST", "{t}", "lead", "AS", "lead"]);
+    last_as_event(&mut f.admin, "{t}", "lead", "mailbox.acl list");
+    let mut lead = login(&f.server, "lead");
+    assert_eq!(got, run(&mut lead, &["MAILBOX.ACL", "LIST", "{t}", "lead"]));
+    assert_eq!(acl_list_in(&mut f.admin, "{t}", Some("lead")), rows(&[["lead", "admin", "{t}team-*"]]));
+
+    let grant_rule = AsRule { command: "mailbox.acl grant", ..ADMIN };
+    try_past_as(&mut f, &grant_rule, |name, agent| {
+        with_as(strs(&["MAILBOX.ACL", "GRANT", "eve", "read", name]), agent)
+    });
+    let revoke_rule = AsRule { command: "mailbox.acl revoke", ..ADMIN };
+    try_past_as(&mut f, &revoke_rule, |name, agent| {
+        with_as(strs(&["MAILBOX.ACL", "REVOKE", "alice", "subscribe", name]), agent)
+    });
+
+    let stream = stream_of("{t}team-a");
+    assert_eq!(
+        int_of(run(&mut f.gw, &["MAILBOX.ACL", "GRANT", "eve", "read", "{t}team-a", "AS", "lead"])),
+        1
+    );
+    last_as_event(&mut f.admin, "{t}team-a", "lead", "mailbox.acl grant");
+    let last = events_of(&mut f.admin, &stream, "grant").pop().unwrap();
+    assert_eq!(
+        (field(&last, "by"), field(&last, "via"), field(&last, "agent")),
+        (Some("lead"), Some("gw"), Some("eve"))
+    );
+    assert_eq!(acl_check(&mut f.admin, "eve", "read", "{t}team-a"), 1);
+    assert_eq!(
+        int_of(run(&mut f.gw, &["MAILBOX.ACL", "REVOKE", "eve", "read", "{t}team-a", "AS", "lead"])),
+        1
+    );
+    last_as_event(&mut f.admin, "{t}team-a", "lead", "mailbox.acl revoke");
+    let last = events_of(&mut f.admin, &stream, "revoke").pop().unwrap();
+    assert_eq!((field(&last, "by"), field(&last, "via")), (Some("lead"), Some("gw")));
+    assert_eq!(acl_check(&mut f.admin, "eve", "read", "{t}team-a"), 0);
+    // Presence is lead's.
+    assert!(strings_of_presence(&mut f.admin, "{t}").contains(&"lead".to_string()));
+    // Without AS the gateway's own reach: gw holds admin on {t}team-*, not on {t}bob.
+    assert_eq!(
+        error_of(&mut f.gw, &["MAILBOX.ACL", "GRANT", "eve", "read", "{t}bob"]),
+        noperm("gw", "admin", "{t}bob")
+    );
+    assert!(error_of(&mut f.gw, &["MAILBOX.ACL", "GRANT", "eve", "read", "{t}x", "AS"])
+        .contains("wrong number of arguments"));
+}
+
 #[test]
 fn a_revoked_grant_ends_a_blocked_read() {
     let (server, mut admin) = closed_server();

@@ -703,7 +703,8 @@ fn info_errors() {
     run(&mut con, &["SET", "str", "v"]);
     let cases: Vec<(Vec<&str>, String)> = vec![
         (vec!["MAILBOX.INFO"], arity("mailbox.info")),
-        (vec!["MAILBOX.INFO", "a", "b"], arity("mailbox.info")),
+        (vec!["MAILBOX.INFO", "a", "b"], "ERR unknown option 'b'".into()),
+        (vec!["MAILBOX.INFO", "a", "AS"], "ERR option 'AS' needs a value".into()),
         (vec!["MAILBOX.INFO", ""], BAD_NAME.into()),
         (vec!["MAILBOX.INFO", "nobody"], NO_SUCH_MAILBOX.into()),
         (vec!["MAILBOX.INFO", "str"], WRONGTYPE.into()),

@@ -37,6 +37,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(range) = args::parse_range(&args) {
         assert!(range.count as i64 <= args::MAX_COUNT);
+        if let Some(agent) = &range.as_agent {
+            assert!(args::check_agent(agent).is_ok(), "accepted a bad AS agent");
+        }
+    }
+    if let Ok((end, agent)) = args::split_as(&args) {
+        assert_eq!(end + 2 * usize::from(agent.is_some()), args.len());
+        assert!(agent.is_none_or(|a| args::check_agent(&a).is_ok()), "accepted a bad AS agent");
     }
     // MAILBOX.NACK and MAILBOX.ACK arguments.
     for allowed in [&["DELAY", "AS"][..], &["AS"]] {
@@ -55,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
         assert_ne!(create.lease_ms, Some(0), "accepted LEASE 0");
     }
     if let Ok(DeadAction::Requeue(Selection::Ids(ids)) | DeadAction::Purge(Selection::Ids(ids))) =
-        args::parse_dead(&args)
+        args::parse_dead(&args).map(|d| d.action)
     {
         assert!(!ids.is_empty());
         round_trip_ids(&ids);
@@ -64,17 +71,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(ids.len(), args.len());
         round_trip_ids(&ids);
     }
-    if let Ok(count) = args::parse_thread_count(&args) {
-        assert!(count as i64 <= args::MAX_COUNT);
+    if let Ok(thread) = args::parse_thread(&args) {
+        assert!(thread.count as i64 <= args::MAX_COUNT);
     }
     if let Some((rate, opts)) = args.split_first() {
         if let Ok(Some((_, burst))) = args::parse_quota(rate, opts, 100) {
             assert!(burst >= 1, "accepted BURST 0");
         }
     }
-    if let Ok((filter, end)) = args::parse_filter(&args) {
-        assert!((2..=args.len()).contains(&end));
-        assert!(filter.min_priority.is_none_or(|p| p <= 9));
+    if let Ok(sub) = args::parse_sub(&args) {
+        assert!((2..=args.len()).contains(&sub.end));
+        assert!(sub.filter.min_priority.is_none_or(|p| p <= 9));
     }
 
     for arg in &args {

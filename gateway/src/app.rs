@@ -10,7 +10,6 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use redis::Value;
 use serde::de::DeserializeOwned;
 
 use crate::backend::Backend;
@@ -173,20 +172,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-/// Whether the module would let `agent` use `permission` on `name`, for the commands
-/// that take no `AS` (the gateway runs them as itself after this check).
-pub async fn check_permission(app: &App, agent: &str, permission: &str, name: &str) -> ApiResult<()> {
-    let reply =
-        app.backend.api(redis::cmd("MAILBOX.ACL").arg("CHECK").arg(agent).arg(permission).arg(name)).await?;
-    match reply {
-        Value::Int(1) => Ok(()),
-        _ => Err(ApiError {
-            code: Some("NOPERM".to_string()),
-            ..ApiError::forbidden(format!(
-                "NOPERM agent '{agent}' has no '{permission}' permission on '{name}'"
-            ))
-        }),
-    }
+/// Refuses at once (the module's `NOPERM`) a stream `agent` may not read from
+/// `mailbox`: a read-only command run `AS` the agent, which the module checks and
+/// audits as it does the stream's own reads. Those reads are checked again each time.
+pub async fn require_read(app: &App, agent: &str, mailbox: &str) -> ApiResult<()> {
+    app.backend.api(redis::cmd("MAILBOX.STATUS").arg(mailbox).arg("0-0").arg("AS").arg(agent)).await?;
+    Ok(())
 }
 
 /// A message id as the module writes them (`<ms>-<seq>`); anything else is refused

@@ -32,10 +32,10 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::{Deserialize, Serialize};
 
-use crate::app::{self, authenticate, check_ids, check_permission, Agent, App, AppState};
+use crate::app::{self, authenticate, check_ids, require_read, Agent, App, AppState};
 use crate::problem::{ApiError, ApiResult};
 use crate::reply::{self, Message};
-use crate::routes::mailboxes::{pattern_name, SendRequest};
+use crate::routes::mailboxes::{is_sub_option, SendRequest, SUB_OPTION_PATTERN};
 
 /// The protocol revisions served: those with the `initialize` handshake and sessions, where
 /// `resources/subscribe` and `notifications/resources/updated` exist.
@@ -335,21 +335,24 @@ impl Mailbox {
 
     async fn whoami(&self, agent: &Agent) -> ApiResult<serde_json::Value> {
         let mailbox = agent.name();
-        let waiting = match self.app.backend.call(redis::cmd("MAILBOX.INFO").arg(mailbox)).await {
-            Ok(v) => reply::pairs(&v)
-                .into_iter()
-                .find(|(k, _)| k == "ready")
-                .and_then(|(_, v)| reply::int(&v))
-                .unwrap_or(0),
-            Err(crate::backend::CallError::Refused { detail, .. })
-                if detail.starts_with("no such mailbox") =>
+        let waiting =
+            match self.app.backend.call(redis::cmd("MAILBOX.INFO").arg(mailbox).arg("AS").arg(mailbox)).await
             {
-                0
-            }
-            Err(e) => return Err(e.into()),
-        };
+                Ok(v) => reply::pairs(&v)
+                    .into_iter()
+                    .find(|(k, _)| k == "ready")
+                    .and_then(|(_, v)| reply::int(&v))
+                    .unwrap_or(0),
+                Err(crate::backend::CallError::Refused { detail, .. })
+                    if detail.starts_with("no such mailbox") =>
+                {
+                    0
+                }
+                Err(e) => return Err(e.into()),
+            };
         let subscriptions: Vec<String> =
-            match self.app.backend.call(redis::cmd("MAILBOX.SUBS").arg(mailbox)).await {
+            match self.app.backend.call(redis::cmd("MAILBOX.SUBS").arg(mailbox).arg("AS").arg(mailbox)).await
+            {
                 Ok(Value::Array(items)) => items
                     .iter()
                     .filter_map(|item| match item {
@@ -522,16 +525,11 @@ impl Mailbox {
     ) -> Result<CallToolResult, ErrorData> {
         self.act(&ctx, Some("read"), |agent| async move {
             let mailbox = agent.name();
-            if ["FROM", "MINPRIORITY", "TYPE"].iter().any(|o| a.pattern.eq_ignore_ascii_case(o)) {
-                return Err(ApiError::bad_request("a pattern cannot be FROM, MINPRIORITY or TYPE"));
+            if is_sub_option(&a.pattern) {
+                return Err(ApiError::bad_request(SUB_OPTION_PATTERN));
             }
-            check_permission(&self.app, mailbox, "read", mailbox).await?;
-            let cmd = if a.unsubscribe == Some(true) {
-                redis::cmd("MAILBOX.UNSUB").arg(mailbox).arg(&a.pattern).clone()
-            } else {
-                check_permission(&self.app, mailbox, "subscribe", &pattern_name(mailbox, &a.pattern)).await?;
-                redis::cmd("MAILBOX.SUB").arg(mailbox).arg(&a.pattern).clone()
-            };
+            let verb = if a.unsubscribe == Some(true) { "MAILBOX.UNSUB" } else { "MAILBOX.SUB" };
+            let cmd = redis::cmd(verb).arg(mailbox).arg(&a.pattern).arg("AS").arg(mailbox).clone();
             let n = reply::expect_int(&self.app.backend.api(&cmd).await?, "MAILBOX.SUB")?;
             Ok(serde_json::json!({ "count": n }))
         })
@@ -555,9 +553,8 @@ impl Mailbox {
                     self.app.settings.max_count
                 )));
             }
-            check_permission(&self.app, mailbox, "read", mailbox).await?;
             let mut cmd = redis::cmd("MAILBOX.THREAD");
-            cmd.arg(mailbox).arg(a.thread.as_bytes()).arg("COUNT").arg(limit);
+            cmd.arg(mailbox).arg(a.thread.as_bytes()).arg("COUNT").arg(limit).arg("AS").arg(mailbox);
             let messages = reply::messages(&self.app.backend.api(&cmd).await?, "MAILBOX.THREAD")?;
             let briefs: Vec<Brief> =
                 messages.into_iter().map(|m| brief(m, true, DEFAULT_BODY_CHARS)).collect();
@@ -663,8 +660,15 @@ impl ServerHandler for Mailbox {
         let mailbox = Self::own_inbox(&request.uri, &agent)?;
         let result: ApiResult<Vec<Message>> = async {
             agent.require("read")?;
-            check_permission(&self.app, agent.name(), "read", &mailbox).await?;
-            let cmd = redis::cmd("MAILBOX.PEEK").arg(&mailbox).arg("-").arg("+").arg("COUNT").arg(50).clone();
+            let cmd = redis::cmd("MAILBOX.PEEK")
+                .arg(&mailbox)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(50)
+                .arg("AS")
+                .arg(agent.name())
+                .clone();
             match self.app.backend.call(&cmd).await {
                 Ok(v) => reply::messages(&v, "MAILBOX.PEEK"),
                 Err(crate::backend::CallError::Refused { detail, .. })
@@ -696,7 +700,7 @@ impl ServerHandler for Mailbox {
         let agent = self.caller(&ctx).await.map_err(|e| ErrorData::invalid_request(e.detail, None))?;
         let mailbox = Self::own_inbox(&request.uri, &agent)?;
         agent.require("read").map_err(|e| ErrorData::invalid_request(e.detail, None))?;
-        check_permission(&self.app, agent.name(), "read", &mailbox)
+        require_read(&self.app, agent.name(), &mailbox)
             .await
             .map_err(|e| ErrorData::invalid_request(e.detail, None))?;
         let running = |map: &HashMap<String, tokio::task::JoinHandle<()>>| {

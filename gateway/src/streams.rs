@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use crate::app::{check_permission, valid_id, Agent, App, AppState, Path, Query};
+use crate::app::{require_read, valid_id, Agent, App, AppState, Path, Query};
 use crate::backend::{CallError, Dedicated};
 use crate::problem::ApiResult;
 use crate::reply::{self, Message};
@@ -170,7 +170,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     agent.require("read")?;
-    check_permission(&app, agent.name(), "read", &name).await?;
+    require_read(&app, agent.name(), &name).await?;
     if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         if valid_id(last) {
             release_leased_up_to(&app, agent.name(), &name, last).await?;
@@ -204,7 +204,10 @@ pub async fn events(
 /// `Last-Event-ID`: the client saw messages up to `last`; those still leased (by the
 /// stream it lost) are put back so they come again now, not when their lease runs out.
 async fn release_leased_up_to(app: &App, agent: &str, mailbox: &str, last: &str) -> ApiResult<()> {
-    let reply = app.backend.api(redis::cmd("MAILBOX.PEEK").arg(mailbox).arg("-").arg(last)).await?;
+    let reply = app
+        .backend
+        .api(redis::cmd("MAILBOX.PEEK").arg(mailbox).arg("-").arg(last).arg("AS").arg(agent))
+        .await?;
     let leased: Vec<String> = reply::messages(&reply, "MAILBOX.PEEK")?
         .into_iter()
         .filter(|m| m.state.as_deref() == Some("leased"))
@@ -326,7 +329,7 @@ async fn handle_frame(
     let fail = |e: crate::problem::ApiError, r: &Option<serde_json::Value>| json!({"type": "error", "status": e.status.as_u16(), "detail": e.detail, "ref": r});
     match frame {
         ClientFrame::Subscribe { mailbox, lease_ms, reference } => {
-            if let Err(e) = check_permission(app, agent.name(), "read", &mailbox).await {
+            if let Err(e) = require_read(app, agent.name(), &mailbox).await {
                 return fail(e, &reference);
             }
             if !subs.contains_key(&mailbox) {

@@ -87,7 +87,7 @@ user {GW_USER} on >{GW_PASS} ~* &* +@all
         wait_until(lambda: self.cli("PING") == "PONG", "redis-server to answer PING")
 
     def grant_gateway(self, pattern: str = "*") -> None:
-        for perm in ("impersonate", "read", "subscribe", "send", "admin"):
+        for perm in ("impersonate", "admin"):
             self.cli("MAILBOX.ACL", "GRANT", GW_USER, perm, pattern)
 
     def cli(self, *args: str, user: str | None = None) -> str:

@@ -255,13 +255,41 @@ def test_dead_letters_and_grants_need_admin(alice, gateway, tokens, unique):
         # Grants: admin needs the module's admin grant on the pattern.
         g = {"agent": "carol", "permission": "read", "pattern": mb}
         assert adm.post("/v1/grants", json=g).json() == {"count": 1}
+        # Its own grants the agent may list; another agent's need admin on the namespace.
+        own = adm.get("/v1/grants", params={"agent": "admin"}).json()["grants"]
+        assert {"agent": "admin", "permission": "admin", "pattern": mb} in own
+        body = problem(adm.get("/v1/grants", params={"agent": "carol"}), 403)
+        assert body["detail"] == "NOPERM agent 'admin' has no 'admin' permission on 'default'", body
+        gateway.redis.cli("MAILBOX.ACL", "GRANT", "admin", "admin", "default")
         assert g in adm.get("/v1/grants", params={"agent": "carol"}).json()["grants"]
         assert adm.post("/v1/grants/revoke", json=g).json() == {"count": 1}
         assert g not in adm.get("/v1/grants", params={"agent": "carol"}).json()["grants"]
+        gateway.redis.cli("MAILBOX.ACL", "REVOKE", "admin", "admin", "default")
         body = problem(adm.post("/v1/grants", json={**g, "pattern": f"other{unique}"}), 403)
         assert "NOPERM" in body["detail"]
         problem(alice.get("/v1/grants"), 403)
         problem(adm.post("/v1/grants", json={**g, "permission": "root"}), 400)
+    # Each ran as one command AS the token's agent: the module audited the agent, with the
+    # gateway's user as `via`.
+    events = audit_events(gateway.redis)
+    assert {"event": "dead-requeue", "agent": "admin", "via": "gw", "name": mb, "count": "1"} in events
+    assert {"event": "dead-purge", "agent": "admin", "via": "gw", "name": mb, "count": "1"} in events
+    granted = [e for e in events if e.get("event") == "grant" and e.get("pattern") == mb and e.get("agent") == "carol"]
+    assert granted and granted[-1]["by"] == "admin" and granted[-1]["via"] == "gw", granted
+    commands = {e["command"] for e in events if e.get("event") == "as" and e.get("user") == "gw" and e.get("agent") == "admin"}
+    assert {"mailbox.dead", "mailbox.acl grant", "mailbox.acl revoke", "mailbox.acl list"} <= commands, commands
+
+
+def audit_events(redis, stream: str = "mailbox:audit") -> list[dict[str, str]]:
+    """The entries of an audit stream as dicts; every entry's first field is `event`."""
+    lines = redis.cli("XRANGE", stream, "-", "+").splitlines()
+    starts = [i for i, line in enumerate(lines) if line == "event"]
+    events = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] - 1 if n + 1 < len(starts) else len(lines)
+        fields = lines[start:end]
+        events.append(dict(zip(fields[::2], fields[1::2])))
+    return events
 
 
 def test_unauthenticated_and_unknown_tokens_get_401(gateway):

@@ -1,6 +1,7 @@
-//! `MAILBOX.DEAD LIST mailbox [start end] [COUNT n]`, `MAILBOX.DEAD REQUEUE mailbox id...|ALL`,
-//! `MAILBOX.DEAD PURGE mailbox id...|ALL`: subcommands, so that LIST is read-only (it
-//! runs on replicas and in `EVAL_RO`) and the others carry the `write` flag.
+//! `MAILBOX.DEAD LIST mailbox [start end] [COUNT n] [AS agent]`,
+//! `MAILBOX.DEAD REQUEUE mailbox id...|ALL [AS agent]`, `MAILBOX.DEAD PURGE mailbox id...|ALL [AS agent]`:
+//! subcommands, so that LIST is read-only (it runs on replicas and in `EVAL_RO`) and the
+//! others carry the `write` flag.
 
 #![forbid(unsafe_code)]
 
@@ -81,11 +82,18 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let mut all = super::arg_slices(&argv);
     let name = all.remove(1);
     access::check_name(ctx, name)?;
-    let action = args::parse_dead(&all).map_err(err)?;
-    let agent = ctx.get_current_user();
-    access::authorize(ctx, agent.as_slice(), Permission::Admin, name, "mailbox.dead")?;
+    let opts = args::parse_dead(&all).map_err(err)?;
+    let caller = access::caller(ctx, name, opts.as_agent.as_deref(), "mailbox.dead")?;
+    access::authorize(ctx, &caller.agent, Permission::Admin, name, "mailbox.dead")?;
     let key_name = &argv[2];
-    match action {
+    let count_event = |event: &'static [u8], n: usize| {
+        let n = n.to_string();
+        let mut fields: Vec<(&str, &[u8])> = vec![("event", event)];
+        fields.extend(caller.audit_fields("agent"));
+        fields.extend([("name", name), ("count", n.as_bytes())]);
+        access::audit(ctx, name, &fields);
+    };
+    match opts.action {
         DeadAction::List(range) => {
             read_mailbox(ctx, key_name, |mailbox| {
                 let dead =
@@ -111,16 +119,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             let n = revived.len();
             if n > 0 {
                 counters::DEAD_REQUEUED.add(n);
-                access::audit(
-                    ctx,
-                    name,
-                    &[
-                        ("event", b"dead-requeue"),
-                        ("agent", agent.as_slice()),
-                        ("name", name),
-                        ("count", n.to_string().as_bytes()),
-                    ],
-                );
+                count_event(b"dead-requeue", n);
                 replicate(ctx, name, &Effect::Revive { ids: revived });
                 notify(ctx, c"mailbox.dead-requeue", key_name);
                 signal_ready(ctx, key_name);
@@ -138,16 +137,7 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             let n = purged.len();
             if n > 0 {
                 counters::DEAD_PURGED.add(n);
-                access::audit(
-                    ctx,
-                    name,
-                    &[
-                        ("event", b"dead-purge"),
-                        ("agent", agent.as_slice()),
-                        ("name", name),
-                        ("count", n.to_string().as_bytes()),
-                    ],
-                );
+                count_event(b"dead-purge", n);
                 replicate(ctx, name, &Effect::PurgeDead { ids: purged });
                 notify(ctx, c"mailbox.dead-purge", key_name);
             }

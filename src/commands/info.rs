@@ -1,4 +1,4 @@
-//! `MAILBOX.INFO mailbox`
+//! `MAILBOX.INFO mailbox [AS agent]`
 
 #![forbid(unsafe_code)]
 
@@ -7,6 +7,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::Meta;
 use crate::access;
+use crate::args;
 use crate::core::grants::Permission;
 use crate::core::Mailbox;
 use crate::errors;
@@ -21,19 +22,22 @@ pub const META: Meta = Meta {
     handler: command,
     flags: "readonly fast",
     key: 1,
-    arity: 2,
+    arity: -2,
     summary: "Settings and counts of a mailbox",
     key_spec: Some(KeySpecFlags::READ_ONLY),
     subcommands: &[],
 };
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    if argv.len() != 2 {
+    if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
-    access::check_name(ctx, argv[1].as_slice())?;
-    let agent = ctx.get_current_user();
-    crate::access::authorize(ctx, agent.as_slice(), Permission::Read, argv[1].as_slice(), "mailbox.info")?;
+    let all = super::arg_slices(&argv);
+    let name = all[0];
+    access::check_name(ctx, name)?;
+    let as_agent = args::only_as(&all[1..]).map_err(errors::err)?;
+    let caller = access::caller(ctx, name, as_agent.as_deref(), "mailbox.info")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.info")?;
     read_mailbox(ctx, &argv[1], |mailbox| match mailbox {
         Some(mb) => {
             reply_info(ctx, mb);

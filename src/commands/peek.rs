@@ -1,4 +1,4 @@
-//! `MAILBOX.PEEK mailbox [start end] [COUNT n]`: read-only, so it never changes
+//! `MAILBOX.PEEK mailbox [start end] [COUNT n] [AS agent]`: read-only, so it never changes
 //! state (and runs on replicas); messages past their TTL are skipped, not purged.
 
 #![forbid(unsafe_code)]
@@ -34,14 +34,9 @@ pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let all = super::arg_slices(&argv);
     access::check_name(ctx, all[0])?;
-    crate::access::authorize(
-        ctx,
-        ctx.get_current_user().as_slice(),
-        Permission::Read,
-        all[0],
-        "mailbox.peek",
-    )?;
     let range = args::parse_range(&all[1..]).map_err(err)?;
+    let caller = access::caller(ctx, all[0], range.as_agent.as_deref(), "mailbox.peek")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.peek")?;
     read_mailbox(ctx, &argv[1], |mailbox| {
         let entries = match mailbox {
             Some(mb) => mb.range(range.start, range.end, range.count, now_ms()),

@@ -1,4 +1,4 @@
-//! `MAILBOX.PRESENCE namespace`: the agents active in a namespace, when each was
+//! `MAILBOX.PRESENCE namespace [AS agent]`: the agents active in a namespace, when each was
 //! last seen and how many messages wait in its own mailbox. Read-only.
 
 #![forbid(unsafe_code)]
@@ -8,10 +8,12 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::Meta;
 use crate::access;
+use crate::args;
 use crate::core::grants::Permission;
 use crate::core::names;
 use crate::core::namespace::Namespace;
 use crate::core::Mailbox;
+use crate::errors::err;
 use crate::server::context::now_ms;
 use crate::server::context::rstring;
 use crate::server::keys::read_namespace;
@@ -23,20 +25,22 @@ pub const META: Meta = Meta {
     handler: command,
     flags: "readonly",
     key: 1,
-    arity: 2,
+    arity: -2,
     summary: "Agents of a namespace and their last activity",
     key_spec: Some(KeySpecFlags::READ_ONLY),
     subcommands: &[],
 };
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    if argv.len() != 2 {
+    if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
-    let space = argv[1].as_slice();
+    let all = super::arg_slices(&argv);
+    let space = all[0];
     access::check_name(ctx, space)?;
-    let agent = ctx.get_current_user();
-    crate::access::authorize(ctx, agent.as_slice(), Permission::Send, space, "mailbox.presence")?;
+    let as_agent = args::only_as(&all[1..]).map_err(err)?;
+    let caller = access::caller(ctx, space, as_agent.as_deref(), "mailbox.presence")?;
+    access::authorize(ctx, &caller.agent, Permission::Send, space, "mailbox.presence")?;
     let now = now_ms();
     let rows =
         read_namespace(ctx, space, |ns| ns.map(|ns| presence(ctx, ns, space, now)).unwrap_or_default())?;

@@ -1,4 +1,4 @@
-//! `MAILBOX.STATUS mailbox id`: where a message stands — `ready`, `leased`,
+//! `MAILBOX.STATUS mailbox id [AS agent]`: where a message stands — `ready`, `leased`,
 //! `delayed`, `dead`, or `unknown` (never there, or settled: acked or expired).
 
 #![forbid(unsafe_code)]
@@ -20,21 +20,23 @@ pub const META: Meta = Meta {
     handler: command,
     flags: "readonly fast",
     key: 1,
-    arity: 3,
+    arity: -3,
     summary: "Where a message stands in a mailbox",
     key_spec: Some(KeySpecFlags::READ_ONLY),
     subcommands: &[],
 };
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    if argv.len() != 3 {
+    if argv.len() < 3 {
         return Err(RedisError::WrongArity);
     }
-    let name = argv[1].as_slice();
+    let all = super::arg_slices(&argv);
+    let name = all[0];
     access::check_name(ctx, name)?;
-    let id = args::parse_id(argv[2].as_slice()).map_err(err)?;
-    let agent = ctx.get_current_user();
-    crate::access::authorize(ctx, agent.as_slice(), Permission::Read, name, "mailbox.status")?;
+    let id = args::parse_id(all[1]).map_err(err)?;
+    let as_agent = args::only_as(&all[2..]).map_err(err)?;
+    let caller = access::caller(ctx, name, as_agent.as_deref(), "mailbox.status")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, name, "mailbox.status")?;
     let status = read_mailbox(ctx, &argv[1], |mailbox| match mailbox {
         Some(mb) => match mb.get(&id) {
             Some(e) if e.env.is_expired(now_ms()) => "unknown",

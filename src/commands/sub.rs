@@ -1,5 +1,6 @@
-//! `MAILBOX.SUB mailbox pattern [pattern ...]`, `MAILBOX.UNSUB mailbox pattern [pattern ...]`
-//! and `MAILBOX.SUBS mailbox`: a mailbox's topic subscriptions, kept in its namespace.
+//! `MAILBOX.SUB mailbox pattern [pattern ...] [FROM glob] [MINPRIORITY n] [TYPE glob] [AS agent]`,
+//! `MAILBOX.UNSUB mailbox pattern [pattern ...] [AS agent]` and `MAILBOX.SUBS mailbox [AS agent]`:
+//! a mailbox's topic subscriptions, kept in its namespace.
 
 #![forbid(unsafe_code)]
 
@@ -8,6 +9,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
 use super::Meta;
 use crate::access;
+use crate::args;
 use crate::core::grants::Permission;
 use crate::core::names;
 use crate::core::namespace::{Filter, Namespace};
@@ -49,7 +51,7 @@ pub const SUBS: Meta = Meta {
     handler: subs,
     flags: "readonly",
     key: 1,
-    arity: 2,
+    arity: -2,
     summary: "Lists a mailbox's topic subscriptions",
     key_spec: Some(KeySpecFlags::READ_ONLY),
     subcommands: &[],
@@ -65,50 +67,53 @@ pub fn local_pattern(mailbox: &[u8], pattern: &[u8]) -> Result<TopicPattern, Red
     TopicPattern::parse(&names::local_part(pattern)).map_err(|e| RedisError::Str(errors::topic(&e)))
 }
 
-fn parse(ctx: &Context, argv: &[RedisString]) -> Result<(Vec<u8>, Vec<TopicPattern>), RedisError> {
-    let (mailbox, patterns, filter) = parse_filtered(ctx, argv, false)?;
-    debug_assert!(filter.is_empty());
-    Ok((mailbox, patterns))
+/// What SUB and UNSUB take: the mailbox, its patterns, SUB's filter and the `AS` agent.
+struct Request {
+    mailbox: Vec<u8>,
+    patterns: Vec<TopicPattern>,
+    filter: Filter,
+    as_agent: Option<Vec<u8>>,
 }
 
-/// `mailbox pattern [pattern ...]`, then with `filters` the trailing options
-/// (`args::parse_filter`).
-fn parse_filtered(
-    ctx: &Context,
-    argv: &[RedisString],
-    filters: bool,
-) -> Result<(Vec<u8>, Vec<TopicPattern>, Filter), RedisError> {
+/// `mailbox pattern [pattern ...]`, then the trailing options: with `filters` SUB's
+/// (`args::parse_sub`), else only `AS agent`.
+fn parse(ctx: &Context, argv: &[RedisString], filters: bool) -> Result<Request, RedisError> {
     if argv.len() < 3 {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(argv);
     access::check_name(ctx, all[0])?;
-    let (filter, end) =
-        if filters { crate::args::parse_filter(&all).map_err(err)? } else { (Filter::default(), all.len()) };
+    let (filter, as_agent, end) = if filters {
+        let opts = args::parse_sub(&all).map_err(err)?;
+        (opts.filter, opts.as_agent, opts.end)
+    } else {
+        let (end, as_agent) = args::split_as(&all).map_err(err)?;
+        if end < 2 {
+            return Err(err(errors::SYNTAX));
+        }
+        (Filter::default(), as_agent, end)
+    };
     let patterns = all[1..end].iter().map(|p| local_pattern(all[0], p)).collect::<Result<Vec<_>, _>>()?;
-    Ok((all[0].to_vec(), patterns, filter))
+    Ok(Request { mailbox: all[0].to_vec(), patterns, filter, as_agent })
 }
 
 /// `read` on the mailbox (its subscriptions are its owner's business) and
-/// `subscribe` on each pattern, as a name of the mailbox's namespace.
-fn authorize(
-    ctx: &Context,
-    mailbox: &[u8],
-    patterns: &[TopicPattern],
-    command: &str,
-) -> Result<Vec<u8>, RedisError> {
-    let agent = ctx.get_current_user().as_slice().to_vec();
-    access::authorize(ctx, &agent, Permission::Read, mailbox, command)?;
-    for p in patterns {
-        let full = names::agent_mailbox(mailbox, p.as_bytes());
-        access::authorize(ctx, &agent, Permission::Subscribe, &full, command)?;
+/// `subscribe` on each pattern, as a name of the mailbox's namespace. The agent
+/// they are checked for is the caller's, or with `AS` the agent's.
+fn authorize(ctx: &Context, req: &Request, command: &str) -> Result<Vec<u8>, RedisError> {
+    let caller = access::caller(ctx, &req.mailbox, req.as_agent.as_deref(), command)?;
+    access::authorize(ctx, &caller.agent, Permission::Read, &req.mailbox, command)?;
+    for p in &req.patterns {
+        let full = names::agent_mailbox(&req.mailbox, p.as_bytes());
+        access::authorize(ctx, &caller.agent, Permission::Subscribe, &full, command)?;
     }
-    Ok(agent)
+    Ok(caller.agent)
 }
 
 pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    let (mailbox, patterns, filter) = parse_filtered(ctx, &argv, true)?;
-    let agent = authorize(ctx, &mailbox, &patterns, "mailbox.sub")?;
+    let req = parse(ctx, &argv, true)?;
+    let agent = authorize(ctx, &req, "mailbox.sub")?;
+    let Request { mailbox, patterns, filter, .. } = req;
     let key = ctx.open_key_writable(&argv[1]);
     // A subscription needs a mailbox to deliver to: create it if missing.
     open_or_create(ctx, &key, &mailbox)?;
@@ -137,9 +142,11 @@ pub fn sub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 }
 
 pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    let (mailbox, patterns) = parse(ctx, &argv)?;
-    let agent = ctx.get_current_user().as_slice().to_vec();
-    access::authorize(ctx, &agent, Permission::Read, &mailbox, "mailbox.unsub")?;
+    let req = parse(ctx, &argv, false)?;
+    let caller = access::caller(ctx, &req.mailbox, req.as_agent.as_deref(), "mailbox.unsub")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, &req.mailbox, "mailbox.unsub")?;
+    let Request { mailbox, patterns, .. } = req;
+    let agent = caller.agent;
     let removed = with_namespace(ctx, &mailbox, |ns, ns_key| {
         let mut gone: Vec<TopicPattern> =
             patterns.into_iter().filter(|p| ns.subscriptions_of(&mailbox).contains(&p)).collect();
@@ -156,13 +163,15 @@ pub fn unsub(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
 }
 
 pub fn subs(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    if argv.len() != 2 {
+    if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
-    let mailbox = argv[1].as_slice();
+    let all = super::arg_slices(&argv);
+    let mailbox = all[0];
     access::check_name(ctx, mailbox)?;
-    let agent = ctx.get_current_user();
-    access::authorize(ctx, agent.as_slice(), Permission::Read, mailbox, "mailbox.subs")?;
+    let as_agent = args::only_as(&all[1..]).map_err(err)?;
+    let caller = access::caller(ctx, mailbox, as_agent.as_deref(), "mailbox.subs")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, mailbox, "mailbox.subs")?;
     let rows =
         read_namespace(ctx, mailbox, |ns| ns.map(|ns| subscriptions(ns, mailbox)).unwrap_or_default())?;
     Ok(RedisValue::Array(rows))

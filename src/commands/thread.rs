@@ -1,4 +1,4 @@
-//! `MAILBOX.THREAD mailbox thread [COUNT n]`: the messages of one conversation that
+//! `MAILBOX.THREAD mailbox thread [COUNT n] [AS agent]`: the messages of one conversation that
 //! a mailbox holds, oldest first, read or not. Read-only.
 
 #![forbid(unsafe_code)]
@@ -29,21 +29,17 @@ pub const META: Meta = Meta {
 };
 
 pub fn command(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    if argv.len() != 3 && argv.len() != 5 {
+    // The mailbox, the thread, then option-value pairs.
+    if argv.len() < 3 || argv.len().is_multiple_of(2) {
         return Err(RedisError::WrongArity);
     }
     let all = super::arg_slices(&argv);
     access::check_name(ctx, all[0])?;
-    crate::access::authorize(
-        ctx,
-        ctx.get_current_user().as_slice(),
-        Permission::Read,
-        all[0],
-        "mailbox.thread",
-    )?;
-    let count = args::parse_thread_count(&all[2..]).map_err(err)?;
+    let opts = args::parse_thread(&all[2..]).map_err(err)?;
+    let caller = access::caller(ctx, all[0], opts.as_agent.as_deref(), "mailbox.thread")?;
+    access::authorize(ctx, &caller.agent, Permission::Read, all[0], "mailbox.thread")?;
     read_mailbox(ctx, &argv[1], |mailbox| {
-        let entries = mailbox.map(|mb| mb.thread(all[1], count, now_ms())).unwrap_or_default();
+        let entries = mailbox.map(|mb| mb.thread(all[1], opts.count, now_ms())).unwrap_or_default();
         reply_entries(ctx, &entries, state_field);
     })?;
     Ok(RedisValue::NoReply)

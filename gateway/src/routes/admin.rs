@@ -8,27 +8,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::mailboxes::{push_range, CountResponse, Messages, RangeParams};
 use super::Errors;
-use crate::app::{check_ids, check_permission, Agent, AppState, JsonBody, Path, Query};
+use crate::app::{check_ids, Agent, AppState, JsonBody, Path, Query};
 use crate::problem::{ApiError, ApiResult};
 use crate::reply;
 
-/// Whether the module has `command|sub` as a subcommand (`COMMAND INFO`): later versions
-/// of the module put the subcommand of `MAILBOX.DEAD` first and give `MAILBOX.ACL LIST` a
-/// namespace, and the gateway speaks to either.
-async fn has_subcommand(app: &AppState, name: &str) -> ApiResult<bool> {
-    let reply = app.backend.api(redis::cmd("COMMAND").arg("INFO").arg(name)).await?;
-    Ok(matches!(reply, redis::Value::Array(items) if items.iter().any(|i| !matches!(i, redis::Value::Nil))))
-}
-
-/// `MAILBOX.DEAD <sub> <mailbox>` (or `MAILBOX.DEAD <mailbox> <sub>` on older modules).
-async fn dead_cmd(app: &AppState, name: &str, sub: &str) -> ApiResult<redis::Cmd> {
+/// `MAILBOX.DEAD <sub> <mailbox>`; the caller adds the arguments, then `AS <agent>`.
+fn dead_cmd(name: &str, sub: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("MAILBOX.DEAD");
-    if has_subcommand(app, "mailbox.dead|list").await? {
-        cmd.arg(sub).arg(name);
-    } else {
-        cmd.arg(name).arg(sub);
-    }
-    Ok(cmd)
+    cmd.arg(sub).arg(name);
+    cmd
 }
 
 /// The dead letters of a mailbox (`MAILBOX.DEAD ... LIST`).
@@ -43,9 +31,9 @@ pub async fn dead_list(
     Query(q): Query<RangeParams>,
 ) -> ApiResult<Json<Messages>> {
     agent.require("admin")?;
-    let mut cmd = dead_cmd(&app, &name, "LIST").await?;
+    let mut cmd = dead_cmd(&name, "LIST");
     push_range(&mut cmd, &q, app.settings.max_count)?;
-    check_permission(&app, agent.name(), "admin", &name).await?;
+    cmd.arg("AS").arg(agent.name());
     Ok(Json(Messages { messages: reply::messages(&app.backend.api(&cmd).await?, "MAILBOX.DEAD")? }))
 }
 
@@ -65,7 +53,7 @@ async fn dead_action(
     body: &DeadRequest,
 ) -> ApiResult<i64> {
     agent.require("admin")?;
-    let mut cmd = dead_cmd(app, name, action).await?;
+    let mut cmd = dead_cmd(name, action);
     match (&body.ids, body.all) {
         (Some(ids), None | Some(false)) => {
             check_ids(ids)?;
@@ -76,7 +64,7 @@ async fn dead_action(
         }
         _ => return Err(ApiError::bad_request("give either ids or all: true")),
     }
-    check_permission(app, agent.name(), "admin", name).await?;
+    cmd.arg("AS").arg(agent.name());
     reply::expect_int(&app.backend.api(&cmd).await?, "MAILBOX.DEAD")
 }
 
@@ -129,8 +117,7 @@ pub struct Grants {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GrantFilter {
-    /// The namespace (`{team1}`, or `default`); the module lists one namespace at a time
-    /// (modules that list every namespace at once ignore it).
+    /// The namespace (`{team1}`, or `default`); the module lists one namespace at a time.
     pub namespace: Option<String>,
     /// Only this agent's grants.
     pub agent: Option<String>,
@@ -148,13 +135,11 @@ pub async fn grants_list(
 ) -> ApiResult<Json<Grants>> {
     agent.require("admin")?;
     let mut cmd = redis::cmd("MAILBOX.ACL");
-    cmd.arg("LIST");
-    if has_subcommand(&app, "mailbox.acl|list").await? {
-        cmd.arg(q.namespace.as_deref().unwrap_or("default"));
-    }
+    cmd.arg("LIST").arg(q.namespace.as_deref().unwrap_or("default"));
     if let Some(a) = &q.agent {
         cmd.arg(a);
     }
+    cmd.arg("AS").arg(agent.name());
     let reply = app.backend.api(&cmd).await?;
     let mut grants = Vec::new();
     if let redis::Value::Array(items) = reply {
@@ -186,8 +171,14 @@ async fn change_grant(app: &AppState, agent: &Agent, verb: &str, g: &Grant) -> A
             PERMISSIONS.join(", ")
         )));
     }
-    check_permission(app, agent.name(), "admin", &g.pattern).await?;
-    let cmd = redis::cmd("MAILBOX.ACL").arg(verb).arg(&g.agent).arg(&g.permission).arg(&g.pattern).clone();
+    let cmd = redis::cmd("MAILBOX.ACL")
+        .arg(verb)
+        .arg(&g.agent)
+        .arg(&g.permission)
+        .arg(&g.pattern)
+        .arg("AS")
+        .arg(agent.name())
+        .clone();
     reply::expect_int(&app.backend.api(&cmd).await?, "MAILBOX.ACL")
 }
 
@@ -237,7 +228,11 @@ pub struct Me {
     security(("bearer" = [])))]
 pub async fn me(State(app): State<AppState>, agent: Agent) -> ApiResult<Json<Me>> {
     let mailbox = agent.name().to_string();
-    let waiting = match app.backend.call(redis::cmd("MAILBOX.INFO").arg(&mailbox)).await {
+    let waiting = match app
+        .backend
+        .call(redis::cmd("MAILBOX.INFO").arg(&mailbox).arg("AS").arg(&mailbox))
+        .await
+    {
         Ok(v) => reply::pairs(&v)
             .into_iter()
             .find(|(k, _)| k == "ready")

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Errors;
-use crate::app::{check_ids, check_permission, Agent, AppState, JsonBody, Path, Query};
+use crate::app::{check_ids, Agent, AppState, JsonBody, Path, Query};
 use crate::problem::{ApiError, ApiResult};
 use crate::reply::{self, Message};
 
@@ -417,7 +417,7 @@ pub async fn peek(
     let mut cmd = redis::cmd("MAILBOX.PEEK");
     cmd.arg(&name);
     push_range(&mut cmd, &q, app.settings.max_count)?;
-    check_permission(&app, agent.name(), "read", &name).await?;
+    cmd.arg("AS").arg(agent.name());
     Ok(Json(Messages { messages: reply::messages(&app.backend.api(&cmd).await?, "MAILBOX.PEEK")? }))
 }
 
@@ -466,9 +466,10 @@ pub async fn status(
 ) -> ApiResult<Json<StatusResponse>> {
     agent.require("read")?;
     check_ids(std::slice::from_ref(&id))?;
-    check_permission(&app, agent.name(), "read", &name).await?;
     let status = reply::expect_string(
-        &app.backend.api(redis::cmd("MAILBOX.STATUS").arg(&name).arg(&id)).await?,
+        &app.backend
+            .api(redis::cmd("MAILBOX.STATUS").arg(&name).arg(&id).arg("AS").arg(agent.name()))
+            .await?,
         "MAILBOX.STATUS",
     )?;
     Ok(Json(StatusResponse { id, status }))
@@ -498,7 +499,7 @@ pub async fn thread(
     if let Some(c) = q.count {
         cmd.arg("COUNT").arg(check_count(Some(c), app.settings.max_count)?);
     }
-    check_permission(&app, agent.name(), "read", &name).await?;
+    cmd.arg("AS").arg(agent.name());
     Ok(Json(Messages { messages: reply::messages(&app.backend.api(&cmd).await?, "MAILBOX.THREAD")? }))
 }
 
@@ -513,8 +514,7 @@ pub async fn info(
     Path(name): Path<String>,
 ) -> ApiResult<Json<serde_json::Map<String, serde_json::Value>>> {
     agent.require("read")?;
-    check_permission(&app, agent.name(), "read", &name).await?;
-    let reply = app.backend.api(redis::cmd("MAILBOX.INFO").arg(&name)).await?;
+    let reply = app.backend.api(redis::cmd("MAILBOX.INFO").arg(&name).arg("AS").arg(agent.name())).await?;
     Ok(Json(reply::pairs(&reply).into_iter().map(|(k, v)| (k, reply::json(&v))).collect()))
 }
 
@@ -546,8 +546,7 @@ pub async fn list_subscriptions(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Subscriptions>> {
     agent.require("read")?;
-    check_permission(&app, agent.name(), "read", &name).await?;
-    let reply = app.backend.api(redis::cmd("MAILBOX.SUBS").arg(&name)).await?;
+    let reply = app.backend.api(redis::cmd("MAILBOX.SUBS").arg(&name).arg("AS").arg(agent.name())).await?;
     let items = match reply {
         redis::Value::Array(items) => items,
         redis::Value::Nil => Vec::new(),
@@ -593,15 +592,13 @@ pub struct CountResponse {
     pub count: i64,
 }
 
-/// The name a topic pattern is checked under (`subscribe` permission): in the mailbox's namespace
-/// unless it carries its own hash tag.
-pub fn pattern_name(mailbox: &str, pattern: &str) -> String {
-    if crate::app::hash_tag(pattern).is_some() {
-        pattern.to_string()
-    } else {
-        crate::app::agent_mailbox(mailbox, pattern)
-    }
+/// `MAILBOX.SUB` reads its options (`FROM glob`, `MINPRIORITY n`, `TYPE glob`, `AS agent`)
+/// from the end, so a pattern spelt like one could read as an option: such patterns are refused.
+pub fn is_sub_option(pattern: &str) -> bool {
+    ["FROM", "MINPRIORITY", "TYPE", "AS"].iter().any(|o| pattern.eq_ignore_ascii_case(o))
 }
+
+pub const SUB_OPTION_PATTERN: &str = "a pattern cannot be FROM, MINPRIORITY, TYPE or AS";
 
 /// Subscribes the mailbox to topic patterns (`MAILBOX.SUB`); replies with how many
 /// subscriptions are new or changed.
@@ -620,13 +617,8 @@ pub async fn subscribe(
     if body.patterns.is_empty() || body.patterns.len() > 100 {
         return Err(ApiError::bad_request("patterns must hold 1 to 100 patterns"));
     }
-    let options = ["FROM", "MINPRIORITY", "TYPE"];
-    if body.patterns.iter().any(|p| options.iter().any(|o| p.eq_ignore_ascii_case(o))) {
-        return Err(ApiError::bad_request("a pattern cannot be FROM, MINPRIORITY or TYPE"));
-    }
-    check_permission(&app, agent.name(), "read", &name).await?;
-    for p in &body.patterns {
-        check_permission(&app, agent.name(), "subscribe", &pattern_name(&name, p)).await?;
+    if body.patterns.iter().any(|p| is_sub_option(p)) {
+        return Err(ApiError::bad_request(SUB_OPTION_PATTERN));
     }
     let mut cmd = redis::cmd("MAILBOX.SUB");
     cmd.arg(&name).arg(&body.patterns);
@@ -639,6 +631,7 @@ pub async fn subscribe(
     if let Some(t) = &body.content_type {
         cmd.arg("TYPE").arg(t);
     }
+    cmd.arg("AS").arg(agent.name());
     let count = reply::expect_int(&app.backend.api(&cmd).await?, "MAILBOX.SUB")?;
     Ok(Json(CountResponse { count }))
 }
@@ -655,9 +648,10 @@ pub async fn unsubscribe(
     Path((name, pattern)): Path<(String, String)>,
 ) -> ApiResult<Json<CountResponse>> {
     agent.require("read")?;
-    check_permission(&app, agent.name(), "read", &name).await?;
     let count = reply::expect_int(
-        &app.backend.api(redis::cmd("MAILBOX.UNSUB").arg(&name).arg(&pattern)).await?,
+        &app.backend
+            .api(redis::cmd("MAILBOX.UNSUB").arg(&name).arg(&pattern).arg("AS").arg(agent.name()))
+            .await?,
         "MAILBOX.UNSUB",
     )?;
     Ok(Json(CountResponse { count }))

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::mailboxes::SendRequest;
 use super::Errors;
-use crate::app::{check_permission, Agent, AppState, JsonBody, Path};
+use crate::app::{Agent, AppState, JsonBody, Path};
 use crate::problem::{ApiError, ApiResult};
 use crate::reply;
 
@@ -95,8 +95,8 @@ pub async fn presence(
     Path(namespace): Path<String>,
 ) -> ApiResult<Json<Presence>> {
     agent.require("read")?;
-    check_permission(&app, agent.name(), "send", &namespace).await?;
-    let reply = app.backend.api(redis::cmd("MAILBOX.PRESENCE").arg(&namespace)).await?;
+    let reply =
+        app.backend.api(redis::cmd("MAILBOX.PRESENCE").arg(&namespace).arg("AS").arg(agent.name())).await?;
     let mut agents = Vec::new();
     if let redis::Value::Array(items) = reply {
         for item in items {
