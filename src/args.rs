@@ -299,11 +299,7 @@ pub fn parse_read(args: &[&[u8]]) -> ArgResult<ReadOptions> {
             "LEASE" => opts.lease_ms = Some(parse_u64(name, it.value(name)?, 1, MAX_DURATION_MS)?),
             "NOACK" => opts.noack = true,
             "MIN" => opts.min = Some(parse_u64(name, it.value(name)?, 1, MAX_COUNT)? as usize),
-            "AS" => {
-                let agent = it.value(name)?;
-                check_agent(agent)?;
-                opts.as_agent = Some(agent.to_vec());
-            }
+            "AS" => opts.as_agent = Some(as_agent(it.value(name)?)?),
             _ => unreachable_option(name)?,
         }
     }
@@ -382,10 +378,7 @@ pub fn parse_settle(args: &[&[u8]], allowed: &[&'static str]) -> ArgResult<Settl
         let value = args[end - 1];
         match *name {
             "DELAY" => opts.delay_ms = parse_u64("DELAY", value, 0, MAX_DURATION_MS)?,
-            _ => {
-                check_agent(value)?;
-                opts.as_agent = Some(value.to_vec());
-            }
+            _ => opts.as_agent = Some(as_agent(value)?),
         }
         end -= 2;
     }
@@ -678,6 +671,11 @@ mod tests {
         assert_eq!(only_as(&v(&["x"])).unwrap_err(), "ERR unknown option 'x'");
         assert_eq!(only_as(&v(&["AS"])).unwrap_err(), "ERR option 'AS' needs a value");
         assert_eq!(only_as(&v(&["AS", "a", "AS", "b"])).unwrap_err(), "ERR option 'AS' given more than once");
+        // READ, ACK and NACK bound the agent's name as every other command does.
+        let too_long = errors::field_too_long("AS", long.len(), MAX_FIELD_BYTES);
+        assert_eq!(parse_read(&[b"AS", long.as_bytes()]).unwrap_err(), too_long);
+        assert_eq!(parse_settle(&[b"1-0", b"AS", long.as_bytes()], &["AS"]).unwrap_err(), too_long);
+        assert_eq!(parse_settle(&[b"1-0", b"AS", long.as_bytes()], &["DELAY", "AS"]).unwrap_err(), too_long);
     }
 
     #[test]
