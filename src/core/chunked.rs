@@ -22,6 +22,10 @@ use std::collections::VecDeque;
 const CHUNK: usize = 64;
 /// A chunk smaller than this merges with a neighbour that has room.
 const SMALL: usize = CHUNK / 4;
+/// A chunk growing at the end gains room for this many values at a time.
+const STEP: usize = 8;
+/// From this many values on, a new last chunk starts at its full size.
+const LARGE: usize = 4 * CHUNK;
 
 /// A value that knows its key. The key must not change while the value is in a map.
 pub trait Keyed {
@@ -151,13 +155,31 @@ impl<V: Keyed> ChunkedMap<V> {
 
     fn append(&mut self, key: V::Key, value: V) {
         if self.chunks.back().is_none_or(|last| last.values.len() >= CHUNK) {
-            // The first chunk grows from small (a small mailbox stays small);
-            // later ones start at their full size.
-            let capacity = if self.chunks.is_empty() { 1 } else { CHUNK };
+            if self.chunks.is_empty() {
+                // The chunk list too starts with room for one chunk, not four.
+                self.chunks.reserve_exact(1);
+            }
+            // The first chunk starts with room for one value (a small mailbox stays
+            // small), later ones for `STEP`, and at their full size once the map is
+            // large (a chunk's empty room is then small beside the rest, and a load
+            // fills chunks without growing them).
+            let capacity = match self.len {
+                0 => 1,
+                n if n < LARGE => STEP,
+                _ => CHUNK,
+            };
             self.chunks.push_back(Chunk { first: key, values: Vec::with_capacity(capacity) });
         }
         if let Some(last) = self.chunks.back_mut() {
-            last.values.push(value);
+            let values = &mut last.values;
+            if values.len() == values.capacity() {
+                // Doubling up to `STEP`, then `STEP` more at a time: at most `STEP` - 1
+                // empty slots at the end of the last chunk where doubling would leave
+                // up to half of it (a topic message costs each receiver a slot here).
+                let more = if values.len() < STEP { values.len().max(1) } else { STEP };
+                values.reserve_exact(more.min(CHUNK - values.len()));
+            }
+            values.push(value);
         }
         self.len += 1;
     }

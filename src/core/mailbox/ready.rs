@@ -22,6 +22,8 @@ impl ReadySet {
         let at = match self.level(priority) {
             Ok(at) => at,
             Err(at) => {
+                // Most mailboxes use one priority: room for one level, not four.
+                self.levels.reserve_exact(1);
                 self.levels.insert(at, (priority, ChunkedMap::new()));
                 at
             }
