@@ -45,6 +45,8 @@ type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 const JS_STREAM: &str = "BENCH";
 /// The stream of the fan-out (interest retention: removed once every consumer acked it).
 const JS_FAN_STREAM: &str = "FAN";
+/// The longest one measurement may take.
+const LIMIT_SECS: u64 = 1800;
 /// The topic of the fan-out, in each system's syntax.
 const FAN_TOPIC: &str = "bench.fan";
 
@@ -62,14 +64,21 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let result = match sub.as_str() {
-        "send" => send(&opts).await,
-        "consume" => consume(&opts).await,
-        "ready" => ready(&opts).await,
-        "latency" => latency(&opts).await,
-        "fanout" => fanout(&opts).await,
-        "report" => report::run(&opts.0),
-        other => Err(format!("unknown subcommand '{other}'").into()),
+    let work = async {
+        match sub.as_str() {
+            "send" => send(&opts).await,
+            "consume" => consume(&opts).await,
+            "ready" => ready(&opts).await,
+            "latency" => latency(&opts).await,
+            "fanout" => fanout(&opts).await,
+            "report" => report::run(&opts.0),
+            other => Err(format!("unknown subcommand '{other}'").into()),
+        }
+    };
+    // Every measurement is bounded in time: a broker that stops answering fails the run.
+    let result = match tokio::time::timeout(Duration::from_secs(LIMIT_SECS), work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no result after {LIMIT_SECS} s").into()),
     };
     if let Err(e) = result {
         eprintln!("peers-bench {sub}: {e}");
@@ -943,29 +952,34 @@ async fn fanout(opts: &Opts) -> Res<()> {
             let drain = Instant::now();
             let conns: Vec<lapin::Connection> =
                 futures::future::try_join_all((0..t.conns).map(|_| amqp(t.port))).await?;
-            futures::stream::iter(0..subs)
-                .map(|i| {
-                    let conn = &conns[i % conns.len()];
-                    async move {
-                        let ch = conn.create_channel().await?;
-                        ch.basic_qos(publishes as u16, BasicQosOptions::default()).await?;
-                        let q = format!("peers.fan.{i}");
-                        let mut consumer = ch
-                            .basic_consume(&q, "fan", BasicConsumeOptions::default(), FieldTable::default())
-                            .await?;
-                        for got in 1..=publishes {
-                            let d = consumer.next().await.ok_or("the consumer ended")??;
-                            if got == publishes {
-                                ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true }).await?;
-                            }
-                        }
-                        ch.close(200, "done").await?;
-                        Ok::<(), Box<dyn Error + Send + Sync>>(())
-                    }
-                })
-                .buffer_unordered(t.window * t.conns)
-                .try_collect::<()>()
-                .await?;
+            // One channel a connection, a consumer on each of its queues (prefetch: the
+            // publishes), one ack with `multiple` once the channel has every delivery.
+            futures::future::try_join_all(conns.iter().enumerate().map(|(c, conn)| async move {
+                let ch = conn.create_channel().await?;
+                ch.basic_qos(publishes as u16, BasicQosOptions::default()).await?;
+                let mut consumers = Vec::new();
+                for i in (c..subs).step_by(t.conns) {
+                    consumers.push(
+                        ch.basic_consume(
+                            &format!("peers.fan.{i}"),
+                            &format!("fan{i}"),
+                            BasicConsumeOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?,
+                    );
+                }
+                let expect = consumers.len() * publishes;
+                let mut all = futures::stream::select_all(consumers);
+                let mut last = 0;
+                for _ in 0..expect {
+                    last = all.next().await.ok_or("the consumers ended")??.delivery_tag;
+                }
+                ch.basic_ack(last, BasicAckOptions { multiple: true }).await?;
+                ch.close(200, "done").await?;
+                Ok::<(), Box<dyn Error + Send + Sync>>(())
+            }))
+            .await?;
             drain_secs = drain.elapsed().as_secs_f64();
             futures::stream::iter(0..subs)
                 .map(|i| {

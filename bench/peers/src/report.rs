@@ -395,7 +395,7 @@ pub const DURABILITY: &str = "\
 | --- | --- | --- | --- |
 | module, AOF `everysec` | the command is applied and written to the AOF (`write(2)` before the reply), fsync once a second | yes | no: the last ~1 s (up to 2 s) may be lost |
 | module, AOF `always` | written and fsynced (one fsync per event-loop turn for every client's commands) | yes | yes |
-| JetStream, file storage | stored in the stream's file store; nats-server 2.9 syncs the files every 2 minutes (`sync_interval` is not configurable before 2.10) | yes, once the write-behind buffer reaches the file (milliseconds) | no: up to the last 2 minutes may be lost |
+| JetStream, file storage | stored in the stream's file store (written to the file as it is stored, not fsynced); the files are fsynced every 2 minutes (the default `sync_interval`, left as it is) | yes | no: up to the last 2 minutes may be lost |
 | RabbitMQ classic durable queue, persistent messages, publisher confirms | the confirm is sent once the message is written and fsynced by the message store (batched) | yes | yes |
 | RabbitMQ quorum queue, publisher confirms | the Raft log entry is fsynced on a majority (here the only node) | yes | yes |
 
