@@ -239,6 +239,8 @@ pub struct Row {
     pub vs_js: Option<f64>,
     pub vs_rmq: Option<f64>,
     pub rmq_kind: &'static str,
+    /// For reference (no target): the module with AOF everysec ÷ the better RabbitMQ.
+    pub everysec_vs_rmq: Option<f64>,
     pub ahead: Option<bool>,
     pub moonshot: Option<(f64, f64, Option<bool>)>,
     pub higher_better: bool,
@@ -253,6 +255,7 @@ pub fn rows(r: &Results) -> Vec<Row> {
             let vs_js = ratio(r.get(&format!("mod_everysec.{}", m.key)), r.get(&format!("js.{}", m.key)));
             let (rabbit, rmq_kind) = best_rabbit(r, m);
             let vs_rmq = ratio(r.get(&format!("mod_always.{}", m.key)), rabbit);
+            let everysec_vs_rmq = ratio(r.get(&format!("mod_everysec.{}", m.key)), rabbit);
             let ahead = match (vs_js, vs_rmq) {
                 (Some(a), Some(b)) => Some(meets(a, 1.0, m.higher_better) && meets(b, 1.0, m.higher_better)),
                 _ => None,
@@ -272,6 +275,7 @@ pub fn rows(r: &Results) -> Vec<Row> {
                 vs_js,
                 vs_rmq,
                 rmq_kind,
+                everysec_vs_rmq,
                 ahead,
                 moonshot,
                 higher_better: m.higher_better,
@@ -295,12 +299,12 @@ pub fn table(rows: &[Row]) -> String {
     for (_, heading) in CONFIGS {
         let _ = write!(s, " {heading} |");
     }
-    s.push_str(" everysec ÷ JetStream | always ÷ RabbitMQ | ahead of both | moonshot |\n");
+    s.push_str(" everysec ÷ JetStream | always ÷ RabbitMQ | ahead of both | moonshot | for reference: everysec ÷ RabbitMQ |\n");
     s.push_str("| --- |");
     for _ in CONFIGS {
         s.push_str(" ---: |");
     }
-    s.push_str(" ---: | ---: | --- | --- |\n");
+    s.push_str(" ---: | ---: | --- | --- | ---: |\n");
     for row in rows {
         let _ = write!(s, "| {} |", row.label);
         for f in &row.figures {
@@ -315,8 +319,13 @@ pub fn table(rows: &[Row]) -> String {
             Some((gj, gr, met)) => format!("{}: {cmp} {gj}× / {cmp} {gr}×", met_text(met)),
             None => "—".to_string(),
         };
-        let _ =
-            writeln!(s, " {} | {rmq} | {}: {cmp} 1× | {moon} |", ratio_text(row.vs_js), met_text(row.ahead));
+        let _ = writeln!(
+            s,
+            " {} | {rmq} | {}: {cmp} 1× | {moon} | {} |",
+            ratio_text(row.vs_js),
+            met_text(row.ahead),
+            ratio_text(row.everysec_vs_rmq)
+        );
     }
     s
 }
