@@ -52,7 +52,7 @@ async fn reader(
     while !tx.is_closed() {
         let d = match conn.as_mut() {
             Some(d) => d,
-            None => match app.backend.dedicated().await {
+            None => match app.backend.dedicated(&mailbox).await {
                 Ok(d) => conn.insert(d),
                 Err(_) => {
                     // Redis is down: wait for the circuit to close, keep the stream.
@@ -63,7 +63,7 @@ async fn reader(
                 }
             },
         };
-        let client_id = d.id;
+        let (client_id, node) = (d.id, d.addr.clone());
         let mut cmd = redis::cmd("MAILBOX.READ");
         cmd.arg(&mailbox).arg("COUNT").arg(16).arg("BLOCK").arg(block.as_millis() as u64);
         if let Some(l) = lease_ms {
@@ -79,7 +79,7 @@ async fn reader(
                 _ = tx.closed() => {
                     // Wake the blocked read so that it hands out nothing more, and put back
                     // whatever it got before it woke.
-                    let _ = app.backend.call(redis::cmd("CLIENT").arg("UNBLOCK").arg(client_id)).await;
+                    let _ = app.backend.unblock(client_id, &node).await;
                     (read.await, true)
                 }
             }
