@@ -228,7 +228,11 @@ async fn serve_tls(router: Router, addr: SocketAddr, cert: String, key: String) 
         shutdown().await;
         h.graceful_shutdown(Some(Duration::from_secs(5)));
     });
-    axum_server::bind_rustls(addr, config)
+    // TCP_NODELAY, as on the plain listener: a pushed message leaves at once.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::bind(addr)
+        .acceptor(acceptor)
         .handle(handle)
         .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
