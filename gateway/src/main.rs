@@ -26,6 +26,9 @@ use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::tokens::{Scopes, TokenRecord};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "mailbox-gateway", version, about = "REST, SSE, WebSocket and MCP gateway to redis-mailbox")]
 struct Cli {
