@@ -1,17 +1,19 @@
 //! The gateway's shared state, the identity extractor (bearer token → agent, with
 //! the per-token rate limit) and extractors whose rejections are problem details.
 
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
 
+use crate::auth::{FailedAuthLimit, TokenCache};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, ApiResult};
@@ -35,6 +37,13 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub limiter: Option<DefaultKeyedRateLimiter<String>>,
+    pub auth: AuthGuard,
+}
+
+/// The token cache and the limit on failed lookups.
+pub struct AuthGuard {
+    pub cache: Arc<TokenCache>,
+    pub failed: Option<FailedAuthLimit>,
 }
 
 pub type AppState = Arc<App>;
@@ -46,12 +55,13 @@ impl App {
         settings: Settings,
         rate_per_sec: u32,
         burst: u32,
+        auth: AuthGuard,
     ) -> AppState {
         let limiter = NonZeroU32::new(rate_per_sec).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        Arc::new(App { backend, metrics, settings, limiter })
+        Arc::new(App { backend, metrics, settings, limiter, auth })
     }
 }
 
@@ -104,18 +114,55 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate(app, &bearer(parts)?).await
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        authenticate_from(app, &bearer(parts)?, peer).await
     }
 }
 
-/// The agent a bearer token acts for (looked up in Redis on every call, so a revoked
-/// token fails at once), with the token's rate limit applied.
+/// The agent a bearer token acts for, with the token's rate limit applied.
 pub async fn authenticate(app: &App, token: &str) -> ApiResult<Agent> {
+    authenticate_from(app, token, None).await
+}
+
+/// [`authenticate`] for a request from `peer`, whose failed lookups are limited. The record
+/// comes from the token cache (which a revocation empties at once, on every gateway) or
+/// from Redis.
+pub async fn authenticate_from(app: &App, token: &str, peer: Option<IpAddr>) -> ApiResult<Agent> {
+    let failed = peer.and_then(|ip| Some((ip, app.auth.failed.as_ref()?)));
     let hash = tokens::hash(token);
-    let reply =
-        app.backend.api(redis::cmd("HGETALL").arg(tokens::key(&app.settings.key_prefix, &hash))).await?;
-    let record = tokens::parse_record(&hash, &reply, now_ms())
-        .ok_or_else(|| ApiError::unauthorized("unknown, expired or revoked token"))?;
+    let now = now_ms();
+    let record = match app.auth.cache.get(&hash).filter(|r| r.expires_ms == 0 || r.expires_ms > now) {
+        Some(r) => r,
+        None => {
+            // An address over its limit of failed lookups gets no lookup at all.
+            if let Some(secs) = failed.and_then(|(ip, limit)| limit.blocked(ip)) {
+                return Err(ApiError::too_many(
+                    "too many requests with unknown tokens from this address",
+                    secs,
+                ));
+            }
+            let generation = app.auth.cache.generation();
+            let reply = app
+                .backend
+                .api(redis::cmd("HGETALL").arg(tokens::key(&app.settings.key_prefix, &hash)))
+                .await?;
+            match tokens::parse_record(&hash, &reply, now) {
+                Some(r) => {
+                    app.auth.cache.insert(&r, generation);
+                    r
+                }
+                None => {
+                    if let Some(secs) = failed.and_then(|(ip, limit)| limit.failed(ip)) {
+                        return Err(ApiError::too_many(
+                            "too many requests with unknown tokens from this address",
+                            secs,
+                        ));
+                    }
+                    return Err(ApiError::unauthorized("unknown, expired or revoked token"));
+                }
+            }
+        }
+    };
     if let Some(limiter) = &app.limiter {
         if let Err(not_until) = limiter.check_key(&record.hash) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());

@@ -1,20 +1,25 @@
 //! The gateway's link to Redis: one managed (multiplexed, reconnecting) connection
-//! for ordinary commands, a pool of dedicated connections for blocking reads, a
+//! for ordinary commands (a cluster connection that routes each command to its slot's
+//! master, on Redis Cluster), a pool of dedicated connections for blocking reads, a
 //! timeout on every call, and a circuit breaker that answers 503 at once while
 //! Redis is unreachable and closes again by itself when a probe gets through.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{Client, Cmd, RedisError, Value};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Routable, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, ApiResult};
 
-/// Where the server is: one address, or the master that Sentinel names.
+/// Where the server is: one address, the master that Sentinel names, or a Redis Cluster.
 pub enum Source {
     Direct(Client),
     Sentinel {
@@ -22,9 +27,61 @@ pub enum Source {
         service: String,
         node: redis::sentinel::SentinelNodeConnectionInfo,
     },
+    /// The cluster's seed nodes (all with the same credentials, those of the first).
+    Cluster {
+        seeds: Vec<ConnectionInfo>,
+    },
 }
 
 impl Source {
+    /// One `--redis` value, or several: `redis+sentinel://[user:password@]host:port[,host:port...]/<master
+    /// name>`; a comma-separated list of cluster nodes (`redis://user:pw@h1:7000,h2:7001`, a
+    /// node without a scheme taking the first one's scheme and credentials); any URL the redis
+    /// crate takes. Several nodes, or `cluster`, mean Redis Cluster.
+    pub fn parse_all(urls: &[String], cluster: bool) -> Result<Source, String> {
+        if let [one] = urls {
+            if one.starts_with("redis+sentinel://") {
+                if cluster {
+                    return Err("--cluster does not go with a redis+sentinel:// URL".to_string());
+                }
+                return Source::parse(one);
+            }
+        }
+        let mut nodes: Vec<String> = Vec::new();
+        for url in urls {
+            for part in url.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if part.starts_with("redis+sentinel://") {
+                    return Err("a redis+sentinel:// URL cannot be one of several --redis nodes".to_string());
+                }
+                nodes.push(part.to_string());
+            }
+        }
+        let Some(first) = nodes.first().cloned() else {
+            return Err("--redis needs a URL".to_string());
+        };
+        if nodes.len() == 1 && !cluster {
+            return Source::parse(&first);
+        }
+        let (scheme, rest) = first.split_once("://").ok_or("a cluster node URL starts with redis://")?;
+        let auth = rest.rsplit_once('@').map(|(a, _)| a);
+        let seeds = nodes
+            .iter()
+            .map(|n| {
+                let url = if n.contains("://") {
+                    n.clone()
+                } else {
+                    match auth {
+                        Some(a) => format!("{scheme}://{a}@{n}"),
+                        None => format!("{scheme}://{n}"),
+                    }
+                };
+                url.as_str().into_connection_info().map_err(|e| format!("bad cluster node '{n}': {e}"))
+            })
+            .collect::<Result<Vec<ConnectionInfo>, String>>()?;
+        ClusterClient::new(seeds.clone()).map_err(|e| format!("bad cluster nodes: {e}"))?;
+        Ok(Source::Cluster { seeds })
+    }
+
     /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master name>`, or any URL
     /// the redis crate takes.
     pub fn parse(url: &str) -> Result<Source, String> {
@@ -75,6 +132,9 @@ impl Source {
                     .map_err(|_| "Sentinel did not answer in time".to_string())?
                     .map_err(|e| format!("Sentinel: {e}"))
             }
+            Source::Cluster { seeds } => {
+                Client::open(seeds[0].clone()).map_err(|e| format!("bad cluster node: {e}"))
+            }
         }
     }
 }
@@ -82,14 +142,26 @@ impl Source {
 pub struct Backend {
     source: Source,
     client: RwLock<Option<Client>>,
-    manager: RwLock<Option<ConnectionManager>>,
+    shared: RwLock<Option<Shared>>,
     open: AtomicBool,
     last_error: Mutex<String>,
-    idle: Mutex<Vec<MultiplexedConnection>>,
+    /// Idle blocking-read connections by node address ("" outside a cluster).
+    idle: Mutex<HashMap<String, Vec<MultiplexedConnection>>>,
+    /// On a cluster: the node serving each slot, as `MOVED` replies taught it.
+    slots: Mutex<HashMap<u16, String>>,
     blocking_slots: Arc<Semaphore>,
     max_idle: usize,
     pub timeout: Duration,
     metrics: Arc<Metrics>,
+}
+
+/// The connection for ordinary commands. Cloned onto the stack for each call (both are handles
+/// to a shared connection), so the size difference of the variants costs nothing worth a box.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
+enum Shared {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 /// A failure talking to Redis: the server's own refusal, or no answer at all.
@@ -117,19 +189,47 @@ fn is_link_failure(e: &RedisError) -> bool {
         || e.code().is_none()
 }
 
+/// The slot a command is routed by, for the module commands whose routing name is not their
+/// first argument (the cluster client routes the others by it): `MAILBOX.ACL GRANT|REVOKE|
+/// CHECK|QUOTA` by the name after the subcommand's agent and permission (or rate), `MAILBOX.ACL
+/// LIST` by its namespace, `MAILBOX.DEAD LIST|REQUEUE|PURGE` by its mailbox.
+fn module_route(cmd: &Cmd) -> Option<RoutingInfo> {
+    let name = Routable::arg_idx(cmd, 0)?.to_ascii_uppercase();
+    let sub = Routable::arg_idx(cmd, 1)?.to_ascii_uppercase();
+    let key = match (name.as_slice(), sub.as_slice()) {
+        (b"MAILBOX.ACL", b"LIST") => Routable::arg_idx(cmd, 2)?,
+        (b"MAILBOX.ACL", _) => Routable::arg_idx(cmd, 4)?,
+        (b"MAILBOX.DEAD", b"LIST" | b"REQUEUE" | b"PURGE") => Routable::arg_idx(cmd, 2)?,
+        _ => return None,
+    };
+    Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+        redis::cluster_routing::get_slot(key),
+        SlotAddr::Master,
+    ))))
+}
+
+/// `host:port` of a connection's address.
+fn address_of(info: &ConnectionInfo) -> String {
+    match &info.addr {
+        ConnectionAddr::Tcp(h, p) | ConnectionAddr::TcpTls { host: h, port: p, .. } => format!("{h}:{p}"),
+        ConnectionAddr::Unix(path) => path.display().to_string(),
+    }
+}
+
 impl Backend {
     pub fn new(source: Source, timeout: Duration, max_blocking: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         let client = match &source {
             Source::Direct(c) => Some(c.clone()),
-            Source::Sentinel { .. } => None,
+            Source::Sentinel { .. } | Source::Cluster { .. } => None,
         };
         let backend = Arc::new(Backend {
             source,
             client: RwLock::new(client),
-            manager: RwLock::new(None),
+            shared: RwLock::new(None),
             open: AtomicBool::new(true),
             last_error: Mutex::new("not connected yet".to_string()),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             blocking_slots: Arc::new(Semaphore::new(max_blocking)),
             max_idle: 32,
             timeout,
@@ -144,10 +244,10 @@ impl Backend {
     pub async fn supervise(self: Arc<Self>) {
         loop {
             if self.open.load(Ordering::Acquire) {
-                match self.connect_manager().await {
-                    Ok(manager) => {
-                        if let Ok(mut slot) = self.manager.write() {
-                            *slot = Some(manager);
+                match self.connect_shared().await {
+                    Ok(shared) => {
+                        if let Ok(mut slot) = self.shared.write() {
+                            *slot = Some(shared);
                         }
                         if let Ok(mut idle) = self.idle.lock() {
                             idle.clear();
@@ -180,21 +280,40 @@ impl Backend {
             .ok_or_else(|| CallError::Unavailable("no master known yet".to_string()))
     }
 
-    async fn connect_manager(&self) -> Result<ConnectionManager, String> {
-        let client = self.resolve().await?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
-        let fut = ConnectionManager::new_with_config(client, config);
-        let mut manager = match tokio::time::timeout(self.timeout * 2, fut).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("connect timed out".to_string()),
+    async fn connect_shared(&self) -> Result<Shared, String> {
+        let mut shared = match &self.source {
+            Source::Cluster { seeds, .. } => {
+                // A cluster client of our own, with this gateway's timeouts.
+                let client = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+                    .connection_timeout(self.timeout)
+                    .response_timeout(self.timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                self.resolve().await?;
+                match tokio::time::timeout(self.timeout * 2, client.get_async_connection()).await {
+                    Ok(Ok(c)) => Shared::Cluster(c),
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("connect timed out".to_string()),
+                }
+            }
+            _ => {
+                let client = self.resolve().await?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(self.timeout)
+                    .set_response_timeout(self.timeout)
+                    .set_number_of_retries(1);
+                let fut = ConnectionManager::new_with_config(client, config);
+                match tokio::time::timeout(self.timeout * 2, fut).await {
+                    Ok(Ok(m)) => Shared::Single(m),
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Err(_) => return Err("connect timed out".to_string()),
+                }
+            }
         };
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(self.timeout, manager.send_packed_command(&ping)).await {
-            Ok(Ok(_)) => Ok(manager),
+        match tokio::time::timeout(self.timeout, shared.send(&ping)).await {
+            Ok(Ok(_)) => Ok(shared),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("PING timed out".to_string()),
         }
@@ -240,6 +359,11 @@ impl Backend {
                 detail: "the request was refused; the server's error text was not UTF-8".to_string(),
             };
         }
+        if let Some((addr, slot)) = e.redirect_node() {
+            // A cluster slot moved: go to its new node next time.
+            self.learn(slot, addr);
+            return CallError::Unavailable(format!("slot {slot} moved to {addr}"));
+        }
         if is_link_failure(&e) {
             self.metrics.redis_errors.with_label_values(&["connection"]).inc();
             let why = e.to_string();
@@ -261,10 +385,10 @@ impl Backend {
     /// One ordinary command on the shared connection, within the call timeout.
     pub async fn call(&self, cmd: &Cmd) -> Result<Value, CallError> {
         self.fail_fast()?;
-        let Some(mut manager) = self.manager.read().ok().and_then(|m| m.clone()) else {
+        let Some(mut shared) = self.shared.read().ok().and_then(|m| m.clone()) else {
             return Err(CallError::Unavailable("not connected".to_string()));
         };
-        match tokio::time::timeout(self.timeout, manager.send_packed_command(cmd)).await {
+        match tokio::time::timeout(self.timeout, shared.send(cmd)).await {
             Ok(Ok(v)) => v.extract_error().map_err(|e| self.classify(e)),
             Ok(Err(e)) => Err(self.classify(e)),
             Err(_) => {
@@ -275,87 +399,126 @@ impl Backend {
         }
     }
 
+    /// On a cluster: remembers the node `MOVED` named for a slot.
+    fn learn(&self, slot: u16, addr: &str) {
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.insert(slot, addr.to_string());
+        }
+    }
+
+    /// The node to open a dedicated connection on for `key`, and its client: the server
+    /// (or Sentinel's master), or on a cluster the node last known to serve the key's slot
+    /// (a seed node until a `MOVED` says otherwise).
+    fn node_for(&self, key: &[u8]) -> Result<(String, Client), CallError> {
+        let Source::Cluster { seeds, .. } = &self.source else {
+            return Ok((String::new(), self.client()?));
+        };
+        let slot = redis::cluster_routing::get_slot(key);
+        let known = self.slots.lock().ok().and_then(|s| s.get(&slot).cloned());
+        let mut info = seeds[0].clone();
+        let addr = match known {
+            Some(addr) => {
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                    .ok_or_else(|| CallError::Unavailable(format!("bad node address {addr}")))?;
+                info.addr = match info.addr {
+                    ConnectionAddr::TcpTls { insecure, tls_params, .. } => {
+                        ConnectionAddr::TcpTls { host, port, insecure, tls_params }
+                    }
+                    _ => ConnectionAddr::Tcp(host, port),
+                };
+                addr
+            }
+            None => address_of(&info),
+        };
+        let client = Client::open(info).map_err(|e| CallError::Unavailable(e.to_string()))?;
+        Ok((addr, client))
+    }
+
+    async fn open_dedicated(&self, client: &Client) -> Result<MultiplexedConnection, CallError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(Duration::from_secs(24 * 3600));
+        match tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection_with_config(&config))
+            .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Err(_) => {
+                self.trip("connect timed out".to_string());
+                Err(CallError::Unavailable("connect timed out".to_string()))
+            }
+        }
+    }
+
+    fn put_idle(&self, addr: String, conn: MultiplexedConnection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let pool = idle.entry(addr).or_default();
+            if pool.len() < self.max_idle {
+                pool.push(conn);
+            }
+        }
+    }
+
     /// A command that may block for up to `block` on the server (`MAILBOX.READ ... BLOCK`):
-    /// on a dedicated connection, so that it stalls nobody else.
+    /// on a dedicated connection, so that it stalls nobody else. On a cluster, on the node of
+    /// the command's key (its first argument), followed once if that slot has moved.
     pub async fn call_blocking(&self, cmd: &Cmd, block: Duration) -> Result<Value, CallError> {
         self.fail_fast()?;
         let _permit = match tokio::time::timeout(self.timeout, self.blocking_slots.acquire()).await {
             Ok(Ok(p)) => p,
             _ => return Err(CallError::Unavailable("too many blocking reads in progress".to_string())),
         };
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(self.timeout)
-                    .set_response_timeout(Duration::from_secs(24 * 3600));
-                let client = self.client()?;
-                let fut = client.get_multiplexed_async_connection_with_config(&config);
-                match tokio::time::timeout(self.timeout, fut).await {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return Err(self.classify(e)),
-                    Err(_) => {
-                        self.trip("connect timed out".to_string());
-                        return Err(CallError::Unavailable("connect timed out".to_string()));
-                    }
+        let key = Routable::arg_idx(cmd, 1).unwrap_or_default().to_vec();
+        let mut redirected = false;
+        loop {
+            let (addr, client) = self.node_for(&key)?;
+            let pooled = self.idle.lock().ok().and_then(|mut idle| idle.get_mut(&addr)?.pop());
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => self.open_dedicated(&client).await?,
+            };
+            let result = tokio::time::timeout(block + self.timeout, conn.send_packed_command(cmd))
+                .await
+                .map(|r| r.and_then(Value::extract_error));
+            return match result {
+                Ok(Ok(v)) => {
+                    self.put_idle(addr, conn);
+                    Ok(v)
                 }
-            }
-        };
-        let result = tokio::time::timeout(block + self.timeout, conn.send_packed_command(cmd))
-            .await
-            .map(|r| r.and_then(Value::extract_error));
-        match result {
-            Ok(Ok(v)) => {
-                if let Ok(mut idle) = self.idle.lock() {
-                    if idle.len() < self.max_idle {
-                        idle.push(conn);
+                Ok(Err(e)) => {
+                    let moved = e.redirect_node().is_some();
+                    let err = self.classify(e);
+                    if moved || matches!(err, CallError::Refused { .. }) {
+                        self.put_idle(addr, conn);
                     }
-                }
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                let err = self.classify(e);
-                if let CallError::Refused { .. } = err {
-                    if let Ok(mut idle) = self.idle.lock() {
-                        if idle.len() < self.max_idle {
-                            idle.push(conn);
-                        }
+                    if moved && !redirected {
+                        redirected = true;
+                        continue;
                     }
+                    Err(err)
                 }
-                Err(err)
-            }
-            // The connection is dropped with its pending reply: never reused.
-            Err(_) => {
-                self.metrics.redis_errors.with_label_values(&["timeout"]).inc();
-                self.trip("blocking read timed out".to_string());
-                Err(CallError::Unavailable("timed out".to_string()))
-            }
+                // The connection is dropped with its pending reply: never reused.
+                Err(_) => {
+                    self.metrics.redis_errors.with_label_values(&["timeout"]).inc();
+                    self.trip("blocking read timed out".to_string());
+                    Err(CallError::Unavailable("timed out".to_string()))
+                }
+            };
         }
     }
 
-    /// A connection of its own for a real-time stream's reads, with its client id so
-    /// that a blocked read can be woken (`CLIENT UNBLOCK`) when the stream goes away.
-    pub async fn dedicated(&self) -> Result<Dedicated, CallError> {
+    /// A connection of its own for a real-time stream's reads of `key`, with its client id so
+    /// that a blocked read can be woken ([`Backend::unblock`]) when the stream goes away.
+    pub async fn dedicated(&self, key: &str) -> Result<Dedicated, CallError> {
         self.fail_fast()?;
         let permit = match self.blocking_slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => return Err(CallError::Unavailable("too many blocking reads in progress".to_string())),
         };
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(Duration::from_secs(24 * 3600));
-        let client = self.client()?;
-        let mut conn = match tokio::time::timeout(
-            self.timeout,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(self.classify(e)),
-            Err(_) => return Err(CallError::Unavailable("connect timed out".to_string())),
-        };
+        let (addr, client) = self.node_for(key.as_bytes())?;
+        let mut conn = self.open_dedicated(&client).await?;
         let id = match tokio::time::timeout(
             self.timeout,
             conn.send_packed_command(&redis::cmd("CLIENT").arg("ID").clone()),
@@ -366,10 +529,11 @@ impl Backend {
             Ok(Err(e)) => return Err(self.classify(e)),
             _ => return Err(CallError::Unavailable("CLIENT ID failed".to_string())),
         };
-        Ok(Dedicated { conn, id, _permit: permit })
+        Ok(Dedicated { conn, id, addr, _permit: permit })
     }
 
-    /// A blocking command on a stream's own connection.
+    /// A blocking command on a stream's own connection. A moved slot is `Unavailable`: the
+    /// stream opens a new connection, on the node that serves the slot now.
     pub async fn call_dedicated(
         &self,
         d: &mut Dedicated,
@@ -391,26 +555,82 @@ impl Backend {
         }
     }
 
-    /// A RESP3 connection of its own whose pub/sub pushes (`smessage` after `SSUBSCRIBE`)
-    /// go to `pushes`; the caller keeps it for as long as it listens.
-    pub async fn push_connection(
+    /// Wakes the read blocked on a stream's connection (`CLIENT UNBLOCK`, on its node).
+    pub async fn unblock(&self, d_id: i64, d_addr: &str) -> Result<Value, CallError> {
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("UNBLOCK").arg(d_id);
+        let Some(Shared::Cluster(mut conn)) = self.shared.read().ok().and_then(|m| m.clone()) else {
+            return self.call(&cmd).await;
+        };
+        let (host, port) = d_addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| CallError::Unavailable(format!("bad node address {d_addr}")))?;
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        match tokio::time::timeout(self.timeout, conn.route_command(&cmd, routing)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.classify(e)),
+            Err(_) => Err(CallError::Unavailable("timed out".to_string())),
+        }
+    }
+
+    /// A RESP3 connection of its own, subscribed (`SSUBSCRIBE`) to the sharded pub/sub
+    /// `channel`, whose pushes go to `pushes`; the caller keeps it for as long as it
+    /// listens. On a cluster, on the node of the channel's slot.
+    pub async fn push_subscription(
         &self,
+        channel: &str,
         pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
     ) -> Result<MultiplexedConnection, CallError> {
         self.fail_fast()?;
-        let mut info = self.client()?.get_connection_info().clone();
-        info.redis.protocol = redis::ProtocolVersion::RESP3;
-        let client = Client::open(info).map_err(|e| CallError::Unavailable(e.to_string()))?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_push_sender(pushes);
-        match tokio::time::timeout(self.timeout, client.get_multiplexed_async_connection_with_config(&config))
+        let mut redirected = false;
+        loop {
+            let (_, client) = self.node_for(channel.as_bytes())?;
+            let mut info = client.get_connection_info().clone();
+            info.redis.protocol = redis::ProtocolVersion::RESP3;
+            let client = Client::open(info).map_err(|e| CallError::Unavailable(e.to_string()))?;
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(self.timeout)
+                .set_response_timeout(self.timeout)
+                .set_push_sender(pushes.clone());
+            let mut conn = match tokio::time::timeout(
+                self.timeout,
+                client.get_multiplexed_async_connection_with_config(&config),
+            )
             .await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(self.classify(e)),
-            Err(_) => Err(CallError::Unavailable("connect timed out".to_string())),
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(self.classify(e)),
+                Err(_) => return Err(CallError::Unavailable("connect timed out".to_string())),
+            };
+            let sub = redis::cmd("SSUBSCRIBE").arg(channel).clone();
+            match tokio::time::timeout(self.timeout, conn.send_packed_command(&sub)).await {
+                Ok(Ok(_)) => return Ok(conn),
+                Ok(Err(e)) => {
+                    let moved = e.redirect_node().is_some();
+                    let err = self.classify(e);
+                    if moved && !redirected {
+                        redirected = true;
+                        continue;
+                    }
+                    return Err(err);
+                }
+                Err(_) => return Err(CallError::Unavailable("SSUBSCRIBE timed out".to_string())),
+            }
+        }
+    }
+
+    /// A pub/sub connection of its own (classic pub/sub reaches every node of a cluster,
+    /// so any node will do).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, String> {
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(_) => self.resolve().await?,
+        };
+        match tokio::time::timeout(self.timeout, client.get_async_pubsub()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connect timed out".to_string()),
         }
     }
 
@@ -419,10 +639,24 @@ impl Backend {
     }
 }
 
+impl Shared {
+    async fn send(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Shared::Single(m) => m.send_packed_command(cmd).await,
+            Shared::Cluster(c) => match module_route(cmd) {
+                Some(routing) => c.route_command(cmd, routing).await,
+                None => c.req_packed_command(cmd).await,
+            },
+        }
+    }
+}
+
 /// A stream's own connection (see [`Backend::dedicated`]).
 pub struct Dedicated {
     conn: MultiplexedConnection,
     pub id: i64,
+    /// Its node on a cluster (`host:port`), for `CLIENT UNBLOCK`.
+    pub addr: String,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -444,5 +678,45 @@ mod tests {
         assert!(Source::parse("redis+sentinel://h1:26379").is_err());
         assert!(Source::parse("redis+sentinel://h1:26379/").is_err());
         assert!(Source::parse("nonsense://x").is_err());
+    }
+
+    #[test]
+    fn cluster_node_lists_parse() {
+        let one = |s: &str| vec![s.to_string()];
+        let Ok(Source::Cluster { seeds }) = Source::parse_all(&one("redis://gw:pw@h1:7000,h2:7001"), false)
+        else {
+            panic!("not a cluster source");
+        };
+        assert_eq!(seeds.iter().map(address_of).collect::<Vec<_>>(), ["h1:7000", "h2:7001"]);
+        assert_eq!(seeds[1].redis.username.as_deref(), Some("gw"));
+        assert_eq!(seeds[1].redis.password.as_deref(), Some("pw"));
+        let repeated = vec!["redis://h1:7000".to_string(), "redis://h2:7000".to_string()];
+        assert!(matches!(Source::parse_all(&repeated, false), Ok(Source::Cluster { .. })));
+        assert!(matches!(Source::parse_all(&one("redis://h1:7000"), false), Ok(Source::Direct(_))));
+        assert!(matches!(Source::parse_all(&one("redis://h1:7000"), true), Ok(Source::Cluster { .. })));
+        assert!(matches!(
+            Source::parse_all(&one("redis+sentinel://h1:26379,h2:26379/m"), false),
+            Ok(Source::Sentinel { .. })
+        ));
+        assert!(Source::parse_all(&one("redis+sentinel://h1:26379/m"), true).is_err());
+        assert!(Source::parse_all(&[], false).is_err());
+    }
+
+    #[test]
+    fn module_commands_are_routed_by_their_name_argument() {
+        let slot = |k: &str| redis::cluster_routing::get_slot(k.as_bytes());
+        let route_of = |cmd: &Cmd| match module_route(cmd) {
+            Some(RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(r))) => {
+                (0..16384).find(|s| r == Route::new(*s, SlotAddr::Master))
+            }
+            _ => None,
+        };
+        let check = redis::cmd("MAILBOX.ACL").arg("CHECK").arg("alice").arg("read").arg("{t1}bob").clone();
+        assert_eq!(route_of(&check), Some(slot("{t1}bob")));
+        let list = redis::cmd("mailbox.acl").arg("list").arg("{t2}").clone();
+        assert_eq!(route_of(&list), Some(slot("{t2}")));
+        let dead = redis::cmd("MAILBOX.DEAD").arg("LIST").arg("{t3}bob").clone();
+        assert_eq!(route_of(&dead), Some(slot("{t3}bob")));
+        assert_eq!(route_of(&redis::cmd("MAILBOX.SEND").arg("{t1}bob").arg("x").clone()), None);
     }
 }

@@ -3,6 +3,7 @@
 //! bearer tokens (stored in Redis as hashes only).
 
 mod app;
+mod auth;
 mod backend;
 mod mcp;
 mod metrics;
@@ -25,6 +26,9 @@ use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::tokens::{Scopes, TokenRecord};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "mailbox-gateway", version, about = "REST, SSE, WebSocket and MCP gateway to redis-mailbox")]
 struct Cli {
@@ -35,9 +39,14 @@ struct Cli {
 #[derive(Args, Clone)]
 struct RedisArgs {
     /// Redis URL with the gateway's own ACL user: redis://gateway:password@127.0.0.1:6399
-    /// (rediss:// for TLS).
-    #[arg(long, env = "MAILBOX_GATEWAY_REDIS", default_value = "redis://127.0.0.1:6399")]
-    redis: String,
+    /// (rediss:// for TLS); redis+sentinel://gateway:password@host:26379[,host:port...]/<master>
+    /// behind Sentinel; Redis Cluster nodes as a comma-separated list
+    /// (redis://gateway:password@h1:7000,h2:7001,h3:7002) or with --redis repeated.
+    #[arg(long, env = "MAILBOX_GATEWAY_REDIS", default_value = "redis://127.0.0.1:6399", action = clap::ArgAction::Append)]
+    redis: Vec<String>,
+    /// Redis Cluster even when --redis names a single node (several nodes imply it).
+    #[arg(long)]
+    cluster: bool,
     /// Prefix of the gateway's own keys in Redis (tokens).
     #[arg(long, default_value = "gateway:")]
     key_prefix: String,
@@ -93,6 +102,20 @@ struct ServeArgs {
     /// Burst of the per-token rate limit.
     #[arg(long, default_value_t = 100)]
     rate_burst: u32,
+    /// Failed token lookups (unknown, expired or revoked tokens) per second per client
+    /// address; past it that address gets 429 without a lookup (0: no limit).
+    #[arg(long, default_value_t = 5)]
+    auth_fail_rate: u32,
+    /// Burst of the failed-lookup limit.
+    #[arg(long, default_value_t = 20)]
+    auth_fail_burst: u32,
+    /// How long a token record is kept in memory, in milliseconds (0: look every token up
+    /// in Redis on every request). A revocation reaches every gateway at once regardless.
+    #[arg(long, default_value_t = 10_000)]
+    token_cache_ms: u64,
+    /// Most token records kept in memory.
+    #[arg(long, default_value_t = 100_000)]
+    token_cache_size: usize,
     /// Largest request body, in bytes (a message payload also meets the module's
     /// mailbox.max-payload-bytes).
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
@@ -170,15 +193,64 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
     Ok(secs * 1000)
 }
 
-async fn connect(args: &RedisArgs) -> Result<redis::aio::MultiplexedConnection, String> {
+/// The connection of a `token` command: to the server, or to the cluster.
+enum Conn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+fn source(args: &RedisArgs) -> Result<backend::Source, String> {
+    backend::Source::parse_all(&args.redis, args.cluster)
+}
+
+async fn connect(args: &RedisArgs) -> Result<Conn, String> {
     let t = Duration::from_millis(args.redis_timeout_ms);
-    backend::Source::parse(&args.redis)?
+    let source = source(args)?;
+    if let backend::Source::Cluster { seeds, .. } = source {
+        let client = redis::cluster::ClusterClientBuilder::new(seeds)
+            .connection_timeout(t)
+            .response_timeout(t)
+            .build()
+            .map_err(|e| e.to_string())?;
+        return client
+            .get_async_connection()
+            .await
+            .map(Conn::Cluster)
+            .map_err(|e| format!("cannot reach the Redis Cluster: {e}"));
+    }
+    source
         .master(t)
         .await?
         .get_multiplexed_async_connection_with_config(
             &redis::AsyncConnectionConfig::new().set_connection_timeout(t).set_response_timeout(t),
         )
         .await
+        .map(Conn::Single)
         .map_err(|e| format!("cannot reach Redis: {e}"))
 }
 
@@ -223,7 +295,7 @@ async fn token_command(action: TokenCommand) -> Result<(), String> {
                 }
                 let pattern =
                     format!("{}*", tokens::key(&redis.key_prefix, &token_or_id.to_ascii_lowercase()));
-                scan(&mut conn, &pattern).await?
+                scan(&redis, &mut conn, &pattern).await?
             };
             if keys.len() > 1 {
                 return Err(format!("'{token_or_id}' matches {} tokens; give more of the id", keys.len()));
@@ -237,12 +309,15 @@ async fn token_command(action: TokenCommand) -> Result<(), String> {
             if removed == 0 {
                 return Err("no such token".to_string());
             }
+            if let Some(hash) = keys.first().and_then(|k| k.rsplit(':').next()) {
+                announce_revocation(&redis, hash).await?;
+            }
             eprintln!("revoked");
             Ok(())
         }
         TokenCommand::List { redis } => {
             let mut conn = connect(&redis).await?;
-            let keys = scan(&mut conn, &format!("{}*", tokens::key(&redis.key_prefix, ""))).await?;
+            let keys = scan(&redis, &mut conn, &format!("{}*", tokens::key(&redis.key_prefix, ""))).await?;
             println!("{:<14} {:<24} {:<16} {:<14} expires_ms", "id", "agent", "scopes", "created_ms");
             for k in keys {
                 let hash = k.rsplit(':').next().unwrap_or_default().to_string();
@@ -266,7 +341,102 @@ async fn token_command(action: TokenCommand) -> Result<(), String> {
     }
 }
 
-async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Result<Vec<String>, String> {
+/// Tells every running gateway to drop a revoked token from its cache, and waits (a little)
+/// until each has confirmed it, so that the token fails everywhere once this returns. On a
+/// cluster the count is of the gateways listening on the first node given (classic pub/sub
+/// reaches every node, but each node counts its own subscribers).
+async fn announce_revocation(args: &RedisArgs, hash: &str) -> Result<(), String> {
+    let t = Duration::from_millis(args.redis_timeout_ms);
+    let fail = |e: redis::RedisError| format!("revoked, but could not tell the running gateways: {e}");
+    let client = source(args)?.master(t).await?;
+    let mut confirmations = client.get_async_pubsub().await.map_err(fail)?;
+    confirmations.subscribe(auth::revoked_channel(&args.key_prefix)).await.map_err(fail)?;
+    let mut conn = client.get_multiplexed_async_connection().await.map_err(fail)?;
+    let listeners: usize = redis::cmd("PUBLISH")
+        .arg(auth::revocation_channel(&args.key_prefix))
+        .arg(hash)
+        .query_async(&mut conn)
+        .await
+        .map_err(fail)?;
+    let mut confirmed = 0;
+    let mut messages = confirmations.on_message();
+    let deadline = tokio::time::sleep(t.max(Duration::from_secs(1)));
+    tokio::pin!(deadline);
+    while confirmed < listeners {
+        tokio::select! {
+            msg = futures_util::StreamExt::next(&mut messages) => match msg {
+                Some(m) if m.get_payload::<String>().ok().as_deref() == Some(hash) => confirmed += 1,
+                Some(_) => {}
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    if confirmed < listeners {
+        eprintln!(
+            "{confirmed} of {listeners} gateways confirmed; the others drop the token within their --token-cache-ms"
+        );
+    }
+    Ok(())
+}
+
+/// The keys matching `pattern`: on a cluster, those of every master.
+async fn scan(args: &RedisArgs, conn: &mut Conn, pattern: &str) -> Result<Vec<String>, String> {
+    let mut keys = match conn {
+        Conn::Single(c) => scan_node(c, pattern).await?,
+        Conn::Cluster(c) => {
+            let nodes: String =
+                redis::cmd("CLUSTER").arg("NODES").query_async(c).await.map_err(|e| e.to_string())?;
+            let backend::Source::Cluster { seeds, .. } = source(args)? else {
+                return Err("not a cluster".to_string());
+            };
+            let mut keys = Vec::new();
+            for addr in cluster_masters(&nodes) {
+                let mut info = seeds[0].clone();
+                let Some((host, port)) = addr.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse().ok()?)))
+                else {
+                    continue;
+                };
+                info.addr = match info.addr {
+                    redis::ConnectionAddr::TcpTls { insecure, tls_params, .. } => {
+                        redis::ConnectionAddr::TcpTls { host: host.to_string(), port, insecure, tls_params }
+                    }
+                    _ => redis::ConnectionAddr::Tcp(host.to_string(), port),
+                };
+                let mut node = redis::Client::open(info)
+                    .map_err(|e| e.to_string())?
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+                keys.extend(scan_node(&mut node, pattern).await?);
+            }
+            keys
+        }
+    };
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+/// `host:port` of each master that `CLUSTER NODES` lists as up.
+fn cluster_masters(nodes: &str) -> Vec<String> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            let addr = fields.get(1)?.split('@').next()?;
+            (is_master && !failed).then(|| addr.to_string())
+        })
+        .collect()
+}
+
+async fn scan_node(
+    conn: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+) -> Result<Vec<String>, String> {
     let mut cursor: u64 = 0;
     let mut keys = Vec::new();
     loop {
@@ -285,25 +455,44 @@ async fn scan(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Re
         }
         cursor = next;
     }
-    keys.sort();
     Ok(keys)
+}
+
+/// The limits and caches of the token check.
+struct AuthArgs {
+    rate: u32,
+    burst: u32,
+    fail_rate: u32,
+    fail_burst: u32,
+    cache: Duration,
+    cache_size: usize,
 }
 
 fn build_app(
     redis: &RedisArgs,
     settings: Settings,
-    rate: u32,
-    burst: u32,
+    auth: AuthArgs,
     max_blocking: usize,
 ) -> Result<app::AppState, String> {
     let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
     let backend = Backend::new(
-        backend::Source::parse(&redis.redis)?,
+        source(redis)?,
         Duration::from_millis(redis.redis_timeout_ms),
         max_blocking,
         metrics.clone(),
     );
-    Ok(App::new(backend, metrics, settings, rate, burst))
+    let guard = app::AuthGuard {
+        cache: Arc::new(auth::TokenCache::new(auth.cache, auth.cache_size)),
+        failed: auth::FailedAuthLimit::new(auth.fail_rate, auth.fail_burst),
+    };
+    let app = App::new(backend, metrics, settings, auth.rate, auth.burst, guard);
+    tokio::spawn(app.backend.clone().supervise());
+    tokio::spawn(auth::listen_for_revocations(
+        app.backend.clone(),
+        app.auth.cache.clone(),
+        app.settings.key_prefix.clone(),
+    ));
+    Ok(app)
 }
 
 fn settings(redis: &RedisArgs, max_wait_ms: u64) -> Settings {
@@ -317,17 +506,29 @@ fn settings(redis: &RedisArgs, max_wait_ms: u64) -> Settings {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let settings = settings(&args.redis, args.max_wait_ms);
-    let app = build_app(&args.redis, settings, args.rate_limit, args.rate_burst, args.max_blocking)?;
-    tokio::spawn(app.backend.clone().supervise());
+    let auth = AuthArgs {
+        rate: args.rate_limit,
+        burst: args.rate_burst,
+        fail_rate: args.auth_fail_rate,
+        fail_burst: args.auth_fail_burst,
+        cache: Duration::from_millis(args.token_cache_ms),
+        cache_size: args.token_cache_size,
+    };
+    let app = build_app(&args.redis, settings, auth, args.max_blocking)?;
     let limits_app = app.clone();
     tokio::spawn(async move {
-        // Forget the rate-limit state of tokens not seen lately, so the table stays small.
+        // Forget the rate-limit state of tokens and addresses not seen lately, and expired
+        // cache entries, so the tables stay small.
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
             if let Some(limiter) = &limits_app.limiter {
                 limiter.retain_recent();
                 limiter.shrink_to_fit();
             }
+            if let Some(failed) = &limits_app.auth.failed {
+                failed.prune();
+            }
+            limits_app.auth.cache.prune();
         }
     });
     let limits = server::HttpLimits {
@@ -355,8 +556,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
 async fn mcp_stdio(args: McpArgs) -> Result<(), String> {
     let settings = settings(&args.redis, args.max_wait_ms);
-    let app = build_app(&args.redis, settings, 0, 0, 16)?;
-    tokio::spawn(app.backend.clone().supervise());
+    let auth = AuthArgs {
+        rate: 0,
+        burst: 0,
+        fail_rate: 0,
+        fail_burst: 0,
+        cache: Duration::from_secs(10),
+        cache_size: 16,
+    };
+    let app = build_app(&args.redis, settings, auth, 16)?;
     // Give the backend a moment to connect, then refuse a token that names nobody at once,
     // rather than at the application's first tool call.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(args.redis.redis_timeout_ms * 2);

@@ -576,10 +576,7 @@ type Pushes = tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>;
 /// A connection of its own, subscribed (`SSUBSCRIBE`) to a mailbox's push channel.
 async fn listen(app: &App, channel: &str) -> ApiResult<(redis::aio::MultiplexedConnection, Pushes)> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut conn = app.backend.push_connection(tx).await?;
-    conn.send_packed_command(redis::cmd("SSUBSCRIBE").arg(channel))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("cannot listen on {channel}: {e}")))?;
+    let conn = app.backend.push_subscription(channel, tx).await?;
     Ok((conn, rx))
 }
 

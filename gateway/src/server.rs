@@ -183,9 +183,9 @@ async fn serve_plain(router: Router, addr: SocketAddr, header_timeout: Duration)
     let stop = shutdown();
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little, go on.
                     tracing::warn!(error = %e, "accept failed");
@@ -196,9 +196,14 @@ async fn serve_plain(router: Router, addr: SocketAddr, header_timeout: Duration)
             _ = &mut stop => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            router.clone().map_request(|req: axum::http::Request<Incoming>| req.map(axum::body::Body::new)),
-        );
+        // The peer address, for the limit on failed token lookups per address.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |req: axum::http::Request<Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -223,7 +228,14 @@ async fn serve_tls(router: Router, addr: SocketAddr, cert: String, key: String) 
         shutdown().await;
         h.graceful_shutdown(Some(Duration::from_secs(5)));
     });
-    axum_server::bind_rustls(addr, config).handle(handle).serve(router.into_make_service()).await
+    // TCP_NODELAY, as on the plain listener: a pushed message leaves at once.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::bind(addr)
+        .acceptor(acceptor)
+        .handle(handle)
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+        .await
 }
 
 #[cfg(feature = "tls")]

@@ -19,6 +19,7 @@ use futures_util::stream::Stream;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::sync::oneshot::{self, error::TryRecvError};
 use utoipa::IntoParams;
 
 use crate::app::{require_read, valid_id, Agent, App, AppState, Path, Query};
@@ -37,8 +38,9 @@ enum Item {
 /// Ids handed to a stream and not yet acked over it.
 type Held = Arc<Mutex<HashSet<String>>>;
 
-/// Reads `mailbox` for `agent` until the stream's receiver goes away, then puts back
-/// whatever it handed out that was not acked.
+/// Reads `mailbox` for `agent` until the stream's receiver goes away or `stop`'s sender is
+/// dropped, then puts back whatever it handed out that was not acked. It hands each message
+/// straight to the stream's channel (no task in between: each hop is a wake-up on the way).
 async fn reader(
     app: AppState,
     agent: String,
@@ -46,24 +48,27 @@ async fn reader(
     lease_ms: Option<u64>,
     tx: mpsc::Sender<Item>,
     held: Held,
+    mut stop: oneshot::Receiver<()>,
 ) {
     let block = app.settings.stream_block;
     let mut conn: Option<Dedicated> = None;
-    while !tx.is_closed() {
+    let stopped = |stop: &mut oneshot::Receiver<()>| !matches!(stop.try_recv(), Err(TryRecvError::Empty));
+    while !tx.is_closed() && !stopped(&mut stop) {
         let d = match conn.as_mut() {
             Some(d) => d,
-            None => match app.backend.dedicated().await {
+            None => match app.backend.dedicated(&mailbox).await {
                 Ok(d) => conn.insert(d),
                 Err(_) => {
                     // Redis is down: wait for the circuit to close, keep the stream.
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                         _ = tx.closed() => break,
+                        _ = &mut stop => break,
                     }
                 }
             },
         };
-        let client_id = d.id;
+        let (client_id, node) = (d.id, d.addr.clone());
         let mut cmd = redis::cmd("MAILBOX.READ");
         cmd.arg(&mailbox).arg("COUNT").arg(16).arg("BLOCK").arg(block.as_millis() as u64);
         if let Some(l) = lease_ms {
@@ -74,12 +79,18 @@ async fn reader(
         let (result, closed) = {
             let read = backend.call_dedicated(d, &cmd, block);
             tokio::pin!(read);
+            let gone = async {
+                tokio::select! {
+                    _ = tx.closed() => {},
+                    _ = &mut stop => {},
+                }
+            };
             tokio::select! {
                 r = &mut read => (r, false),
-                _ = tx.closed() => {
+                _ = gone => {
                     // Wake the blocked read so that it hands out nothing more, and put back
                     // whatever it got before it woke.
-                    let _ = app.backend.call(redis::cmd("CLIENT").arg("UNBLOCK").arg(client_id)).await;
+                    let _ = app.backend.unblock(client_id, &node).await;
                     (read.await, true)
                 }
             }
@@ -178,12 +189,15 @@ pub async fn events(
     }
     let (tx, rx) = mpsc::channel::<Item>(64);
     let held: Held = Arc::default();
-    tokio::spawn(reader(app.clone(), agent.name().to_string(), name.clone(), q.lease_ms, tx, held));
+    // The stream keeps `_stop` and so ends the reader when it is dropped, as it does by
+    // dropping the receiver.
+    let (_stop, stop) = oneshot::channel::<()>();
+    tokio::spawn(reader(app.clone(), agent.name().to_string(), name.clone(), q.lease_ms, tx, held, stop));
     let gauge = StreamGauge::new(&app, "sse");
     let counter = app.metrics.delivered.with_label_values(&["sse"]);
     // The stream owns the reader's receiver: when the client goes, the body is
     // dropped, the receiver with it, and the reader puts back what was not acked.
-    let stream = futures_util::stream::unfold((rx, gauge), move |(mut rx, gauge)| {
+    let stream = futures_util::stream::unfold((rx, gauge, _stop), move |(mut rx, gauge, keep)| {
         let counter = counter.clone();
         async move {
             let event = match rx.recv().await? {
@@ -195,7 +209,7 @@ pub async fn events(
                     json!({"mailbox": mb, "status": e.status.as_u16(), "detail": e.detail}).to_string(),
                 ),
             };
-            Some((Ok::<_, Infallible>(event), (rx, gauge)))
+            Some((Ok::<_, Infallible>(event), (rx, gauge, keep)))
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -273,8 +287,8 @@ pub async fn ws(State(app): State<AppState>, agent: Agent, upgrade: WebSocketUpg
 
 struct Subscription {
     held: Held,
-    /// Dropped to stop the subscription's relay, which closes its reader.
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Dropped to stop the subscription's reader.
+    _stop: oneshot::Sender<()>,
 }
 
 async fn ws_session(app: AppState, agent: Agent, mut socket: WebSocket) {
@@ -333,33 +347,20 @@ async fn handle_frame(
                 return fail(e, &reference);
             }
             if !subs.contains_key(&mailbox) {
-                // One channel per subscription so that unsubscribing closes just that reader;
-                // a relay task forwards its items to the socket's channel.
-                let (sub_tx, mut sub_rx) = mpsc::channel::<Item>(16);
+                // The reader hands its messages straight to the socket's channel; dropping
+                // the subscription (unsubscribing) drops `stop`'s sender, which ends it.
                 let held: Held = Arc::default();
+                let (stop_tx, stop) = oneshot::channel::<()>();
                 tokio::spawn(reader(
                     app.clone(),
                     agent.name().to_string(),
                     mailbox.clone(),
                     lease_ms,
-                    sub_tx,
+                    tx.clone(),
                     held.clone(),
+                    stop,
                 ));
-                let out = tx.clone();
-                let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-                tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            item = sub_rx.recv() => match item {
-                                Some(item) => if out.send(item).await.is_err() { break },
-                                None => break,
-                            },
-                            _ = out.closed() => break,
-                            _ = &mut stopped => break,
-                        }
-                    }
-                });
-                subs.insert(mailbox.clone(), Subscription { held, _stop: stop });
+                subs.insert(mailbox.clone(), Subscription { held, _stop: stop_tx });
             }
             json!({"type": "subscribed", "mailbox": mailbox, "ref": reference})
         }

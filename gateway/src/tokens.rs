@@ -84,8 +84,14 @@ pub fn generate() -> String {
 }
 
 pub fn hash(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 pub fn key(prefix: &str, hash: &str) -> String {
@@ -173,6 +179,7 @@ mod tests {
         assert_eq!(hash(&a).len(), 64);
         assert_ne!(hash(&a), hash(&b));
         assert!(!hash(&a).contains(&a));
+        assert_eq!(hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

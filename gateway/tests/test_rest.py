@@ -109,6 +109,47 @@ def test_raw_body_send_keeps_its_content_type_and_query_options(alice, unique):
     drain(alice, "alice")
 
 
+def test_raw_body_reply_publish_and_broadcast(alice, bob, carol, unique):
+    """Every route that takes a payload takes it as base64 in JSON or as the raw body."""
+    raw = bytes(range(255, -1, -1))
+    octets = {"content-type": "application/octet-stream"}
+    drain(bob, "bob")
+    mid = send(alice, "bob", "question", reply_to="alice", thread=unique)
+    r = bob.post(f"/v1/mailboxes/bob/messages/{mid}/reply", content=raw, headers=octets, params={"priority": 3})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    r = bob.post(f"/v1/mailboxes/bob/messages/{mid}/reply", json={"payload_base64": base64.b64encode(raw).decode()})
+    assert r.status_code == 201, r.text
+    rid2 = r.json()["id"]
+    by_id = {m["id"]: m for m in alice.get(f"/v1/mailboxes/alice/threads/{unique}").json()["messages"]}
+    assert base64.b64decode(by_id[rid]["payload_base64"]) == raw and by_id[rid]["correlation"] == mid
+    assert (by_id[rid]["type"], by_id[rid]["priority"]) == ("application/octet-stream", 3)
+    assert base64.b64decode(by_id[rid2]["payload_base64"]) == raw
+    problem(bob.post(f"/v1/mailboxes/bob/messages/{mid}/reply", content=b"x", headers=octets,
+                     params={"ephemeral": "true"}), 400)
+    bob.post("/v1/mailboxes/bob/ack", json={"ids": [mid]})
+    drain(carol, "carol")
+    assert carol.post("/v1/mailboxes/carol/subscriptions", json={"patterns": [f"bin{unique}.#"]}).status_code == 200
+    r = alice.post(f"/v1/topics/bin{unique}.x/messages", content=raw, headers=octets, params={"thread": unique})
+    assert r.status_code == 201 and r.json()["receivers"] == 1, r.text
+    pid = r.json()["id"]
+    r = alice.post(f"/v1/topics/bin{unique}.x/messages", json={"payload_base64": base64.b64encode(raw).decode()})
+    assert r.status_code == 201 and r.json()["receivers"] == 1
+    r = alice.post("/v1/namespaces/default/broadcast", content="all: é", headers={"content-type": "text/plain; charset=utf-8"},
+                   params={"thread": unique})
+    assert r.status_code == 201 and r.json()["receivers"] >= 3, r.text
+    bid = r.json()["id"]
+    held = {m["id"]: m for m in carol.get("/v1/mailboxes/carol/peek").json()["messages"]}
+    assert base64.b64decode(held[pid]["payload_base64"]) == raw and held[pid]["type"] == "application/octet-stream"
+    assert held[bid]["payload"] == "all: é" and held[bid]["type"] == "text/plain; charset=utf-8"
+    problem(alice.post(f"/v1/topics/bin{unique}.x/messages", content=b"x", headers={"content-type": ""}), 415)
+    problem(alice.post(f"/v1/topics/bin{unique}.x/messages", json={"payload": "x"}, params={"priority": 1}), 400)
+    problem(alice.post("/v1/namespaces/default/broadcast", content=b"x", headers=octets, params={"ephemeral": "true"}), 400)
+    carol.delete(f"/v1/mailboxes/carol/subscriptions/bin{unique}.%23")
+    for who, mb in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        drain(who, mb)
+
+
 def test_long_poll_read_wakes_when_a_message_lands(alice, bob, gateway):
     import threading
 

@@ -82,6 +82,68 @@ def test_a_revoked_token_fails_at_once(gateway):
     assert httpx.get(gateway.url + "/v1/me", headers={"Authorization": f"Bearer {other}"}).status_code == 401
 
 
+def test_a_revoked_token_fails_at_once_on_every_gateway(redis, tmp_path):
+    """Two gateways on one Redis, both holding the token in their caches: a revocation through
+    either one's command line reaches both before the command returns."""
+    from conftest import Gateway
+
+    gateways = [Gateway(redis, tmp_path, "--rate-limit", "0", "--token-cache-ms", "60000") for _ in range(2)]
+    for g in gateways:
+        g.start()
+    try:
+        for round_ in range(3):
+            token = gateways[0].token("carol")
+            clients = [g.client(token) for g in gateways]
+            for c in clients:
+                for _ in range(3):  # the first lookup fills the cache, the others hit it
+                    assert c.get("/v1/me").status_code == 200
+            assert gateways[round_ % 2].token_cmd("revoke", token).returncode == 0
+            for c in clients:
+                problem(c.get("/v1/me"), 401)
+                problem(c.post("/v1/mailboxes/carol/messages", json={"payload": "x"}), 401)
+                c.close()
+        # A token created after an unknown one was looked up works at once (nothing negative is cached).
+        late = "mbx_" + "A" * 43
+        assert httpx.get(gateways[0].url + "/v1/me", headers={"Authorization": f"Bearer {late}"}).status_code == 401
+        fresh = gateways[1].token("carol")
+        assert httpx.get(gateways[0].url + "/v1/me", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    finally:
+        for g in gateways:
+            g.stop()
+
+
+def test_unknown_tokens_are_rate_limited_per_address(redis, tmp_path):
+    from conftest import Gateway
+
+    g = Gateway(redis, tmp_path, "--auth-fail-rate", "1", "--auth-fail-burst", "3")
+    g.start()
+    try:
+        good = g.token("alice")
+        with httpx.Client(base_url=g.url, timeout=DEADLINE) as c:
+            codes = [c.get("/v1/me", headers={"Authorization": f"Bearer mbx_guess{i}"}).status_code for i in range(8)]
+            assert codes[:3] == [401, 401, 401] and codes[3:] == [429] * 5, codes
+            r = c.get("/v1/me", headers={"Authorization": "Bearer mbx_guess-again"})
+            problem(r, 429)
+            assert 1 <= int(r.headers["retry-after"]) <= 2
+            # A blocked address gets no lookups: at most one a second gets through to Redis.
+            def lookups() -> int:
+                stats = redis.cli("INFO", "commandstats").splitlines()
+                line = next((x for x in stats if x.startswith("cmdstat_hgetall:")), "calls=0,")
+                return int(line.split("calls=", 1)[1].split(",", 1)[0])
+
+            before, start = lookups(), time.monotonic()
+            for _ in range(20):
+                assert c.get("/v1/me", headers={"Authorization": "Bearer mbx_guess"}).status_code == 429
+            assert lookups() - before <= time.monotonic() - start + 1
+            # Requests without a token are 401 as before; the budget comes back with time.
+            assert c.get("/v1/me").status_code == 401
+            time.sleep(1.2)
+            assert c.get("/v1/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+            assert c.get("/v1/me", headers={"Authorization": "Bearer mbx_guess"}).status_code == 401
+    finally:
+        g.stop()
+
+
 def test_an_expired_token_fails(gateway):
     token = gateway.token("carol", "--ttl", "1s")
     with gateway.client(token) as c:

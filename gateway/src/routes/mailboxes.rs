@@ -422,26 +422,32 @@ pub async fn peek(
 }
 
 /// Answers message `id` of the mailbox (`MAILBOX.REPLY ... AS <agent>`): to its
-/// `reply_to`, else to its sender, with `correlation` = `id`.
+/// `reply_to`, else to its sender, with `correlation` = `id`. The body is JSON
+/// (`SendRequest`), or the raw payload with its content type (the options then in the
+/// query string).
 #[utoipa::path(post, path = "/v1/mailboxes/{name}/messages/{id}/reply", tag = "mailboxes",
-    params(("name" = String, Path, description = "mailbox holding the message"), ("id" = String, Path, description = "message id")),
-    request_body = SendRequest,
+    params(("name" = String, Path, description = "mailbox holding the message"), ("id" = String, Path, description = "message id"), RawSendParams),
+    request_body(content((SendRequest = "application/json"), (String = "application/octet-stream"), (String = "text/plain"))),
     responses((status = 201, description = "the answer is stored", body = SendResponse), Errors),
     security(("bearer" = [])))]
 pub async fn reply_to(
     State(app): State<AppState>,
     agent: Agent,
     Path((name, id)): Path<(String, String)>,
-    JsonBody(body): JsonBody<SendRequest>,
+    Query(query): Query<RawSendParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<SendResponse>)> {
     agent.require("send")?;
     check_ids(std::slice::from_ref(&id))?;
-    if body.ephemeral == Some(true) {
+    let raw = body_bytes(body)?;
+    let (payload, opts) = send_input(&headers, query, &raw)?;
+    if opts.ephemeral == Some(true) {
         return Err(ApiError::bad_request("a reply cannot be ephemeral"));
     }
     let mut cmd = redis::cmd("MAILBOX.REPLY");
-    cmd.arg(&name).arg(&id).arg(body.payload()?);
-    body.push_options(&mut cmd)?;
+    cmd.arg(&name).arg(&id).arg(payload);
+    opts.push_options(&mut cmd)?;
     cmd.arg("AS").arg(agent.name());
     let id = reply::expect_string(&app.backend.api(&cmd).await?, "MAILBOX.REPLY")?;
     Ok((StatusCode::CREATED, Json(SendResponse { id, listeners: None })))

@@ -32,10 +32,11 @@ pub enum Errors {
     /// The body or the payload is over a limit.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
-    /// The body is not JSON.
+    /// The body has no content type (payload routes), or is not JSON (other routes).
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Problem),
-    /// The token's request rate or the agent's send quota is exceeded; see `Retry-After`.
+    /// The token's request rate or the agent's send quota is exceeded, or this client address
+    /// sent too many unknown tokens; see `Retry-After`.
     #[response(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Problem),
     /// The request headers are over the size limit.

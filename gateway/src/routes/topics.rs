@@ -1,14 +1,16 @@
 //! Topic and namespace routes: publish, broadcast, presence.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::mailboxes::SendRequest;
+use super::mailboxes::{body_bytes, send_input, RawSendParams, SendRequest};
 use super::Errors;
-use crate::app::{Agent, AppState, JsonBody, Path};
+use crate::app::{Agent, AppState, Path, Query};
 use crate::problem::{ApiError, ApiResult};
 use crate::reply;
 
@@ -24,48 +26,60 @@ async fn fan_out(
     agent: &Agent,
     command: &str,
     target: &str,
-    body: &SendRequest,
+    input: (Vec<u8>, SendRequest),
 ) -> ApiResult<(StatusCode, Json<FanOutResponse>)> {
-    agent.require("send")?;
-    if body.ephemeral == Some(true) {
+    let (payload, opts) = input;
+    if opts.ephemeral == Some(true) {
         return Err(ApiError::bad_request("ephemeral applies to a mailbox send only"));
     }
     let mut cmd = redis::cmd(command);
-    cmd.arg(target).arg(body.payload()?);
-    body.push_options(&mut cmd)?;
+    cmd.arg(target).arg(payload);
+    opts.push_options(&mut cmd)?;
     cmd.arg("AS").arg(agent.name());
     let (id, receivers) = reply::id_and_count(&app.backend.api(&cmd).await?, command)?;
     Ok((StatusCode::CREATED, Json(FanOutResponse { id, receivers })))
 }
 
-/// Publishes to every mailbox subscribed to a matching pattern (`MAILBOX.PUBLISH ... AS <agent>`).
+/// Publishes to every mailbox subscribed to a matching pattern (`MAILBOX.PUBLISH ... AS
+/// <agent>`). The body is JSON (`SendRequest`), or the raw payload with its content type
+/// (the options then in the query string).
 #[utoipa::path(post, path = "/v1/topics/{topic}/messages", tag = "topics",
-    params(("topic" = String, Path, description = "dot-separated topic, e.g. `{team1}research.papers`")),
-    request_body = SendRequest,
+    params(("topic" = String, Path, description = "dot-separated topic, e.g. `{team1}research.papers`"), RawSendParams),
+    request_body(content((SendRequest = "application/json"), (String = "application/octet-stream"), (String = "text/plain"))),
     responses((status = 201, description = "published", body = FanOutResponse), Errors),
     security(("bearer" = [])))]
 pub async fn publish(
     State(app): State<AppState>,
     agent: Agent,
     Path(topic): Path<String>,
-    JsonBody(body): JsonBody<SendRequest>,
+    Query(query): Query<RawSendParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<FanOutResponse>)> {
-    fan_out(&app, &agent, "MAILBOX.PUBLISH", &topic, &body).await
+    agent.require("send")?;
+    let raw = body_bytes(body)?;
+    fan_out(&app, &agent, "MAILBOX.PUBLISH", &topic, send_input(&headers, query, &raw)?).await
 }
 
-/// Sends to every mailbox of a namespace (`MAILBOX.BROADCAST ... AS <agent>`).
+/// Sends to every mailbox of a namespace (`MAILBOX.BROADCAST ... AS <agent>`). The body is
+/// JSON (`SendRequest`), or the raw payload with its content type (the options then in the
+/// query string).
 #[utoipa::path(post, path = "/v1/namespaces/{namespace}/broadcast", tag = "topics",
-    params(("namespace" = String, Path, description = "`{team1}`, or a name without a hash tag (e.g. `default`) for the default namespace")),
-    request_body = SendRequest,
+    params(("namespace" = String, Path, description = "`{team1}`, or a name without a hash tag (e.g. `default`) for the default namespace"), RawSendParams),
+    request_body(content((SendRequest = "application/json"), (String = "application/octet-stream"), (String = "text/plain"))),
     responses((status = 201, description = "broadcast", body = FanOutResponse), Errors),
     security(("bearer" = [])))]
 pub async fn broadcast(
     State(app): State<AppState>,
     agent: Agent,
     Path(namespace): Path<String>,
-    JsonBody(body): JsonBody<SendRequest>,
+    Query(query): Query<RawSendParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<FanOutResponse>)> {
-    fan_out(&app, &agent, "MAILBOX.BROADCAST", &namespace, &body).await
+    agent.require("send")?;
+    let raw = body_bytes(body)?;
+    fan_out(&app, &agent, "MAILBOX.BROADCAST", &namespace, send_input(&headers, query, &raw)?).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
