@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis.exceptions as rex
 
@@ -25,8 +24,9 @@ if TYPE_CHECKING:
 STORING = frozenset({b"MAILBOX.SEND", b"MAILBOX.PUBLISH", b"MAILBOX.BROADCAST", b"MAILBOX.REPLY"})
 
 
-@dataclass(frozen=True)
-class PreparedSend:
+class PreparedSend(NamedTuple):
+    """A storing command's arguments and its DEDUP key (a tuple: one is made per send)."""
+
     args: tuple[p.Arg, ...]
     dedup: str | None
 
@@ -223,8 +223,7 @@ class ListenerState:
         return self._current
 
 
-@dataclass(frozen=True)
-class Queued:
+class Queued(NamedTuple):
     """One command of a pipeline: its arguments, how to read its reply, and, for a storing
     command, the prepared send (what the outbox keeps)."""
 
