@@ -52,19 +52,24 @@ def free_port() -> int:
 def start_server(module: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     d = Path(tempfile.mkdtemp(prefix="mbx-bench-"))
     port = free_port()
+    log = d / "redis.log"
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
-         "--save", "", "--appendonly", "no", "--loadmodule", str(module)],
+         "--save", "", "--appendonly", "no", "--loadmodule", str(module),
+         "--logfile", str(log)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    c = redis.Redis(port=port)
+    c = redis.Redis(host="127.0.0.1", port=port)
     for _ in range(200):
+        if proc.poll() is not None:
+            raise SystemExit(f"redis-server exited ({proc.returncode}); its log: {log}")
         try:
             c.ping()
-            break
+            return proc, port, d
         except redis.ConnectionError:
             time.sleep(0.05)
-    return proc, port, d
+    proc.terminate()
+    raise SystemExit(f"redis-server did not answer on port {port} within 10 s; its log: {log}")
 
 
 def raw(c: redis.Redis, *args: Any) -> Any:
@@ -115,8 +120,8 @@ def main() -> None:
     box = "{bench}box"
     proc, port, d = start_server(module)
     try:
-        r = redis.Redis(port=port)
-        mb = Mailbox(redis.Redis(port=port))
+        r = redis.Redis(host="127.0.0.1", port=port)
+        mb = Mailbox(redis.Redis(host="127.0.0.1", port=port))
 
         def reset() -> None:
             r.flushall()
