@@ -56,6 +56,25 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// What `Envelope::from_bytes_scanned` learnt while checking an envelope's bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// `Envelope::content_bytes`.
+    pub content_bytes: usize,
+    /// Where `to` lies in `Envelope::as_bytes`.
+    pub to: std::ops::Range<usize>,
+}
+
+impl Scanned {
+    /// What a scan of `env` would learn (for envelopes not read from their bytes).
+    pub fn of(env: &Envelope) -> Scanned {
+        let (_, _, mut at) = env.tail();
+        take_field(&env.0, &mut at);
+        let to = take_field(&env.0, &mut at);
+        Scanned { content_bytes: env.content_bytes(), to: at - to.len()..at }
+    }
+}
+
 /// The highest priority.
 pub const MAX_PRIORITY: u8 = 9;
 const FLAG_CONFIRM: u8 = 1;
@@ -66,7 +85,7 @@ const PRESENT_THREAD: u8 = 1 << 2;
 const SEQ_AT: usize = 11;
 
 /// The varint at `*at`, moving `*at` past it (0 past the end: only `new` writes).
-#[inline]
+#[inline(always)]
 fn take_varint(bytes: &[u8], at: &mut usize) -> u64 {
     super::wire::take_varint(bytes, at).unwrap_or_default()
 }
@@ -145,10 +164,18 @@ impl Envelope {
     /// envelope: known flags, a priority of at most 9, varints as `new` writes them
     /// (no longer than needed), every field inside and nothing after the last one.
     pub fn from_bytes(bytes: &[u8]) -> Option<EnvelopeRef> {
+        Self::from_bytes_scanned(bytes).map(|(env, _)| env)
+    }
+
+    /// `from_bytes`, with what its one pass over the bytes learnt (a load then
+    /// walks them no more).
+    pub fn from_bytes_scanned(bytes: &[u8]) -> Option<(EnvelopeRef, Scanned)> {
+        /// A varint no longer than needed: one byte, or a last byte that is not 0.
+        #[inline(always)]
         fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
             let start = *at;
             let n = super::wire::take_varint(bytes, at)?;
-            (*at - start == varint_len(n)).then_some(n)
+            (*at == start + 1 || bytes.get(*at - 1).is_some_and(|&last| last != 0)).then_some(n)
         }
         let (&flags, &priority, &present) = (bytes.first()?, bytes.get(1)?, bytes.get(2)?);
         if flags & !(FLAG_CONFIRM | FLAG_EXPIRES) != 0 || priority > MAX_PRIORITY || present >> 6 != 0 {
@@ -160,14 +187,20 @@ impl Envelope {
         for _ in 0..varints {
             varint(bytes, &mut at)?;
         }
-        for _ in 0..3 + present.count_ones() {
+        let (mut content_bytes, mut to) = (0, 0..0);
+        for field in 0..3 + present.count_ones() {
             let len = usize::try_from(varint(bytes, &mut at)?).ok()?;
-            at = at.checked_add(len).filter(|&end| end <= bytes.len())?;
+            let end = at.checked_add(len).filter(|&end| end <= bytes.len())?;
+            if field == 1 {
+                to = at..end;
+            }
+            content_bytes += len;
+            at = end;
         }
         if at != bytes.len() {
             return None;
         }
-        Some(EnvelopeRef::own(prefixed(bytes.len(), |out| out.copy_from_slice(bytes))))
+        Some((EnvelopeRef::own(copied(bytes)), Scanned { content_bytes, to }))
     }
 
     fn byte(&self, i: usize) -> u8 {
@@ -328,6 +361,21 @@ fn len_prefix(len: usize) -> ([u8; LONG_LEN_BYTES], usize) {
             (prefix, LONG_LEN_BYTES)
         }
     }
+}
+
+/// One allocation: the length prefix, then a copy of `bytes` (nothing written twice).
+fn copied(bytes: &[u8]) -> Arc<[u8]> {
+    let (prefix, prefix_len) = len_prefix(bytes.len());
+    let mut shared = Arc::<[u8]>::new_uninit_slice(prefix_len + bytes.len());
+    // A new `Arc` is unique; were it not, the slower zero-filled way.
+    let Some(out) = Arc::get_mut(&mut shared) else {
+        return prefixed(bytes.len(), |out| out.copy_from_slice(bytes));
+    };
+    let (head, body) = out.split_at_mut(prefix_len);
+    head.write_copy_of_slice(&prefix[..prefix_len]);
+    body.write_copy_of_slice(bytes);
+    // SAFETY: every byte of the slice was written just above.
+    unsafe { shared.assume_init() }
 }
 
 /// One allocation: the length prefix for `len` bytes, then `len` bytes that `fill` writes.

@@ -21,4 +21,4 @@ pub(crate) mod xorshift;
 
 pub use id::MessageId;
 pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Overflow, Settings, SweepOutcome};
-pub use message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, State};
+pub use message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, Scanned, State};

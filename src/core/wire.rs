@@ -28,17 +28,33 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 
 /// The varint at `*at` (as `put_varint` writes it), moving `*at` past it;
 /// `None` when it is cut short or overflows.
-#[inline]
+#[inline(always)]
 pub fn take_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     varint_at(bytes, at).ok()
 }
 
-#[inline]
+/// One- and two-byte varints (every field length under 16 KiB, most counts) are
+/// read inline; longer ones go through `varint_slow`.
+#[inline(always)]
 pub fn varint_at(bytes: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
-    if let Some(&b) = bytes.get(*at).filter(|&&b| b < 0x80) {
-        *at += 1;
-        return Ok(u64::from(b));
+    if let Some(&b) = bytes.get(*at) {
+        if b < 0x80 {
+            *at += 1;
+            return Ok(u64::from(b));
+        }
+        if let Some(&c) = bytes.get(*at + 1) {
+            if c < 0x80 {
+                *at += 2;
+                return Ok(u64::from(b & 0x7f) | (u64::from(c) << 7));
+            }
+        }
     }
+    varint_slow(bytes, at)
+}
+
+#[cold]
+#[inline(never)]
+fn varint_slow(bytes: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
     let mut value = 0u64;
     for i in 0..10 {
         let b = *bytes.get(*at).ok_or(DecodeError("truncated"))?;

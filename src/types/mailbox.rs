@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::core::{codec, wire};
-use crate::core::{EnvelopeRef, Mailbox, MessageId};
+use crate::core::{EnvelopeRef, Mailbox, MessageId, Scanned};
 use crate::counters;
 use crate::effects;
 use crate::types::rdb::{DigestOut, RdbIn, RdbOut};
@@ -75,8 +75,8 @@ fn share(env: EnvelopeRef) -> EnvelopeRef {
 
 /// A message sent to this very mailbox (`to` is the key's name) was never shared:
 /// only topic and broadcast messages go through the sharing table.
-fn share_unless_direct(env: EnvelopeRef, key: Option<&[u8]>) -> EnvelopeRef {
-    if key == Some(env.to()) {
+fn share_unless_direct(env: EnvelopeRef, scanned: &Scanned, key: Option<&[u8]>) -> EnvelopeRef {
+    if key.is_some() && key == env.as_bytes().get(scanned.to.clone()) {
         env
     } else {
         share(env)
@@ -185,15 +185,15 @@ fn load_v2(input: &mut impl RdbIn) -> Option<Mailbox> {
     }
     let entries = input.unsigned()?;
     load_batches(input, entries, |blob| {
-        let mut entry = codec::decode_entry(blob).ok()?;
-        entry.env = share_unless_direct(entry.env, key.as_deref());
-        (entry.env.id() <= last_id && mailbox.restore_entry(entry)).then_some(())
+        let (mut entry, scanned) = codec::decode_entry_scanned(blob).ok()?;
+        entry.env = share_unless_direct(entry.env, &scanned, key.as_deref());
+        (entry.env.id() <= last_id && mailbox.restore_entry_sized(entry, scanned.content_bytes)).then_some(())
     })?;
     let dead = input.unsigned()?;
     load_batches(input, dead, |blob| {
-        let mut dead = codec::decode_dead(blob).ok()?;
-        dead.env = share_unless_direct(dead.env, key.as_deref());
-        (dead.env.id() <= last_id && mailbox.restore_dead(dead)).then_some(())
+        let (mut dead, scanned) = codec::decode_dead_scanned(blob).ok()?;
+        dead.env = share_unless_direct(dead.env, &scanned, key.as_deref());
+        (dead.env.id() <= last_id && mailbox.restore_dead_sized(dead, scanned.content_bytes)).then_some(())
     })?;
     load_dedup(input, &mut mailbox)?;
     mailbox.last_id = last_id;
@@ -224,14 +224,16 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     // that end at the first short read.
     for _ in 0..input.unsigned()? {
         let mut entry = codec::decode_entry(&input.buffer()?).ok()?;
-        entry.env = share_unless_direct(entry.env, key.as_deref());
+        let scanned = Scanned::of(&entry.env);
+        entry.env = share_unless_direct(entry.env, &scanned, key.as_deref());
         if entry.env.id() > last_id || !mailbox.restore_entry(entry) {
             return None;
         }
     }
     for _ in 0..input.unsigned()? {
         let mut dead = codec::decode_dead(&input.buffer()?).ok()?;
-        dead.env = share_unless_direct(dead.env, key.as_deref());
+        let scanned = Scanned::of(&dead.env);
+        dead.env = share_unless_direct(dead.env, &scanned, key.as_deref());
         if dead.env.id() > last_id || !mailbox.restore_dead(dead) {
             return None;
         }

@@ -24,7 +24,7 @@
 
 use super::id::MessageId;
 use super::mailbox::{Overflow, Settings};
-use super::message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, State};
+use super::message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, Scanned, State};
 use super::wire::{bytes_len, put_bytes, put_varint, varint_at, varint_len, DecodeError};
 
 /// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
@@ -74,9 +74,14 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    decode_entry_scanned(bytes).map(|(entry, _)| entry)
+}
+
+/// `decode_entry`, with what checking its envelope learnt.
+pub fn decode_entry_scanned(bytes: &[u8]) -> Result<(Entry, Scanned), DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
-    let env = r.envelope()?;
+    let (env, scanned) = r.envelope_scanned()?;
     let deliveries = r.u32("deliveries out of range")?;
     let state = match r.byte()? {
         STATE_READY => State::Ready,
@@ -85,7 +90,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
         _ => return Err(DecodeError("unknown entry state")),
     };
     r.finish()?;
-    Ok(Entry::new(env, deliveries, state))
+    Ok((Entry::new(env, deliveries, state), scanned))
 }
 
 pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
@@ -111,14 +116,19 @@ pub fn dead_len(dead: &DeadLetter) -> usize {
 }
 
 pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, DecodeError> {
+    decode_dead_scanned(bytes).map(|(dead, _)| dead)
+}
+
+/// `decode_dead`, with what checking its envelope learnt.
+pub fn decode_dead_scanned(bytes: &[u8]) -> Result<(DeadLetter, Scanned), DecodeError> {
     let mut r = Reader::new(bytes);
     r.format()?;
-    let env = r.envelope()?;
+    let (env, scanned) = r.envelope_scanned()?;
     let deliveries = r.u32("deliveries out of range")?;
     let reason = DeadReason::from_code(r.byte()?).ok_or(DecodeError("unknown dead reason"))?;
     let at = r.varint()?;
     r.finish()?;
-    Ok(DeadLetter { env, deliveries, reason, at })
+    Ok((DeadLetter { env, deliveries, reason, at }, scanned))
 }
 
 pub fn encode_settings(settings: &Settings, out: &mut Vec<u8>) {
@@ -237,6 +247,16 @@ impl<'a> Reader<'a> {
             Envelope::from_bytes(self.bytes()?).ok_or(DecodeError("malformed envelope"))
         } else {
             self.envelope_fields()
+        }
+    }
+
+    fn envelope_scanned(&mut self) -> Result<(EnvelopeRef, Scanned), DecodeError> {
+        if self.format > FIELDS_FORMAT {
+            Envelope::from_bytes_scanned(self.bytes()?).ok_or(DecodeError("malformed envelope"))
+        } else {
+            let env = self.envelope_fields()?;
+            let scanned = Scanned::of(&env);
+            Ok((env, scanned))
         }
     }
 

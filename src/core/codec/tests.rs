@@ -331,6 +331,18 @@ fn field_formats_still_decode() {
     }
 }
 
+/// What checking the bytes learns is what walking the envelope gives.
+#[test]
+fn a_scan_learns_what_the_envelope_says() {
+    for env in envelopes() {
+        let (loaded, scanned) = Envelope::from_bytes_scanned(env.as_bytes()).expect("loads");
+        assert_eq!(loaded, env);
+        assert_eq!(scanned, Scanned::of(&env));
+        assert_eq!(scanned.content_bytes, env.content_bytes());
+        assert_eq!(&env.as_bytes()[scanned.to.clone()], env.to());
+    }
+}
+
 /// Format 4 takes the stored bytes only when they are exactly an envelope's.
 #[test]
 fn stored_bytes_are_checked_whole() {

@@ -132,8 +132,8 @@ const DEAD_OVERHEAD: usize = 150;
 /// The same for a dedup key, on top of the key's length (stored twice).
 const DEDUP_OVERHEAD: usize = 100;
 
-fn size_of_content(env: &Envelope) -> u64 {
-    env.content_bytes() as u64
+fn size_of_content(env: &Envelope) -> usize {
+    env.content_bytes()
 }
 
 impl Mailbox {
@@ -183,20 +183,38 @@ impl Mailbox {
 
     /// Stores a message in any state (RDB load, AOF rewrite replay); keeps every index right.
     pub fn restore_entry(&mut self, entry: Entry) -> bool {
-        if self.knows(&entry.env.id()) {
+        let content = size_of_content(&entry.env);
+        self.restore_entry_sized(entry, content)
+    }
+
+    /// `restore_entry` where the caller knows `Envelope::content_bytes` already.
+    pub fn restore_entry_sized(&mut self, entry: Entry, content_bytes: usize) -> bool {
+        debug_assert_eq!(content_bytes, entry.env.content_bytes());
+        let id = entry.env.id();
+        if self.knows(&id) {
             return false;
         }
-        self.add_held(entry);
+        let newest = id > self.max_stored;
+        self.raise_last_id(id);
+        self.content_bytes += content_bytes as u64;
+        self.index_held(entry, newest);
         true
     }
 
     pub fn restore_dead(&mut self, dead: DeadLetter) -> bool {
+        let content = size_of_content(&dead.env);
+        self.restore_dead_sized(dead, content)
+    }
+
+    /// `restore_dead` where the caller knows `Envelope::content_bytes` already.
+    pub fn restore_dead_sized(&mut self, dead: DeadLetter, content_bytes: usize) -> bool {
+        debug_assert_eq!(content_bytes, dead.env.content_bytes());
         let id = dead.env.id();
         if self.knows(&id) {
             return false;
         }
         self.raise_last_id(id);
-        self.content_bytes += size_of_content(&dead.env);
+        self.content_bytes += content_bytes as u64;
         self.dead.insert(id, dead);
         true
     }
@@ -443,7 +461,7 @@ impl Mailbox {
         let mut purged = Vec::new();
         for id in ids {
             if let Some(dead) = self.dead.remove(id) {
-                self.content_bytes -= size_of_content(&dead.env);
+                self.content_bytes -= size_of_content(&dead.env) as u64;
                 purged.push(*id);
             }
         }
@@ -543,7 +561,7 @@ impl Mailbox {
     fn add_held(&mut self, entry: Entry) {
         let newest = entry.env.id() > self.max_stored;
         self.raise_last_id(entry.env.id());
-        self.content_bytes += size_of_content(&entry.env);
+        self.content_bytes += size_of_content(&entry.env) as u64;
         self.index_held(entry, newest);
     }
 
@@ -586,7 +604,7 @@ impl Mailbox {
     /// Removes a held message for good, uncounting its content.
     fn remove_held(&mut self, id: &MessageId) -> Option<Entry> {
         let entry = self.unindex_held(id)?;
-        self.content_bytes -= size_of_content(&entry.env);
+        self.content_bytes -= size_of_content(&entry.env) as u64;
         Some(entry)
     }
 
@@ -679,7 +697,7 @@ impl Mailbox {
                 assert!(self.expiries.contains(&(at, *id)), "{id} not in expiries");
                 with_ttl += 1;
             }
-            content += size_of_content(&e.env);
+            content += size_of_content(&e.env) as u64;
         }
         assert_eq!(self.ready.len() + self.timed.len(), self.entries.len());
         for (_, id) in &self.timed {
@@ -690,7 +708,7 @@ impl Mailbox {
         for (id, d) in &self.dead {
             assert_eq!(*id, d.env.id());
             assert!(*id <= self.last_id, "dead {id} above last_id");
-            content += size_of_content(&d.env);
+            content += size_of_content(&d.env) as u64;
         }
         assert_eq!(self.content_bytes, content);
         assert_eq!(self.dedup.len(), self.dedup_order.len());
