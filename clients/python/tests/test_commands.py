@@ -22,6 +22,7 @@ from redis_mailbox import (
     PermissionDenied,
     Presence,
     QuotaExceeded,
+    Sent,
     Status,
     Subscription,
     WrongType,
@@ -335,3 +336,22 @@ def test_transient_or_refusal() -> None:
     assert not is_transient(rex.AuthenticationError("invalid password"))
     assert not is_transient(rex.NoPermissionError("agent 'e' has no 'read' permission on 'x'"))
     assert not is_transient(rex.ResponseError("mailbox is full (MAXLEN reached)"))
+
+
+def test_sent_outcome_is_the_dataclass() -> None:
+    """A send's result, built without the dataclass __init__, is the same as one built by it."""
+    import dataclasses
+
+    from redis_mailbox._protocol import sent_outcome
+
+    for reply, want in [
+        (b"1-1", Sent(id="1-1", dedup="pyc:k")),
+        ("1-2", Sent(id="1-2", dedup="pyc:k")),
+        (None, Sent(id=None, dedup="pyc:k", queued=True)),
+    ]:
+        got = sent_outcome(reply, "pyc:k")
+        assert type(got) is Sent and got == want and repr(got) == repr(want)
+        assert vars(got) == vars(want) and hash(got) == hash(want)
+        assert dataclasses.asdict(got) == dataclasses.asdict(want)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.id = "2-2"  # type: ignore[misc]

@@ -17,7 +17,7 @@ from .crypto import Keyring, keys_hash, seal_direct, seal_group
 from .errors import MissingKey, NotReplicated, Unavailable, from_redis, is_transient
 from .outbox import Outbox
 from .resilience import CircuitBreaker, RetryPolicy
-from .types import Message, Sent
+from .types import Message
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -145,14 +145,18 @@ class _Settings:
         """The arguments of a storing command: payload encoded (and sealed), a DEDUP key."""
         if not opts and public_key is None and group is None:
             # The common case, kept short: a payload and the DEDUP key alone.
-            data, ctype = p.encode_payload(payload, None)
-            key = p.new_dedup_key() if self.idempotent else None
+            if type(payload) is bytes:
+                data, ctype = payload, None
+            else:
+                data, ctype = p.encode_payload(payload, None)
             plain: tuple[p.Arg, ...] = (command, *head, data)
-            if key is not None:
+            key = None
+            if self.idempotent:
+                key = p.DEDUP_PREFIX + _urandom(16).hex()
                 plain += (DEDUP, key.encode())
             if ctype is not None:
                 plain += ("TYPE", ctype)
-            return PreparedSend(args=plain, dedup=key)
+            return PreparedSend(plain, key)
         options = dict(opts)
         data, ctype = p.encode_payload(payload, options.pop("content_type", None))
         meta = options.pop("meta", None)
@@ -260,14 +264,6 @@ class Batch:
         return out
 
 
-def _sent(reply: Any, dedup: str | None) -> Sent:
-    """A pipelined send's reply as a :class:`Sent` (what ``sent_outcome`` gives, shorter for
-    the usual reply: an id as bytes)."""
-    if type(reply) is bytes:
-        return Sent(id=reply.decode("utf-8", "replace"), dedup=dedup)
-    return p.sent_outcome(reply, dedup)
-
-
 def _count(reply: Any, dedup: str | None) -> int:
     return p.parse_int(reply)
 
@@ -303,7 +299,7 @@ class PipelineBuffer:
         key = p.DEDUP_PREFIX + _urandom(16).hex()
         batch = self._batch
         batch.args.append((SEND, mailbox, data, DEDUP, key.encode()))
-        batch.parsers.append(_sent)
+        batch.parsers.append(p.sent_outcome)
         batch.dedups.append(key)
 
     def publish(

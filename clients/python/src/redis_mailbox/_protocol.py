@@ -539,8 +539,17 @@ def stats() -> Call[dict[str, int]]:
 # encryption layer can change payload, type and meta before the arguments are fixed.
 
 
+_new = object.__new__
+
+
 def sent_outcome(reply: Any, dedup: str | None) -> Sent:
     """The reply of SEND or REPLY; None when the message went to the outbox."""
+    if type(reply) is bytes:
+        # The usual reply, one per send: the Sent is filled in directly, the same instance its
+        # frozen dataclass __init__ makes with an object.__setattr__ call per field.
+        sent = _new(Sent)
+        sent.__dict__.update(id=reply.decode("utf-8", "replace"), dedup=dedup, queued=False)
+        return sent
     if reply is None:
         return Sent(id=None, dedup=dedup, queued=True)
     return Sent(id=parse_id(reply), dedup=dedup)
