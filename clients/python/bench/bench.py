@@ -12,9 +12,10 @@ debug build; ``--module`` to choose) on a free loopback port, with no persistenc
 * consuming: raw ``MAILBOX.READ COUNT 100`` with an ``ACK`` per message (what ``listen()`` does)
   against ``Mailbox.listen(count=100)``.
 
-Raw and client runs alternate, ``--rounds`` of each; the table gives the best rate of each and
-the median of the per-round ratios, which holds up better on a busy machine. A benchmark, not a
-test: nothing asserts a timing.
+Raw and client take turns within each of ``--rounds`` rounds: ``--turn`` messages each (who
+goes first swaps every turn), until each side has done its count, so both meet the same noise of
+a busy machine; a warm-up turn of each side comes first. The table gives the best round's rate of
+each side and the median of the rounds' ratios. A benchmark, not a test: nothing asserts a timing.
 """
 
 from __future__ import annotations
@@ -76,32 +77,46 @@ def raw(c: redis.Redis, *args: Any) -> Any:
     return cast(Any, c).execute_command(*args)
 
 
-def timed(n: int, fn: Callable[[], None], reset: Callable[[], None]) -> float:
+def timed(n: int, fn: Callable[[int], None], reset: Callable[[], None]) -> float:
     reset()
     t0 = time.perf_counter()
-    fn()
+    fn(n)
     return n / (time.perf_counter() - t0)
 
 
 def compare(
     n: int,
-    raw_fn: Callable[[], None],
-    client_fn: Callable[[], None],
+    raw_fn: Callable[[int], None],
+    client_fn: Callable[[int], None],
     reset: Callable[[], None],
     rounds: int,
+    turn: int,
 ) -> tuple[float, float, float]:
-    """Raw and client runs alternate (the order swapped each round), so both meet the same
-    noise; returns the best rate of each and the median of the per-round ratios."""
+    """Each round: a reset, then raw and client take turns of ``turn`` messages (``fn(count)``
+    does that many; who goes first swaps every turn) until each has done ``n``, the time of each
+    side summed over its turns. Returns the best round's rate of each side and the median of the
+    rounds' ratios (client rate / raw rate)."""
+    sides = (raw_fn, client_fn)
     raws: list[float] = []
     clients: list[float] = []
+    ratios: list[float] = []
+    clock = time.perf_counter
     for i in range(rounds):
-        if i % 2:
-            clients.append(timed(n, client_fn, reset))
-            raws.append(timed(n, raw_fn, reset))
-        else:
-            raws.append(timed(n, raw_fn, reset))
-            clients.append(timed(n, client_fn, reset))
-    ratios = sorted(c / r for r, c in zip(raws, clients, strict=True))
+        reset()
+        for fn in sides:  # warm-up: connections, server allocations, caches
+            fn(min(turn, n))
+        spent = [0.0, 0.0]
+        for t, start in enumerate(range(0, n, turn)):
+            count = min(turn, n - start)
+            first = (i + t) % 2
+            for side in (first, 1 - first):
+                t0 = clock()
+                sides[side](count)
+                spent[side] += clock() - t0
+        raws.append(n / spent[0])
+        clients.append(n / spent[1])
+        ratios.append(spent[0] / spent[1])
+    ratios.sort()
     return max(raws), max(clients), ratios[len(ratios) // 2]
 
 
@@ -109,13 +124,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--turn", type=int, default=1000, help="messages per turn (a multiple of 100)")
     ap.add_argument("--module", type=Path)
     args = ap.parse_args()
     module = args.module
     if module is None:
         release = REPO / "target" / "release" / "libredis_mailbox.so"
         module = release if release.exists() else REPO / "target" / "debug" / "libredis_mailbox.so"
-    n, rounds = args.messages, args.rounds
+    module = module.resolve()  # the server runs in a directory of its own
+    n, rounds, turn = args.messages, args.rounds, max(BATCH, args.turn // BATCH * BATCH)
     payload = b"x" * 256
     box = "{bench}box"
     proc, port, d = start_server(module)
@@ -126,63 +143,67 @@ def main() -> None:
         def reset() -> None:
             r.flushall()
 
-        def raw_pipe(dedup: bool) -> Callable[[], None]:
-            def run() -> None:
-                for start in range(0, n, BATCH):
+        def raw_pipe(dedup: bool) -> Callable[[int], None]:
+            def run(count: int) -> None:
+                for start in range(0, count, BATCH):
                     pipe = r.pipeline(transaction=False)
-                    for _ in range(start, min(n, start + BATCH)):
+                    for _ in range(start, min(count, start + BATCH)):
                         extra = ("DEDUP", "b:" + os.urandom(16).hex()) if dedup else ()
                         cast(Any, pipe).execute_command("MAILBOX.SEND", box, payload, *extra)
                     pipe.execute()
 
             return run
 
-        def client_pipe() -> None:
-            for start in range(0, n, BATCH):
+        def client_pipe(count: int) -> None:
+            for start in range(0, count, BATCH):
                 with mb.pipeline() as pipe:
-                    for _ in range(start, min(n, start + BATCH)):
+                    for _ in range(start, min(count, start + BATCH)):
                         pipe.send(box, payload)
                     pipe.execute()
 
         single = max(1, n // 4)
 
-        def raw_single() -> None:
-            for _ in range(single):
+        def raw_single(count: int) -> None:
+            for _ in range(count):
                 raw(r, "MAILBOX.SEND", box, payload, "DEDUP", "b:" + os.urandom(16).hex())
 
-        def client_single() -> None:
-            for _ in range(single):
+        def client_single(count: int) -> None:
+            for _ in range(count):
                 mb.send(box, payload)
 
         def fill() -> None:
+            # Both sides consume from one mailbox: their counts and the warm-up turns.
             reset()
-            raw_pipe(False)()
+            raw_pipe(False)(2 * n + 2 * turn)
 
-        def raw_consume() -> None:
+        def raw_consume(count: int) -> None:
             got = 0
-            while got < n:
-                reply = raw(r, "MAILBOX.READ", box, "COUNT", BATCH, "BLOCK", 100)
+            while got < count:
+                reply = raw(r, "MAILBOX.READ", box, "COUNT", min(BATCH, count - got), "BLOCK", 100)
                 for mid, _fields in reply or []:
                     raw(r, "MAILBOX.ACK", box, mid)
                     got += 1
 
-        def client_consume() -> None:
+        def client_consume(count: int) -> None:
             got = 0
-            with mb.listen(box, count=BATCH, block=100) as stream:
+            with mb.listen(box, count=min(BATCH, count), block=100) as stream:
                 for _msg in stream:
                     got += 1
-                    if got == n:
+                    if got == count:
                         break
 
         rows = [
-            ("send, pipeline of 100", compare(n, raw_pipe(True), client_pipe, reset, rounds)),
+            ("send, pipeline of 100",
+             compare(n, raw_pipe(True), client_pipe, reset, rounds, turn)),
             ("send, one per round trip",
-             compare(single, raw_single, client_single, reset, rounds)),
-            ("read + ack each (listen)", compare(n, raw_consume, client_consume, fill, rounds)),
+             compare(single, raw_single, client_single, reset, rounds, turn)),
+            ("read + ack each (listen)",
+             compare(n, raw_consume, client_consume, fill, rounds, turn)),
         ]  # fmt: skip
         no_dedup = max(timed(n, raw_pipe(False), reset) for _ in range(rounds))
+        shown = module.relative_to(REPO) if module.is_relative_to(REPO) else module
         print(f"redis-mailbox Python client vs raw redis-py, {n} messages of 256 bytes,")
-        print(f"{rounds} alternating rounds, module {module.relative_to(REPO)}")
+        print(f"{rounds} rounds of alternating turns of {turn} messages, module {shown}")
         print(f"{'':28} {'raw msg/s':>12} {'client msg/s':>13} {'client/raw':>11}")
         for name, (raw_rate, client_rate, ratio) in rows:
             print(f"{name:28} {raw_rate:12,.0f} {client_rate:13,.0f} {ratio:10.2f}x")
