@@ -1,6 +1,7 @@
 """Throughput of the client against raw redis-py ``execute_command``, side by side.
 
     .venv/python/bin/python clients/python/bench/bench.py [--messages 20000] [--module PATH]
+    .venv/python/bin/python clients/python/bench/bench.py --overhead
 
 Starts its own redis-server with the module (the release build when there is one, else the
 debug build; ``--module`` to choose) on a free loopback port, with no persistence, and measures:
@@ -16,6 +17,11 @@ Raw and client take turns within each of ``--rounds`` rounds: ``--turn`` message
 goes first swaps every turn), until each side has done its count, so both meet the same noise of
 a busy machine; a warm-up turn of each side comes first. The table gives the best round's rate of
 each side and the median of the rounds' ratios. A benchmark, not a test: nothing asserts a timing.
+
+``--overhead`` measures instead, without a server, what the client adds to redis-py's own work
+per pipelined and per single send: redis-py packs each command as it would for the socket and
+every command is answered with an id at once. CPU time per message, raw and client in
+alternating turns of 2000 messages (``--turns`` of each), the medians.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
+import redis.client
+from redis.connection import Connection
 
 from redis_mailbox import Mailbox
 
@@ -120,13 +128,120 @@ def compare(
     return max(raws), max(clients), ratios[len(ratios) // 2]
 
 
+# --overhead: redis-py without a server.
+
+CANNED_ID = b"1764680000000-1"
+PACKER: Any = cast(Any, Connection)()  # never connected: it packs commands only
+
+
+class CannedPipeline(redis.client.Pipeline):
+    """A redis-py pipeline whose commands are packed as for the socket, then each answered with
+    ``CANNED_ID``."""
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack = self.command_stack
+        self.command_stack = []
+        PACKER.pack_commands([args for args, _options in stack])
+        return [CANNED_ID] * len(stack)
+
+
+class CannedRedis(redis.Redis):
+    """A ``redis.Redis`` that packs each command and answers it with ``CANNED_ID``."""
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> CannedPipeline:
+        return CannedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        PACKER.pack_command(*args)
+        return CANNED_ID
+
+
+def overhead(turns: int) -> None:
+    """The client's own CPU time per send beside raw redis-py's, with no server."""
+    payload = b"x" * 256
+    box = "{bench}box"
+    r = CannedRedis()
+    mb = Mailbox(CannedRedis())
+    count = 2000
+    rows = [
+        ("send, pipeline of 100", raw_pipe(r, box, payload, True), client_pipe(mb, box, payload)),
+        ("send, one per round trip", raw_single(r, box, payload), client_single(mb, box, payload)),
+    ]
+    print(f"CPU time per message without a server (median of {turns} alternating turns of")
+    print(f"{count} messages each; raw: redis-py execute_command, client: redis_mailbox)")
+    print(f"{'':28} {'raw µs/msg':>12} {'client µs/msg':>14} {'client - raw':>13}")
+    clock = time.process_time
+    for name, raw_fn, client_fn in rows:
+        raw_fn(count)
+        client_fn(count)
+        spent: tuple[list[float], list[float]] = ([], [])
+        for t in range(turns):
+            for side in (t % 2, 1 - t % 2):
+                fn = (raw_fn, client_fn)[side]
+                t0 = clock()
+                fn(count)
+                spent[side].append((clock() - t0) / count * 1e6)
+        extra = [client_us - raw_us for raw_us, client_us in zip(*spent, strict=True)]
+        raw_us, client_us = (sorted(x)[len(x) // 2] for x in spent)
+        print(f"{name:28} {raw_us:12.2f} {client_us:14.2f} {sorted(extra)[len(extra) // 2]:13.2f}")
+
+
+# The workloads: fn(count) does count messages.
+
+
+def raw_pipe(r: redis.Redis, box: str, payload: bytes, dedup: bool) -> Callable[[int], None]:
+    def run(count: int) -> None:
+        for start in range(0, count, BATCH):
+            pipe = r.pipeline(transaction=False)
+            for _ in range(start, min(count, start + BATCH)):
+                extra = ("DEDUP", "b:" + os.urandom(16).hex()) if dedup else ()
+                cast(Any, pipe).execute_command("MAILBOX.SEND", box, payload, *extra)
+            pipe.execute()
+
+    return run
+
+
+def client_pipe(mb: Mailbox, box: str, payload: bytes) -> Callable[[int], None]:
+    def run(count: int) -> None:
+        for start in range(0, count, BATCH):
+            with mb.pipeline() as pipe:
+                for _ in range(start, min(count, start + BATCH)):
+                    pipe.send(box, payload)
+                pipe.execute()
+
+    return run
+
+
+def raw_single(r: redis.Redis, box: str, payload: bytes) -> Callable[[int], None]:
+    def run(count: int) -> None:
+        for _ in range(count):
+            raw(r, "MAILBOX.SEND", box, payload, "DEDUP", "b:" + os.urandom(16).hex())
+
+    return run
+
+
+def client_single(mb: Mailbox, box: str, payload: bytes) -> Callable[[int], None]:
+    def run(count: int) -> None:
+        for _ in range(count):
+            mb.send(box, payload)
+
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--turn", type=int, default=1000, help="messages per turn (a multiple of 100)")
     ap.add_argument("--module", type=Path)
+    ap.add_argument("--overhead", action="store_true", help="the client's own CPU time, no server")
+    ap.add_argument("--turns", type=int, default=41, help="turns of each side with --overhead")
     args = ap.parse_args()
+    if args.overhead:
+        overhead(args.turns)
+        return
     module = args.module
     if module is None:
         release = REPO / "target" / "release" / "libredis_mailbox.so"
@@ -143,38 +258,12 @@ def main() -> None:
         def reset() -> None:
             r.flushall()
 
-        def raw_pipe(dedup: bool) -> Callable[[int], None]:
-            def run(count: int) -> None:
-                for start in range(0, count, BATCH):
-                    pipe = r.pipeline(transaction=False)
-                    for _ in range(start, min(count, start + BATCH)):
-                        extra = ("DEDUP", "b:" + os.urandom(16).hex()) if dedup else ()
-                        cast(Any, pipe).execute_command("MAILBOX.SEND", box, payload, *extra)
-                    pipe.execute()
-
-            return run
-
-        def client_pipe(count: int) -> None:
-            for start in range(0, count, BATCH):
-                with mb.pipeline() as pipe:
-                    for _ in range(start, min(count, start + BATCH)):
-                        pipe.send(box, payload)
-                    pipe.execute()
-
         single = max(1, n // 4)
-
-        def raw_single(count: int) -> None:
-            for _ in range(count):
-                raw(r, "MAILBOX.SEND", box, payload, "DEDUP", "b:" + os.urandom(16).hex())
-
-        def client_single(count: int) -> None:
-            for _ in range(count):
-                mb.send(box, payload)
 
         def fill() -> None:
             # Both sides consume from one mailbox: their counts and the warm-up turns.
             reset()
-            raw_pipe(False)(2 * n + 2 * turn)
+            raw_pipe(r, box, payload, False)(2 * n + 2 * turn)
 
         def raw_consume(count: int) -> None:
             got = 0
@@ -194,13 +283,15 @@ def main() -> None:
 
         rows = [
             ("send, pipeline of 100",
-             compare(n, raw_pipe(True), client_pipe, reset, rounds, turn)),
+             compare(n, raw_pipe(r, box, payload, True), client_pipe(mb, box, payload), reset,
+                     rounds, turn)),
             ("send, one per round trip",
-             compare(single, raw_single, client_single, reset, rounds, turn)),
+             compare(single, raw_single(r, box, payload), client_single(mb, box, payload), reset,
+                     rounds, turn)),
             ("read + ack each (listen)",
              compare(n, raw_consume, client_consume, fill, rounds, turn)),
         ]  # fmt: skip
-        no_dedup = max(timed(n, raw_pipe(False), reset) for _ in range(rounds))
+        no_dedup = max(timed(n, raw_pipe(r, box, payload, False), reset) for _ in range(rounds))
         shown = module.relative_to(REPO) if module.is_relative_to(REPO) else module
         print(f"redis-mailbox Python client vs raw redis-py, {n} messages of 256 bytes,")
         print(f"{rounds} rounds of alternating turns of {turn} messages, module {shown}")
