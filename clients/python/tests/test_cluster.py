@@ -64,6 +64,13 @@ def test_commands_route_across_shards(cluster: list[RedisServer]) -> None:
         assert mb.info(f"{tag}carol").leased == 1
         holders.add(cast(Any, rc).get_node_from_key(f"{tag}bob").port)
     assert len(holders) >= 2, "the namespaces should live on more than one master"
+    plain = {tag: mb.send(f"{tag}bob", b"plain").id for tag in tags}
+    with mb.pipeline() as pipe:
+        for tag in tags:
+            pipe.send(f"{tag}bob", "piped")
+        piped = pipe.execute()
+    for tag, sent in zip(tags, piped, strict=True):
+        assert [m.id for m in mb.peek(f"{tag}bob")] == [plain[tag], sent.id]
     with pytest.raises(InvalidArgument) as e:
         mb.send("bob", "no hash tag")
     assert "needs a hash tag" in e.value.text

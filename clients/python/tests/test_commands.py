@@ -21,7 +21,9 @@ from redis_mailbox import (
     PayloadTooLarge,
     PermissionDenied,
     Presence,
+    ProtocolError,
     QuotaExceeded,
+    Sent,
     Status,
     Subscription,
     WrongType,
@@ -335,3 +337,53 @@ def test_transient_or_refusal() -> None:
     assert not is_transient(rex.AuthenticationError("invalid password"))
     assert not is_transient(rex.NoPermissionError("agent 'e' has no 'read' permission on 'x'"))
     assert not is_transient(rex.ResponseError("mailbox is full (MAXLEN reached)"))
+
+
+def test_sent_outcome_is_the_dataclass() -> None:
+    """A send's result, built without the dataclass __init__, is the same as one built by it."""
+    import dataclasses
+
+    from redis_mailbox._protocol import sent_outcome
+
+    for reply, want in [
+        (b"1-1", Sent(id="1-1", dedup="pyc:k")),
+        ("1-2", Sent(id="1-2", dedup="pyc:k")),
+        (None, Sent(id=None, dedup="pyc:k", queued=True)),
+    ]:
+        got = sent_outcome(reply, "pyc:k")
+        assert type(got) is Sent and got == want and repr(got) == repr(want)
+        assert vars(got) == vars(want) and hash(got) == hash(want)
+        assert dataclasses.asdict(got) == dataclasses.asdict(want)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.id = "2-2"  # type: ignore[misc]
+
+
+def test_parsed_message_is_the_dataclass() -> None:
+    """A message read, built without the dataclass __init__, is the same as one built by it."""
+    import dataclasses
+
+    from redis_mailbox._protocol import parse_dead_letters, parse_message
+
+    fields = [b"from", b"alice", b"to", b"{t}bob", b"ts", b"5", b"priority", b"2",
+              b"payload", b"hi", b"type", b"text/plain", b"meta", b'{"k":1}', b"thread", b"th",
+              b"correlation", b"c", b"reply_to", b"{t}alice", b"via", b"v", b"expires", b"9",
+              b"deliveries", b"3", b"state", b"leased", b"unknown", b"x"]  # fmt: skip
+    want = Message(
+        id="1-1", sender="alice", to="{t}bob", ts=5, priority=2, payload=b"hi",
+        content_type="text/plain", meta={"k": 1}, thread="th", correlation="c",
+        reply_to="{t}alice", via="v", expires=9, deliveries=3, state="leased", mailbox="{t}bob",
+    )  # fmt: skip
+    for entry in ([b"1-1", fields], ["1-1", [f.decode() for f in fields]]):
+        got = parse_message(entry, "{t}bob")
+        assert type(got) is Message and got == want and repr(got) == repr(want)
+        assert vars(got) == vars(want) and list(vars(got)) == list(vars(want))
+        assert dataclasses.replace(got, stale=True) == dataclasses.replace(want, stale=True)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.id = "2-2"  # type: ignore[misc]
+    bare = Message(id="1-2", sender="", to="", ts=0, priority=0, payload=b"")
+    assert vars(parse_message([b"1-2", []])) == vars(bare)
+    dead = parse_dead_letters([[b"1-3", [b"payload", b"p", b"reason", b"ttl", b"dead_at", b"7"]]])
+    assert dead == [DeadLetter(message=dataclasses.replace(bare, id="1-3", payload=b"p"),
+                               reason="ttl", dead_at=7)]  # fmt: skip
+    with pytest.raises(ProtocolError):
+        parse_message([b"1-4", [b"ts", b"soon"]])

@@ -43,6 +43,33 @@ def test_pipeline_results_in_order(r: redis.Redis, server: RedisServer) -> None:
     assert pipe.execute() == []
 
 
+def test_pipeline_sends_of_each_form(r: redis.Redis, server: RedisServer) -> None:
+    mb = Mailbox(server.client())
+    with mb.pipeline() as pipe:
+        pipe.send("{t}bob", b"bytes")
+        pipe.send("{t}bob", "text")
+        pipe.send("{t}bob", {"k": 1})
+        pipe.send("{t}bob", "own key", dedup="mine")
+        pipe.send("{t}bob", "own key again", dedup="mine")
+        sent = pipe.execute()
+    assert all(isinstance(s, Sent) and not s.queued for s in sent)
+    keys = [s.dedup for s in sent[:3]]
+    assert all(k is not None and k.startswith("pyc:") for k in keys) and len(set(keys)) == 3
+    assert sent[3].dedup == "mine" and sent[4].id == sent[3].id
+    msgs = mb.peek("{t}bob")
+    assert [m.payload for m in msgs] == [b"bytes", b"text", b'{"k":1}', b"own key"]
+    assert [m.content_type for m in msgs] == [None, None, "application/json", None]
+    # The key a pipelined send carried deduplicates a send made again with it.
+    assert mb.send("{t}bob", "bytes", dedup=keys[0]).id == sent[0].id
+    assert len(mb.peek("{t}bob")) == 4
+    plain = Mailbox(server.client(), idempotent=False)
+    with plain.pipeline() as pipe:
+        pipe.send("{t}carol", "x")
+        pipe.send("{t}carol", b"x")
+        a, b = pipe.execute()
+    assert a.dedup is None and b.dedup is None and a.id != b.id
+
+
 def test_pipeline_of_sends_goes_to_the_outbox(fresh_server: RedisServer) -> None:
     box = Outbox(":memory:")
     mb = Mailbox(quiet_client(fresh_server.port), retry=RetryPolicy(max_attempts=1), outbox=box)

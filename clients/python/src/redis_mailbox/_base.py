@@ -3,9 +3,10 @@ preparation of sends (DEDUP keys, JSON payloads, sealing)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis.exceptions as rex
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 STORING = frozenset({b"MAILBOX.SEND", b"MAILBOX.PUBLISH", b"MAILBOX.BROADCAST", b"MAILBOX.REPLY"})
+SEND = "MAILBOX.SEND"
+# The DEDUP option and its key go to redis-py as bytes, which it passes through as they are (a
+# str it would encode again for every command). The command name stays a str: redis-py's cluster
+# client routes by it.
+DEDUP = b"DEDUP"
+_urandom = os.urandom
 
 
 class PreparedSend(NamedTuple):
@@ -138,14 +145,18 @@ class _Settings:
         """The arguments of a storing command: payload encoded (and sealed), a DEDUP key."""
         if not opts and public_key is None and group is None:
             # The common case, kept short: a payload and the DEDUP key alone.
-            data, ctype = p.encode_payload(payload, None)
-            key = self._dedup(None)
+            if type(payload) is bytes:
+                data, ctype = payload, None
+            else:
+                data, ctype = p.encode_payload(payload, None)
             plain: tuple[p.Arg, ...] = (command, *head, data)
-            if key is not None:
-                plain += ("DEDUP", key)
+            key = None
+            if self.idempotent:
+                key = p.DEDUP_PREFIX + _urandom(16).hex()
+                plain += (DEDUP, key.encode())
             if ctype is not None:
                 plain += ("TYPE", ctype)
-            return PreparedSend(args=plain, dedup=key)
+            return PreparedSend(plain, key)
         options = dict(opts)
         data, ctype = p.encode_payload(payload, options.pop("content_type", None))
         meta = options.pop("meta", None)
@@ -223,13 +234,38 @@ class ListenerState:
         return self._current
 
 
-class Queued(NamedTuple):
-    """One command of a pipeline: its arguments, how to read its reply, and, for a storing
-    command, the prepared send (what the outbox keeps)."""
+class Batch:
+    """The commands a pipeline collected, side by side: each one's arguments, how to read its
+    reply (a function of the reply and the DEDUP key) and its DEDUP key, as parallel lists,
+    cheaper to fill than an object per command. ``others`` counts the commands that are not
+    sends (acks, nacks): a batch with any cannot go to the outbox."""
 
-    args: tuple[p.Arg, ...]
-    parse: Any
-    prep: PreparedSend | None
+    __slots__ = ("args", "dedups", "others", "parsers")
+
+    def __init__(self) -> None:
+        self.args: list[tuple[p.Arg, ...]] = []
+        self.parsers: list[Callable[[Any, str | None], Any]] = []
+        self.dedups: list[str | None] = []
+        self.others = 0
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+    def results(self, replies: list[Any]) -> list[Any]:
+        """Each reply parsed; a refusal in place as its typed exception (not raised)."""
+        out: list[Any] = []
+        add = out.append
+        error = rex.RedisError
+        for reply, parse, dedup in zip(replies, self.parsers, self.dedups, strict=True):
+            if isinstance(reply, error):
+                add(from_redis(reply))
+            else:
+                add(parse(reply, dedup))
+        return out
+
+
+def _count(reply: Any, dedup: str | None) -> int:
+    return p.parse_int(reply)
 
 
 class PipelineBuffer:
@@ -238,63 +274,71 @@ class PipelineBuffer:
 
     def __init__(self, settings: _Settings) -> None:
         self._settings = settings
-        self._queued: list[Queued] = []
+        self._batch = Batch()
 
     def __len__(self) -> int:
-        return len(self._queued)
+        return len(self._batch.args)
 
-    def _storing(self, command: str, target: str, payload: p.Payload, group: str | None,
-                 opts: Mapping[str, Any], outcome: Any) -> None:  # fmt: skip
-        prep = self._settings._prepare(command, (target,), payload, group=group, opts=opts)
-        self._queued.append(Queued(prep.args, lambda r: outcome(r, prep.dedup), prep))
+    def _storing(self, prep: PreparedSend, outcome: Callable[[Any, str | None], Any]) -> None:
+        batch = self._batch
+        batch.args.append(prep.args)
+        batch.parsers.append(outcome)
+        batch.dedups.append(prep.dedup)
 
     def send(self, mailbox: str, payload: p.Payload, **opts: Unpack[p.SendOptions]) -> None:
         """Queue a ``MAILBOX.SEND`` (no sealing in a pipeline); its result is a ``Sent``."""
-        self._storing("MAILBOX.SEND", mailbox, payload, None, opts, p.sent_outcome)
+        settings = self._settings
+        if type(payload) is bytes and not opts and settings.idempotent:
+            data = payload
+        elif type(payload) is str and not opts and settings.idempotent:
+            data = payload.encode("utf-8")
+        else:
+            self._storing(settings._prepare(SEND, (mailbox,), payload, opts=opts), p.sent_outcome)
+            return
+        # The common case, without the general preparation: bytes or text and a DEDUP key.
+        key = p.DEDUP_PREFIX + _urandom(16).hex()
+        batch = self._batch
+        batch.args.append((SEND, mailbox, data, DEDUP, key.encode()))
+        batch.parsers.append(p.sent_outcome)
+        batch.dedups.append(key)
 
     def publish(
         self, topic: str, payload: p.Payload, *, group: str | None = None,
         **opts: Unpack[p.SendOptions],
     ) -> None:  # fmt: skip
         """Queue a ``MAILBOX.PUBLISH``; its result is a ``Published``."""
-        self._storing("MAILBOX.PUBLISH", topic, payload, group, opts, p.published_outcome)
+        prep = self._settings._prepare("MAILBOX.PUBLISH", (topic,), payload, group=group, opts=opts)
+        self._storing(prep, p.published_outcome)
+
+    def _other(self, call: p.Call[int]) -> None:
+        batch = self._batch
+        batch.args.append(call.args)
+        batch.parsers.append(_count)
+        batch.dedups.append(None)
+        batch.others += 1
 
     def ack(self, mailbox: str, *ids: str) -> None:
         """Queue a ``MAILBOX.ACK``; its result is the count."""
-        call = p.ack(mailbox, ids)
-        self._queued.append(Queued(call.args, call.parse, None))
+        self._other(p.ack(mailbox, ids))
 
     def nack(self, mailbox: str, *ids: str, delay: int | None = None) -> None:
         """Queue a ``MAILBOX.NACK``; its result is the count."""
-        call = p.nack(mailbox, ids, delay=delay)
-        self._queued.append(Queued(call.args, call.parse, None))
+        self._other(p.nack(mailbox, ids, delay=delay))
 
-    def _take(self) -> list[Queued]:
-        out, self._queued = self._queued, []
+    def _take(self) -> Batch:
+        out, self._batch = self._batch, Batch()
         return out
 
-    def _outboxed(self, queued: list[Queued], err: Exception) -> list[Any]:
+    def _outboxed(self, batch: Batch, err: Exception) -> list[Any]:
         """Every command of the pipeline into the outbox, when they are all sends; else raise."""
         ob = self._settings.outbox
-        if ob is None or any(q.prep is None for q in queued):
+        if ob is None or batch.others:
             raise err
         results = []
-        for q in queued:
-            assert q.prep is not None
-            ob.put(q.prep.args, q.prep.dedup)
-            results.append(q.parse(None))
+        for args, parse, dedup in zip(batch.args, batch.parsers, batch.dedups, strict=True):
+            ob.put(args, dedup)
+            results.append(parse(None, dedup))
         return results
-
-
-def pipeline_results(queued: list[Queued], replies: list[Any]) -> list[Any]:
-    """Each reply parsed; a refusal in place as its typed exception (not raised)."""
-    out: list[Any] = []
-    for q, reply in zip(queued, replies, strict=True):
-        if isinstance(reply, rex.RedisError):
-            out.append(from_redis(reply))
-        else:
-            out.append(q.parse(reply))
-    return out
 
 
 def first_transient(replies: list[Any]) -> rex.RedisError | None:

@@ -33,6 +33,7 @@ Payload = bytes | str | Mapping[str, Any] | Sequence[Any]
 
 JSON_TYPE = "application/json"
 DEDUP_PREFIX = "pyc:"
+_new = object.__new__
 
 
 class ReplyOptions(TypedDict, total=False):
@@ -99,6 +100,11 @@ def _b(v: Any) -> bytes:
 
 
 def _i(v: Any) -> int:
+    if type(v) is bytes:  # the usual case, first
+        try:
+            return int(v.decode("utf-8", "replace"))
+        except ValueError as e:
+            raise ProtocolError(f"expected an integer in a reply, got {v!r}") from e
     if isinstance(v, bool):
         return int(v)
     if isinstance(v, int):
@@ -180,10 +186,6 @@ def _fields(raw: Any) -> dict[str, Any]:
     return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in items}
 
 
-def _opt_s(v: Any) -> str | None:
-    return None if v is None else _s(v)
-
-
 def _parse_entry(entry: Any, mailbox: str | None) -> tuple[Message, str | None, int | None]:
     if not isinstance(entry, (list, tuple)) or len(entry) != 2:
         raise ProtocolError(f"expected [id, fields], got {entry!r}")
@@ -198,27 +200,34 @@ def _parse_entry(entry: Any, mailbox: str | None) -> tuple[Message, str | None, 
             raise ProtocolError(f"META of {_s(entry[0])} is not JSON") from e
         if isinstance(loaded, dict):
             meta = loaded
-    expires = get("expires")
-    dead_at = get("dead_at")
-    msg = Message(
+    # Optional fields are mostly absent: None is checked here rather than in a call each.
+    ctype, thread, correlation = get("type"), get("thread"), get("correlation")
+    reply_to, via, state = get("reply_to"), get("via"), get("state")
+    expires, reason, dead_at = get("expires"), get("reason"), get("dead_at")
+    # Filled in directly, one per message read: the same instance the frozen dataclass's
+    # __init__ makes with an object.__setattr__ call per field (all 18 are set).
+    msg = _new(Message)
+    msg.__dict__.update(
         id=_s(entry[0]),
         sender=_s(get("from", b"")),
         to=_s(get("to", b"")),
         ts=_i(get("ts", 0)),
         priority=_i(get("priority", 0)),
         payload=_b(get("payload", b"")),
-        content_type=_opt_s(get("type")),
+        content_type=None if ctype is None else _s(ctype),
         meta=meta,
-        thread=_opt_s(get("thread")),
-        correlation=_opt_s(get("correlation")),
-        reply_to=_opt_s(get("reply_to")),
-        via=_opt_s(get("via")),
+        thread=None if thread is None else _s(thread),
+        correlation=None if correlation is None else _s(correlation),
+        reply_to=None if reply_to is None else _s(reply_to),
+        via=None if via is None else _s(via),
         expires=None if expires is None else _i(expires),
         deliveries=_i(get("deliveries", 0)),
-        state=_opt_s(get("state")),
+        state=None if state is None else _s(state),
         mailbox=mailbox,
+        sealed_by=None,
+        stale=False,
     )
-    return msg, _opt_s(get("reason")), None if dead_at is None else _i(dead_at)
+    return msg, None if reason is None else _s(reason), None if dead_at is None else _i(dead_at)
 
 
 def parse_messages(reply: Any, mailbox: str | None = None) -> list[Message]:
@@ -541,6 +550,12 @@ def stats() -> Call[dict[str, int]]:
 
 def sent_outcome(reply: Any, dedup: str | None) -> Sent:
     """The reply of SEND or REPLY; None when the message went to the outbox."""
+    if type(reply) is bytes:
+        # The usual reply, one per send: the Sent is filled in directly, the same instance its
+        # frozen dataclass __init__ makes with an object.__setattr__ call per field.
+        sent = _new(Sent)
+        sent.__dict__.update(id=reply.decode("utf-8", "replace"), dedup=dedup, queued=False)
+        return sent
     if reply is None:
         return Sent(id=None, dedup=dedup, queued=True)
     return Sent(id=parse_id(reply), dedup=dedup)

@@ -19,7 +19,6 @@ from ._base import (
     _Settings,
     first_transient,
     is_storing,
-    pipeline_results,
     reply_target,
 )
 from .crypto import keys_hash, open_message
@@ -584,17 +583,17 @@ class Pipeline(PipelineBuffer):
         self._mb = mb
 
     def execute(self) -> list[Any]:
-        queued = self._take()
-        if not queued:
+        batch = self._take()
+        if not batch:
             return []
         mb = self._mb
         if mb.outbox is not None and len(mb.outbox) > 0 and mb.flush_outbox() > 0:
-            return self._outboxed(queued, Unavailable("the outbox still holds unsent messages"))
+            return self._outboxed(batch, Unavailable("the outbox still holds unsent messages"))
         try:
-            replies = mb._execute_many([q.args for q in queued])
+            replies = mb._execute_many(batch.args)
         except Unavailable as e:
-            return self._outboxed(queued, e)
-        return pipeline_results(queued, replies)
+            return self._outboxed(batch, e)
+        return batch.results(replies)
 
     def __enter__(self) -> Pipeline:
         return self
