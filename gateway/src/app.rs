@@ -13,7 +13,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
 
-use crate::auth::{FailedAuthLimit, TokenCache};
+use crate::auth::{FailedAuthLimit, TokenCache, TrustedProxies};
 use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, ApiResult};
@@ -44,6 +44,8 @@ pub struct App {
 pub struct AuthGuard {
     pub cache: Arc<TokenCache>,
     pub failed: Option<FailedAuthLimit>,
+    /// Whose `X-Forwarded-For` names the client for `failed`.
+    pub proxies: TrustedProxies,
 }
 
 pub type AppState = Arc<App>;
@@ -114,7 +116,10 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
+            let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+            app.auth.proxies.client(c.0.ip(), forwarded)
+        });
         authenticate_from(app, &bearer(parts)?, peer).await
     }
 }

@@ -202,6 +202,97 @@ impl FailedAuthLimit {
     }
 }
 
+/// Proxies in front of the gateway (`--trusted-proxy`) whose `X-Forwarded-For` is believed:
+/// the address a request counts as coming from (for the limit on failed lookups) is then the
+/// last one in that header that is not itself a trusted proxy. A request from anywhere else is
+/// counted by its own address, whatever its headers say, so a client cannot pick the address
+/// its failures are counted against.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// From `ADDRESS` or `ADDRESS/PREFIX` items (`10.0.0.0/8`, `::1`).
+    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in items {
+            let item = item.as_ref().trim();
+            let (addr, prefix) = match item.split_once('/') {
+                Some((addr, prefix)) => (addr, Some(prefix)),
+                None => (item, None),
+            };
+            let addr: IpAddr =
+                addr.parse().map_err(|_| format!("--trusted-proxy {item}: not an IP address"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                None => max,
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&p| p <= max)
+                    .ok_or_else(|| format!("--trusted-proxy {item}: the prefix must be 0 to {max}"))?,
+            };
+            nets.push((addr, prefix));
+        }
+        Ok(TrustedProxies(nets))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|&(net, prefix)| match (canonical(net), ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net).into(), prefix, 32) == masked(u32::from(ip).into(), prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), prefix, 128) == masked(u128::from(ip), prefix, 128)
+            }
+            _ => false,
+        })
+    }
+
+    /// The address a request from `peer` with these `X-Forwarded-For` values counts as.
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    ) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        // Right to left: each hop was added by the proxy it reached; stop at the first
+        // address no trusted proxy vouches for (or at one that does not parse).
+        for hop in forwarded_for.rev().flat_map(|v| v.rsplit(',')) {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.contains(ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        client
+    }
+}
+
+/// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`, as a dual-stack socket reports it) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn masked(bits: u128, prefix: u8, width: u32) -> u128 {
+    let keep = u32::from(prefix).min(width);
+    if keep == 0 {
+        0
+    } else {
+        bits >> (width - keep)
+    }
+}
+
 fn whole_seconds(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
@@ -210,6 +301,34 @@ fn whole_seconds(d: Duration) -> u64 {
 mod tests {
     use super::*;
     use crate::tokens::Scopes;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8", "::1"]).unwrap();
+        assert!(proxies.contains(ip("10.1.2.3")) && proxies.contains(ip("::ffff:10.9.9.9")));
+        assert!(!proxies.contains(ip("11.0.0.1")) && !proxies.contains(ip("::2")));
+        // A client that is not a trusted proxy cannot choose its address.
+        assert_eq!(proxies.client(ip("192.0.2.7"), ["203.0.113.9"].into_iter()), ip("192.0.2.7"));
+        // Behind the proxy: the last hop no trusted proxy added, whatever came before it.
+        assert_eq!(proxies.client(ip("10.0.0.1"), ["1.1.1.1, 203.0.113.9"].into_iter()), ip("203.0.113.9"));
+        assert_eq!(
+            proxies.client(ip("10.0.0.1"), ["1.1.1.1", "203.0.113.9, 10.0.0.2"].into_iter()),
+            ip("203.0.113.9")
+        );
+        // No header, or one that does not parse: the proxy's own address.
+        assert_eq!(proxies.client(ip("10.0.0.1"), std::iter::empty()), ip("10.0.0.1"));
+        assert_eq!(proxies.client(ip("10.0.0.1"), ["garbage"].into_iter()), ip("10.0.0.1"));
+        assert_eq!(proxies.client(ip("::1"), ["10.0.0.5, 2001:db8::1"].into_iter()), ip("2001:db8::1"));
+        // No proxies configured: nobody's header is believed.
+        assert_eq!(TrustedProxies::default().client(ip("10.0.0.1"), ["1.2.3.4"].into_iter()), ip("10.0.0.1"));
+        assert!(TrustedProxies::parse(&["10.0.0.0/33"]).is_err());
+        assert!(TrustedProxies::parse(&["proxy.local"]).is_err());
+        assert!(TrustedProxies::parse(&["0.0.0.0/0"]).unwrap().contains(ip("8.8.8.8")));
+    }
 
     fn record(hash: &str) -> TokenRecord {
         TokenRecord {

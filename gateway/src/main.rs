@@ -109,6 +109,12 @@ struct ServeArgs {
     /// Burst of the failed-lookup limit.
     #[arg(long, default_value_t = 20)]
     auth_fail_burst: u32,
+    /// A proxy in front of the gateway (ADDRESS or ADDRESS/PREFIX; repeat for more): for
+    /// requests from it, the failed-lookup limit counts the client named by
+    /// `X-Forwarded-For` (the last address there that is not a trusted proxy). Without it,
+    /// `X-Forwarded-For` is ignored.
+    #[arg(long = "trusted-proxy", value_name = "ADDRESS[/PREFIX]")]
+    trusted_proxies: Vec<String>,
     /// How long a token record is kept in memory, in milliseconds (0: look every token up
     /// in Redis on every request). A revocation reaches every gateway at once regardless.
     #[arg(long, default_value_t = 10_000)]
@@ -464,6 +470,7 @@ struct AuthArgs {
     burst: u32,
     fail_rate: u32,
     fail_burst: u32,
+    proxies: auth::TrustedProxies,
     cache: Duration,
     cache_size: usize,
 }
@@ -484,6 +491,7 @@ fn build_app(
     let guard = app::AuthGuard {
         cache: Arc::new(auth::TokenCache::new(auth.cache, auth.cache_size)),
         failed: auth::FailedAuthLimit::new(auth.fail_rate, auth.fail_burst),
+        proxies: auth.proxies,
     };
     let app = App::new(backend, metrics, settings, auth.rate, auth.burst, guard);
     tokio::spawn(app.backend.clone().supervise());
@@ -511,6 +519,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         burst: args.rate_burst,
         fail_rate: args.auth_fail_rate,
         fail_burst: args.auth_fail_burst,
+        proxies: auth::TrustedProxies::parse(&args.trusted_proxies)?,
         cache: Duration::from_millis(args.token_cache_ms),
         cache_size: args.token_cache_size,
     };
@@ -561,6 +570,7 @@ async fn mcp_stdio(args: McpArgs) -> Result<(), String> {
         burst: 0,
         fail_rate: 0,
         fail_burst: 0,
+        proxies: auth::TrustedProxies::default(),
         cache: Duration::from_secs(10),
         cache_size: 16,
     };

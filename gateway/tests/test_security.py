@@ -144,6 +144,44 @@ def test_unknown_tokens_are_rate_limited_per_address(redis, tmp_path):
         g.stop()
 
 
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(redis, tmp_path):
+    from conftest import Gateway
+
+    def guesses(c: httpx.Client, n: int, forwarded: str) -> list[int]:
+        return [
+            c.get("/v1/me", headers={"Authorization": f"Bearer mbx_guess{i}", "X-Forwarded-For": forwarded}).status_code
+            for i in range(n)
+        ]
+
+    # Not a trusted proxy: the header changes nothing, the connection's address is counted.
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "proxied").mkdir()
+    g = Gateway(redis, tmp_path / "plain", "--auth-fail-rate", "1", "--auth-fail-burst", "3")
+    g.start()
+    try:
+        with httpx.Client(base_url=g.url, timeout=DEADLINE) as c:
+            assert guesses(c, 3, "203.0.113.1") == [401] * 3
+            assert guesses(c, 2, "203.0.113.2") == [429] * 2
+    finally:
+        g.stop()
+
+    # Behind a trusted proxy: each client named by the header has its own budget, and a client
+    # cannot escape its own by writing addresses to the left of what the proxy appended.
+    g = Gateway(redis, tmp_path / "proxied", "--auth-fail-rate", "1", "--auth-fail-burst", "3",
+                "--trusted-proxy", "127.0.0.0/8")
+    g.start()
+    try:
+        with httpx.Client(base_url=g.url, timeout=DEADLINE) as c:
+            assert guesses(c, 5, "203.0.113.1") == [401] * 3 + [429] * 2
+            assert guesses(c, 3, "203.0.113.2") == [401] * 3
+            assert guesses(c, 2, "198.51.100.9, 203.0.113.1") == [429] * 2
+            good = g.token("alice")
+            r = c.get("/v1/me", headers={"Authorization": f"Bearer {good}", "X-Forwarded-For": "203.0.113.3"})
+            assert r.status_code == 200
+    finally:
+        g.stop()
+
+
 def test_an_expired_token_fails(gateway):
     token = gateway.token("carol", "--ttl", "1s")
     with gateway.client(token) as c:
