@@ -2,8 +2,9 @@
 MAILBOX.READ ... BLOCK on Redis directly.
 
 What is timed, the same way on both sides: from just before the sender writes MAILBOX.SEND to
-the moment the reader's recv() has returned the last byte of the delivery (the whole RESP reply
-on the direct side, the whole WebSocket frame on the gateway side). Both readers are plain
+the moment the reader's recv() returned the last byte of the delivery (the whole RESP reply on
+the direct side, the whole WebSocket frame on the gateway side), read from the clock right after
+each recv(), before the bytes are looked at. Both readers are plain
 blocking sockets read on the measuring thread, so no thread handoff is timed on either side;
 the WebSocket handshake, and the frames once the clock has stopped, go through websockets'
 sans-I/O protocol. Parsing a delivery (RESP, JSON) happens after the clock stops, on both sides.
@@ -123,15 +124,17 @@ class Direct:
     def arm(self) -> None:
         self.s.sendall(resp("MAILBOX.READ", self.mailbox, "COUNT", "16", "BLOCK", "0"))
 
-    def wait(self) -> bytes:
-        """Returns the whole reply; the clock stops as soon as it is all there."""
+    def wait(self) -> tuple[bytes, float]:
+        """Returns the whole reply and the time its last byte was read."""
+        at = time.perf_counter()
         while (end := resp_end(self.buf)) < 0:
             chunk = self.s.recv(65536)
+            at = time.perf_counter()
             if not chunk:
                 raise RuntimeError("redis closed the connection")
             self.buf += chunk
         out, self.buf = self.buf[:end], self.buf[end:]
-        return out
+        return out, at
 
     def settle(self, reply: bytes) -> None:
         value, _ = resp_parse(reply)
@@ -177,15 +180,17 @@ class Ws:
         self.proto.send_text(json.dumps(frame).encode())
         self.flush()
 
-    def wait(self) -> bytes:
-        """Returns the bytes of one whole frame; the clock stops as soon as they are all there."""
+    def wait(self) -> tuple[bytes, float]:
+        """Returns the bytes of one whole frame and the time its last byte was read."""
+        at = time.perf_counter()
         while (end := ws_frame_end(self.buf)) < 0:
             chunk = self.s.recv(65536)
+            at = time.perf_counter()
             if not chunk:
                 raise RuntimeError("the gateway closed the connection")
             self.buf += chunk
         out, self.buf = self.buf[:end], self.buf[end:]
-        return out
+        return out, at
 
     def decode(self, raw: bytes) -> dict[str, object]:
         self.proto.receive_data(raw)
@@ -196,7 +201,7 @@ class Ws:
         return out
 
     def frame(self) -> dict[str, object]:
-        return self.decode(self.wait())
+        return self.decode(self.wait()[0])
 
     def settle(self, raw: bytes) -> None:
         frame = self.decode(raw)
@@ -227,8 +232,8 @@ def sample(sender: Sender, reader: Direct | Ws, mailbox: str) -> float:
     time.sleep(SETTLE_S)
     t0 = time.perf_counter()
     sender.send(mailbox)
-    raw = reader.wait()
-    elapsed = time.perf_counter() - t0
+    raw, t1 = reader.wait()
+    elapsed = t1 - t0
     sender.reply()
     reader.settle(raw)
     return elapsed
