@@ -511,6 +511,10 @@ impl Backend {
 
     /// A connection of its own for a real-time stream's reads of `key`, with its client id so
     /// that a blocked read can be woken ([`Backend::unblock`]) when the stream goes away.
+    ///
+    /// A plain connection, not a multiplexed one: the stream's reader task writes the command
+    /// and reads the reply itself, where a multiplexed connection reads replies in a task of its
+    /// own and hands each one over, a wake-up more between Redis and the client.
     pub async fn dedicated(&self, key: &str) -> Result<Dedicated, CallError> {
         self.fail_fast()?;
         let permit = match self.blocking_slots.clone().try_acquire_owned() {
@@ -518,10 +522,20 @@ impl Backend {
             Err(_) => return Err(CallError::Unavailable("too many blocking reads in progress".to_string())),
         };
         let (addr, client) = self.node_for(key.as_bytes())?;
-        let mut conn = self.open_dedicated(&client).await?;
+        // The plain connection is deprecated in favour of the multiplexed one, for its
+        // sharing; a stream's connection is never shared.
+        #[allow(deprecated)]
+        let mut conn = match tokio::time::timeout(self.timeout, client.get_async_connection()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(self.classify(e)),
+            Err(_) => {
+                self.trip("connect timed out".to_string());
+                return Err(CallError::Unavailable("connect timed out".to_string()));
+            }
+        };
         let id = match tokio::time::timeout(
             self.timeout,
-            conn.send_packed_command(&redis::cmd("CLIENT").arg("ID").clone()),
+            conn.req_packed_command(&redis::cmd("CLIENT").arg("ID").clone()),
         )
         .await
         {
@@ -541,7 +555,7 @@ impl Backend {
         block: Duration,
     ) -> Result<Value, CallError> {
         self.fail_fast()?;
-        let result = tokio::time::timeout(block + self.timeout, d.conn.send_packed_command(cmd))
+        let result = tokio::time::timeout(block + self.timeout, d.conn.req_packed_command(cmd))
             .await
             .map(|r| r.and_then(Value::extract_error));
         match result {
@@ -653,7 +667,8 @@ impl Shared {
 
 /// A stream's own connection (see [`Backend::dedicated`]).
 pub struct Dedicated {
-    conn: MultiplexedConnection,
+    #[allow(deprecated)]
+    conn: redis::aio::Connection,
     pub id: i64,
     /// Its node on a cluster (`host:port`), for `CLIENT UNBLOCK`.
     pub addr: String,

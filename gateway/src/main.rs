@@ -132,6 +132,10 @@ struct ServeArgs {
     /// How long a client may take to send a request's headers, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     header_timeout_ms: u64,
+    /// Worker threads of the async runtime (default: one per core). Fewer threads than cores
+    /// leave the rest to Redis on a shared machine, and hand fewer wake-ups between threads.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Blocking reads (long-polls and streams) in progress at once, each on its own connection.
     #[arg(long, default_value_t = 512)]
     max_blocking: usize,
@@ -599,7 +603,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(ServeArgs { workers: Some(n), .. }) = &cli.command {
+        builder.worker_threads(usize::from(*n));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mailbox-gateway: {e}");

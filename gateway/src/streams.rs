@@ -15,8 +15,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::Stream;
-use serde::Deserialize;
+use futures_util::stream::{SplitSink, Stream};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot::{self, error::TryRecvError};
@@ -38,22 +39,100 @@ enum Item {
 /// Ids handed to a stream and not yet acked over it.
 type Held = Arc<Mutex<HashSet<String>>>;
 
-/// Reads `mailbox` for `agent` until the stream's receiver goes away or `stop`'s sender is
-/// dropped, then puts back whatever it handed out that was not acked. It hands each message
-/// straight to the stream's channel (no task in between: each hop is a wake-up on the way).
+/// The sending half of a WebSocket, shared by its session (answers to the client's frames) and
+/// its readers (messages), each writing and flushing its own frames at once.
+#[derive(Clone)]
+struct WsWriter(Arc<tokio::sync::Mutex<SplitSink<WebSocket, WsMessage>>>);
+
+impl WsWriter {
+    /// Writes one text frame; false once the socket is gone.
+    async fn send(&self, text: String) -> bool {
+        self.0.lock().await.send(WsMessage::Text(text.into())).await.is_ok()
+    }
+}
+
+/// Where a reader hands what it reads.
+enum Outlet {
+    /// An SSE stream's channel, which the response body drains.
+    Channel(mpsc::Sender<Item>),
+    /// A WebSocket: the reader writes each frame itself, from the task that received the
+    /// reply (each hop between tasks is a wake-up on the way to the client).
+    Socket(WsWriter, prometheus::IntCounter),
+}
+
+impl Outlet {
+    fn is_closed(&self) -> bool {
+        match self {
+            Outlet::Channel(tx) => tx.is_closed(),
+            // A WebSocket's readers are stopped by their session (see `Subscription`).
+            Outlet::Socket(..) => false,
+        }
+    }
+
+    async fn closed(&self) {
+        match self {
+            Outlet::Channel(tx) => tx.closed().await,
+            Outlet::Socket(..) => std::future::pending().await,
+        }
+    }
+
+    /// Hands on one message; false once the stream is gone.
+    async fn message(&self, mailbox: &str, m: Message) -> bool {
+        match self {
+            Outlet::Channel(tx) => tx.send(Item::Message(mailbox.to_string(), Box::new(m))).await.is_ok(),
+            Outlet::Socket(w, delivered) => {
+                let frame = MessageFrame { kind: "message", mailbox, message: &m };
+                let Ok(text) = serde_json::to_string(&frame) else {
+                    return false;
+                };
+                let sent = w.send(text).await;
+                if sent {
+                    delivered.inc();
+                }
+                sent
+            }
+        }
+    }
+
+    async fn error(&self, mailbox: &str, e: crate::problem::ApiError) {
+        match self {
+            Outlet::Channel(tx) => {
+                let _ = tx.send(Item::Error(mailbox.to_string(), e)).await;
+            }
+            Outlet::Socket(w, _) => {
+                let frame = json!({"type": "error", "mailbox": mailbox, "status": e.status.as_u16(), "detail": e.detail});
+                let _ = w.send(frame.to_string()).await;
+            }
+        }
+    }
+}
+
+/// A delivery as the streams write it: `{"mailbox", "message"}` in an SSE event's data, with
+/// `"type": "message"` on a WebSocket. Serialised straight from the message, with no JSON
+/// tree built in between.
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type", skip_serializing_if = "str::is_empty")]
+    kind: &'static str,
+    mailbox: &'a str,
+    message: &'a Message,
+}
+
+/// Reads `mailbox` for `agent` until the stream goes away or `stop`'s sender is dropped, then
+/// puts back whatever it handed out that was not acked.
 async fn reader(
     app: AppState,
     agent: String,
     mailbox: String,
     lease_ms: Option<u64>,
-    tx: mpsc::Sender<Item>,
+    out: Outlet,
     held: Held,
     mut stop: oneshot::Receiver<()>,
 ) {
     let block = app.settings.stream_block;
     let mut conn: Option<Dedicated> = None;
     let stopped = |stop: &mut oneshot::Receiver<()>| !matches!(stop.try_recv(), Err(TryRecvError::Empty));
-    while !tx.is_closed() && !stopped(&mut stop) {
+    while !out.is_closed() && !stopped(&mut stop) {
         let d = match conn.as_mut() {
             Some(d) => d,
             None => match app.backend.dedicated(&mailbox).await {
@@ -62,7 +141,7 @@ async fn reader(
                     // Redis is down: wait for the circuit to close, keep the stream.
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                        _ = tx.closed() => break,
+                        _ = out.closed() => break,
                         _ = &mut stop => break,
                     }
                 }
@@ -81,7 +160,7 @@ async fn reader(
             tokio::pin!(read);
             let gone = async {
                 tokio::select! {
-                    _ = tx.closed() => {},
+                    _ = out.closed() => {},
                     _ = &mut stop => {},
                 }
             };
@@ -100,7 +179,7 @@ async fn reader(
                 let msgs = match reply::messages(&v, "MAILBOX.READ") {
                     Ok(m) => m,
                     Err(e) => {
-                        let _ = tx.send(Item::Error(mailbox.clone(), e)).await;
+                        out.error(&mailbox, e).await;
                         break;
                     }
                 };
@@ -109,7 +188,7 @@ async fn reader(
                     if let Ok(mut h) = held.lock() {
                         h.insert(m.id.clone());
                     }
-                    if gone || tx.send(Item::Message(mailbox.clone(), Box::new(m))).await.is_err() {
+                    if gone || !out.message(&mailbox, m).await {
                         gone = true;
                     }
                 }
@@ -119,7 +198,7 @@ async fn reader(
             }
             Err(CallError::Unavailable(_)) => conn = None,
             Err(e) => {
-                let _ = tx.send(Item::Error(mailbox.clone(), e.into())).await;
+                out.error(&mailbox, e.into()).await;
                 break;
             }
         }
@@ -136,8 +215,8 @@ async fn release(app: &App, agent: &str, mailbox: &str, held: &Held) {
     }
 }
 
-fn event_json(mailbox: &str, m: &Message) -> serde_json::Value {
-    json!({"mailbox": mailbox, "message": m})
+fn event_json(mailbox: &str, m: &Message) -> String {
+    serde_json::to_string(&MessageFrame { kind: "", mailbox, message: m }).unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -192,7 +271,15 @@ pub async fn events(
     // The stream keeps `_stop` and so ends the reader when it is dropped, as it does by
     // dropping the receiver.
     let (_stop, stop) = oneshot::channel::<()>();
-    tokio::spawn(reader(app.clone(), agent.name().to_string(), name.clone(), q.lease_ms, tx, held, stop));
+    tokio::spawn(reader(
+        app.clone(),
+        agent.name().to_string(),
+        name.clone(),
+        q.lease_ms,
+        Outlet::Channel(tx),
+        held,
+        stop,
+    ));
     let gauge = StreamGauge::new(&app, "sse");
     let counter = app.metrics.delivered.with_label_values(&["sse"]);
     // The stream owns the reader's receiver: when the client goes, the body is
@@ -203,7 +290,7 @@ pub async fn events(
             let event = match rx.recv().await? {
                 Item::Message(mb, m) => {
                     counter.inc();
-                    Event::default().event("message").id(m.id.clone()).data(event_json(&mb, &m).to_string())
+                    Event::default().event("message").id(m.id.clone()).data(event_json(&mb, &m))
                 }
                 Item::Error(mb, e) => Event::default().event("error").data(
                     json!({"mailbox": mb, "status": e.status.as_u16(), "detail": e.detail}).to_string(),
@@ -291,78 +378,73 @@ struct Subscription {
     _stop: oneshot::Sender<()>,
 }
 
-async fn ws_session(app: AppState, agent: Agent, mut socket: WebSocket) {
+async fn ws_session(app: AppState, agent: Agent, socket: WebSocket) {
     let _gauge = StreamGauge::new(&app, "ws");
-    let counter = app.metrics.delivered.with_label_values(&["ws"]);
-    let (tx, mut rx) = mpsc::channel::<Item>(64);
+    let delivered = app.metrics.delivered.with_label_values(&["ws"]);
+    let (sink, mut frames) = socket.split();
+    let writer = WsWriter(Arc::new(tokio::sync::Mutex::new(sink)));
     let mut subs: std::collections::HashMap<String, Subscription> = Default::default();
-    loop {
-        tokio::select! {
-            frame = socket.recv() => {
-                let text = match frame {
-                    Some(Ok(WsMessage::Text(t))) => t.to_string(),
-                    Some(Ok(WsMessage::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                };
-                let answer = handle_frame(&app, &agent, &text, &tx, &mut subs).await;
-                if socket.send(WsMessage::Text(answer.to_string().into())).await.is_err() {
-                    break;
-                }
-            }
-            Some(item) = rx.recv() => {
-                let out = match item {
-                    Item::Message(mb, m) => {
-                        counter.inc();
-                        json!({"type": "message", "mailbox": mb, "message": m})
-                    }
-                    Item::Error(mb, e) => json!({"type": "error", "mailbox": mb, "status": e.status.as_u16(), "detail": e.detail}),
-                };
-                if socket.send(WsMessage::Text(out.to_string().into())).await.is_err() {
-                    break;
-                }
+    while let Some(frame) = frames.next().await {
+        let text = match frame {
+            Ok(WsMessage::Text(t)) => t.to_string(),
+            Ok(WsMessage::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
+            Ok(WsMessage::Close(_)) | Err(_) => break,
+        };
+        let answered = handle_frame(&app, &agent, &text, &writer, &delivered, &mut subs).await;
+        if let Some(answer) = answered {
+            if !writer.send(answer.to_string()).await {
+                break;
             }
         }
     }
-    // Dropping every per-mailbox sender closes the readers, which put back what was not acked.
+    // Dropping every subscription stops its reader, which puts back what was not acked.
     drop(subs);
-    drop(rx);
 }
 
+/// Handles one frame of the client; returns the answer to write, or None when it has
+/// written it already.
 async fn handle_frame(
     app: &AppState,
     agent: &Agent,
     text: &str,
-    tx: &mpsc::Sender<Item>,
+    writer: &WsWriter,
+    delivered: &prometheus::IntCounter,
     subs: &mut std::collections::HashMap<String, Subscription>,
-) -> serde_json::Value {
+) -> Option<serde_json::Value> {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
-        Err(e) => return json!({"type": "error", "status": 400, "detail": format!("bad frame: {e}")}),
+        Err(e) => return Some(json!({"type": "error", "status": 400, "detail": format!("bad frame: {e}")})),
     };
     let fail = |e: crate::problem::ApiError, r: &Option<serde_json::Value>| json!({"type": "error", "status": e.status.as_u16(), "detail": e.detail, "ref": r});
-    match frame {
+    Some(match frame {
         ClientFrame::Subscribe { mailbox, lease_ms, reference } => {
             if let Err(e) = require_read(app, agent.name(), &mailbox).await {
-                return fail(e, &reference);
+                return Some(fail(e, &reference));
             }
-            if !subs.contains_key(&mailbox) {
-                // The reader hands its messages straight to the socket's channel; dropping
-                // the subscription (unsubscribing) drops `stop`'s sender, which ends it.
-                let held: Held = Arc::default();
-                let (stop_tx, stop) = oneshot::channel::<()>();
-                tokio::spawn(reader(
-                    app.clone(),
-                    agent.name().to_string(),
-                    mailbox.clone(),
-                    lease_ms,
-                    tx.clone(),
-                    held.clone(),
-                    stop,
-                ));
-                subs.insert(mailbox.clone(), Subscription { held, _stop: stop_tx });
+            let answer = json!({"type": "subscribed", "mailbox": mailbox, "ref": reference});
+            if subs.contains_key(&mailbox) {
+                return Some(answer);
             }
-            json!({"type": "subscribed", "mailbox": mailbox, "ref": reference})
+            // The answer goes out before the reader starts, so that it comes before the
+            // mailbox's first message. The reader writes its messages to the socket itself;
+            // dropping the subscription (unsubscribing) drops `stop`'s sender, which ends it.
+            if !writer.send(answer.to_string()).await {
+                return None;
+            }
+            let held: Held = Arc::default();
+            let (stop_tx, stop) = oneshot::channel::<()>();
+            tokio::spawn(reader(
+                app.clone(),
+                agent.name().to_string(),
+                mailbox.clone(),
+                lease_ms,
+                Outlet::Socket(writer.clone(), delivered.clone()),
+                held.clone(),
+                stop,
+            ));
+            subs.insert(mailbox, Subscription { held, _stop: stop_tx });
+            return None;
         }
         ClientFrame::Unsubscribe { mailbox, reference } => {
             subs.remove(&mailbox);
@@ -400,16 +482,16 @@ async fn handle_frame(
         }
         ClientFrame::Send { mailbox, message, reference } => {
             if let Err(e) = agent.require("send") {
-                return fail(e, &reference);
+                return Some(fail(e, &reference));
             }
             let payload = match message.payload() {
                 Ok(p) => p,
-                Err(e) => return fail(e, &reference),
+                Err(e) => return Some(fail(e, &reference)),
             };
             let mut cmd = redis::cmd("MAILBOX.SEND");
             cmd.arg(&mailbox).arg(payload);
             if let Err(e) = message.push_options(&mut cmd) {
-                return fail(e, &reference);
+                return Some(fail(e, &reference));
             }
             cmd.arg("AS").arg(agent.name());
             match app.backend.api(&cmd).await {
@@ -425,5 +507,5 @@ async fn handle_frame(
                 Err(e) => fail(e, &reference),
             }
         }
-    }
+    })
 }
