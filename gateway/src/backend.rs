@@ -12,7 +12,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Routable, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Routable, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -396,6 +398,36 @@ impl Backend {
                 self.trip("timed out".to_string());
                 Err(CallError::Unavailable("timed out".to_string()))
             }
+        }
+    }
+
+    /// Whether the server is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.source, Source::Cluster { .. })
+    }
+
+    /// One ordinary command on every master: on a cluster each master's reply with its
+    /// address (a node that fails fails the call), elsewhere the one server's reply.
+    pub async fn call_masters(&self, cmd: &Cmd) -> Result<Vec<(String, Value)>, CallError> {
+        self.fail_fast()?;
+        let Some(Shared::Cluster(mut conn)) = self.shared.read().ok().and_then(|m| m.clone()) else {
+            return Ok(vec![(String::new(), self.call(cmd).await?)]);
+        };
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let reply = match tokio::time::timeout(self.timeout, conn.route_command(cmd, routing)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(self.classify(e)),
+            Err(_) => return Err(CallError::Unavailable("timed out".to_string())),
+        };
+        match reply {
+            Value::Map(pairs) => pairs
+                .into_iter()
+                .map(|(addr, v)| {
+                    let addr = crate::reply::string(&addr).unwrap_or_default();
+                    v.extract_error().map(|v| (addr, v)).map_err(|e| self.classify(e))
+                })
+                .collect(),
+            other => Ok(vec![(String::new(), other)]),
         }
     }
 

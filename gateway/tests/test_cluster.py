@@ -106,3 +106,41 @@ def test_send_read_ack_and_stream_on_every_master(cluster, tmp_path):
         assert ready["ready"], ready
     finally:
         g.stop()
+
+
+def stats(node: Redis) -> dict[str, int]:
+    lines = node.cli("MAILBOX.STATS").splitlines()
+    return {lines[i]: int(lines[i + 1]) for i in range(0, len(lines) - 1, 2)}
+
+
+def metric(text: str, name: str) -> int:
+    return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " "))))
+
+
+def test_readiness_and_metrics_cover_every_master(cluster, tmp_path):
+    # Last in this file: it stops a master at the end.
+    first = cluster[0]
+    others = ",".join(f"127.0.0.1:{n.port}" for n in cluster[1:])
+    url = f"redis://{GW_USER}:gw-secret-pw@127.0.0.1:{first.port},{others}"
+    g = Gateway(first, tmp_path, "--rate-limit", "0", redis_url=url)
+    g.start()
+    try:
+        ready = g.client().get("/readyz").json()
+        assert ready["ready"] and ready["masters"] == 3 and ready["cluster_state"] == "ok", ready
+        alice = g.token("alice")
+        with g.client(alice) as a:
+            for i, ns in enumerate(NAMESPACES):
+                for _ in range(i + 1):
+                    assert a.post(f"/v1/mailboxes/{ns}dave/messages", json={"payload": "x"}).status_code == 201
+        per_node = [stats(n) for n in cluster]
+        # Each master holds some of them, and /metrics adds every master's figures up.
+        assert all(s["messages"] > 0 for s in per_node), per_node
+        text = g.client().get("/metrics").text
+        assert metric(text, "mailbox_messages") == sum(s["messages"] for s in per_node)
+        assert metric(text, "mailbox_mailboxes") == sum(s["mailboxes"] for s in per_node)
+        # A master down: not ready, whichever node the gateway asks first.
+        cluster[2].stop()
+        wait_until(lambda: g.client().get("/readyz").status_code == 503, "/readyz to say 503 with a master down")
+        assert not g.client().get("/readyz").json()["ready"]
+    finally:
+        g.stop()
