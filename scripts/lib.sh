@@ -233,3 +233,34 @@ ensure_valkey() {
     fi
     export VALKEY_SERVER
 }
+
+# The CPUs this process may run on (Cpus_allowed_list: "0-3,8"), one per line.
+allowed_cpus() {
+    local list part lo hi
+    local -a parts
+    list="$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null || true)"
+    [ -n "$list" ] || list="0-$(($(nproc) - 1))"
+    IFS=, read -r -a parts <<<"$list"
+    for part in "${parts[@]}"; do
+        lo="${part%-*}"
+        hi="${part#*-}"
+        seq "$lo" "$hi"
+    done
+}
+
+# Two cores for the benchmarks, servers on one and clients on the other: sets SERVER_CPU and
+# CLIENT_CPU (with 4 or more, the third and fourth, leaving the first ones to interrupts and the
+# rest of the machine). Returns 1, setting nothing, with one core or without a working taskset.
+pick_cpus() {
+    local -a cpus
+    mapfile -t cpus < <(allowed_cpus)
+    command -v taskset >/dev/null 2>&1 && [ "${#cpus[@]}" -ge 2 ] || return 1
+    local server="${cpus[0]}" client="${cpus[1]}"
+    if [ "${#cpus[@]}" -ge 4 ]; then
+        server="${cpus[2]}"
+        client="${cpus[3]}"
+    fi
+    taskset -c "$server" true 2>/dev/null && taskset -c "$client" true 2>/dev/null || return 1
+    SERVER_CPU="$server"
+    CLIENT_CPU="$client"
+}
