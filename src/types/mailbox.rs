@@ -223,18 +223,16 @@ fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
     // Counts come from the file: never trust them for allocation, only as loop bounds
     // that end at the first short read.
     for _ in 0..input.unsigned()? {
-        let mut entry = codec::decode_entry(&input.buffer()?).ok()?;
-        let scanned = Scanned::of(&entry.env);
+        let (mut entry, scanned) = codec::decode_entry_scanned(&input.buffer()?).ok()?;
         entry.env = share_unless_direct(entry.env, &scanned, key.as_deref());
-        if entry.env.id() > last_id || !mailbox.restore_entry(entry) {
+        if entry.env.id() > last_id || !mailbox.restore_entry_sized(entry, scanned.content_bytes) {
             return None;
         }
     }
     for _ in 0..input.unsigned()? {
-        let mut dead = codec::decode_dead(&input.buffer()?).ok()?;
-        let scanned = Scanned::of(&dead.env);
+        let (mut dead, scanned) = codec::decode_dead_scanned(&input.buffer()?).ok()?;
         dead.env = share_unless_direct(dead.env, &scanned, key.as_deref());
-        if dead.env.id() > last_id || !mailbox.restore_dead(dead) {
+        if dead.env.id() > last_id || !mailbox.restore_dead_sized(dead, scanned.content_bytes) {
             return None;
         }
     }
