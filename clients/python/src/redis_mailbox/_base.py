@@ -3,7 +3,6 @@ preparation of sends (DEDUP keys, JSON payloads, sealing)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -28,7 +27,6 @@ SEND = "MAILBOX.SEND"
 # str it would encode again for every command). The command name stays a str: redis-py's cluster
 # client routes by it.
 DEDUP = b"DEDUP"
-_urandom = os.urandom
 
 
 class PreparedSend(NamedTuple):
@@ -150,9 +148,8 @@ class _Settings:
             else:
                 data, ctype = p.encode_payload(payload, None)
             plain: tuple[p.Arg, ...] = (command, *head, data)
-            key = None
-            if self.idempotent:
-                key = p.DEDUP_PREFIX + _urandom(16).hex()
+            key = self._dedup(None)
+            if key is not None:
                 plain += (DEDUP, key.encode())
             if ctype is not None:
                 plain += ("TYPE", ctype)
@@ -296,7 +293,7 @@ class PipelineBuffer:
             self._storing(settings._prepare(SEND, (mailbox,), payload, opts=opts), p.sent_outcome)
             return
         # The common case, without the general preparation: bytes or text and a DEDUP key.
-        key = p.DEDUP_PREFIX + _urandom(16).hex()
+        key = p.new_dedup_key()
         batch = self._batch
         batch.args.append((SEND, mailbox, data, DEDUP, key.encode()))
         batch.parsers.append(p.sent_outcome)
