@@ -53,12 +53,18 @@ def cluster(tmp_path_factory):
             n.stop()
 
 
-def test_send_read_ack_and_stream_on_every_master(cluster, tmp_path):
+def cluster_gateway(cluster: list[Redis], tmp_path: Path) -> Gateway:
+    """A gateway started on the cluster, given every node."""
     first = cluster[0]
     others = ",".join(f"127.0.0.1:{n.port}" for n in cluster[1:])
     url = f"redis://{GW_USER}:gw-secret-pw@127.0.0.1:{first.port},{others}"
     g = Gateway(first, tmp_path, "--rate-limit", "0", redis_url=url)
     g.start()
+    return g
+
+
+def test_send_read_ack_and_stream_on_every_master(cluster, tmp_path):
+    g = cluster_gateway(cluster, tmp_path)
     try:
         alice, bob = g.token("alice"), g.token("bob")
         listed = g.token_cmd("list").stdout.decode()
@@ -119,11 +125,7 @@ def metric(text: str, name: str) -> int:
 
 def test_readiness_and_metrics_cover_every_master(cluster, tmp_path):
     # Last in this file: it stops a master at the end.
-    first = cluster[0]
-    others = ",".join(f"127.0.0.1:{n.port}" for n in cluster[1:])
-    url = f"redis://{GW_USER}:gw-secret-pw@127.0.0.1:{first.port},{others}"
-    g = Gateway(first, tmp_path, "--rate-limit", "0", redis_url=url)
-    g.start()
+    g = cluster_gateway(cluster, tmp_path)
     try:
         ready = g.client().get("/readyz").json()
         assert ready["ready"] and ready["masters"] == 3 and ready["cluster_state"] == "ok", ready
