@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::chunked::Keyed;
@@ -90,6 +91,40 @@ fn take_varint(bytes: &[u8], at: &mut usize) -> u64 {
     super::wire::take_varint(bytes, at).unwrap_or_default()
 }
 
+/// Moves `*at` past the varint there without reading its value: `None` unless it
+/// is what `varint` in `Envelope::scan` accepts (at most 10 bytes, no overflow of
+/// u64, no longer than needed). Up to 8 bytes are found in one word.
+#[inline(always)]
+fn skip_varint(bytes: &[u8], at: &mut usize) -> Option<()> {
+    if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7]) = bytes.get(*at..at.wrapping_add(8)) {
+        let word = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
+        // The high bit of each byte that ends a varint.
+        let ends = !word & 0x8080_8080_8080_8080;
+        if ends != 0 {
+            let len = ends.trailing_zeros() as usize / 8 + 1;
+            // A last byte of 0 after others: longer than needed.
+            if len > 1 && (word >> (8 * (len - 1))) as u8 == 0 {
+                return None;
+            }
+            *at += len;
+            return Some(());
+        }
+    }
+    skip_varint_slow(bytes, at)
+}
+
+#[cold]
+fn skip_varint_slow(bytes: &[u8], at: &mut usize) -> Option<()> {
+    let rest = bytes.get(*at..)?;
+    let len = rest.iter().take(10).position(|&b| b < 0x80)? + 1;
+    let last = rest[len - 1];
+    if (len > 1 && last == 0) || (len == 10 && last > 1) {
+        return None;
+    }
+    *at += len;
+    Some(())
+}
+
 /// Fills a buffer of the exact size `Envelope::new` computed.
 struct Writer<'a> {
     out: &'a mut [u8],
@@ -170,6 +205,13 @@ impl Envelope {
     /// `from_bytes`, with what its one pass over the bytes learnt (a load then
     /// walks them no more).
     pub fn from_bytes_scanned(bytes: &[u8]) -> Option<(EnvelopeRef, Scanned)> {
+        let scanned = Self::scan(bytes)?;
+        Some((EnvelopeRef::own(copied(bytes)), scanned))
+    }
+
+    /// What `from_bytes` checks, without the copy: `None` unless `bytes` are an
+    /// envelope's, else what the one pass over them learnt.
+    pub fn scan(bytes: &[u8]) -> Option<Scanned> {
         /// A varint no longer than needed: one byte, or a last byte that is not 0.
         #[inline(always)]
         fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
@@ -185,7 +227,7 @@ impl Envelope {
         let mut at = SEQ_AT;
         let varints = if flags & FLAG_EXPIRES != 0 { 3 } else { 2 };
         for _ in 0..varints {
-            varint(bytes, &mut at)?;
+            skip_varint(bytes, &mut at)?;
         }
         let (mut content_bytes, mut to) = (0, 0..0);
         for field in 0..3 + present.count_ones() {
@@ -197,10 +239,7 @@ impl Envelope {
             content_bytes += len;
             at = end;
         }
-        if at != bytes.len() {
-            return None;
-        }
-        Some((EnvelopeRef::own(copied(bytes)), Scanned { content_bytes, to }))
+        (at == bytes.len()).then_some(Scanned { content_bytes, to })
     }
 
     fn byte(&self, i: usize) -> u8 {
@@ -339,19 +378,27 @@ impl std::fmt::Debug for Envelope {
 /// message costs each receiver 8 bytes here where an `Arc<Envelope>` (a slice
 /// pointer with its length) would cost 16.
 ///
-/// It points at the bytes of an `Arc<[u8]>`: the envelope's length (`LEN_BYTES`
-/// little-endian, or `u32::MAX` then 8 more bytes for an envelope of 4 GiB or more),
-/// then the envelope. The length rebuilds the slice pointer that `Arc` needs.
+/// It points at the envelope's length, the envelope's bytes following it. Two homes:
+/// - an `Arc<[u8]>` of its own (made by `Envelope::new` and `from_bytes`): the
+///   length in `LEN_BYTES` little-endian bytes, under `IN_BATCH`, or `u32::MAX`
+///   then 8 more bytes for an envelope of 2 GiB or more. The length rebuilds the
+///   slice pointer that `Arc` needs.
+/// - a batch loaded from a dump (`Batch`): the length with `IN_BATCH` set, then
+///   the length's offset from the batch's first byte, where the batch's share
+///   count lives (`BatchHead`), written by the load. Each 4 bytes, little-endian.
 pub struct EnvelopeRef(NonNull<u8>);
 
 const LEN_BYTES: usize = 4;
 const LONG_LEN_BYTES: usize = LEN_BYTES + 8;
+/// Set in the length of an envelope that lies in a loaded batch.
+const IN_BATCH: u32 = 1 << 31;
+const IN_BATCH_LEN_BYTES: usize = LEN_BYTES + 4;
 
 /// The length prefix for an envelope of `len` bytes: the first `.1` bytes of `.0`.
 fn len_prefix(len: usize) -> ([u8; LONG_LEN_BYTES], usize) {
     let mut prefix = [0; LONG_LEN_BYTES];
     match u32::try_from(len) {
-        Ok(short) if short != u32::MAX => {
+        Ok(short) if short < IN_BATCH => {
             prefix[..LEN_BYTES].copy_from_slice(&short.to_le_bytes());
             (prefix, LEN_BYTES)
         }
@@ -405,20 +452,42 @@ impl EnvelopeRef {
         EnvelopeRef(NonNull::new(raw).unwrap_or(NonNull::dangling()))
     }
 
+    /// The first 4 bytes of the prefix.
+    #[inline(always)]
+    fn word(&self, at: usize) -> u32 {
+        // SAFETY: every prefix has at least `LEN_BYTES` bytes, and `at` is 4 only
+        // for an in-batch prefix (8 bytes).
+        u32::from_le_bytes(unsafe { self.0.as_ptr().add(at).cast::<[u8; 4]>().read() })
+    }
+
     /// (prefix length, envelope length).
     #[inline]
     fn lens(&self) -> (usize, usize) {
-        // SAFETY: the allocation starts with at least `LEN_BYTES` bytes (see `own`).
-        let short = u32::from_le_bytes(unsafe { self.0.as_ptr().cast::<[u8; LEN_BYTES]>().read() });
-        if short != u32::MAX {
+        let short = self.word(0);
+        if short < IN_BATCH {
             return (LEN_BYTES, short as usize);
+        }
+        if short != u32::MAX {
+            return (IN_BATCH_LEN_BYTES, (short & !IN_BATCH) as usize);
         }
         // SAFETY: a `u32::MAX` prefix is followed by 8 more length bytes.
         let long = u64::from_le_bytes(unsafe { self.0.as_ptr().add(LEN_BYTES).cast::<[u8; 8]>().read() });
         (LONG_LEN_BYTES, long as usize)
     }
 
-    /// The slice pointer `Arc::into_raw` gave.
+    /// The head of the batch this envelope lies in, if it lies in one.
+    #[inline]
+    fn batch(&self) -> Option<NonNull<BatchHead>> {
+        let short = self.word(0);
+        if short < IN_BATCH || short == u32::MAX {
+            return None;
+        }
+        // SAFETY: an in-batch prefix holds its offset from the batch's first byte,
+        // the head (checked by `Batch::envelope` when it made the first share).
+        Some(unsafe { self.0.sub(self.word(LEN_BYTES) as usize) }.cast())
+    }
+
+    /// The slice pointer `Arc::into_raw` gave (for an envelope not in a batch).
     fn raw(&self) -> *const [u8] {
         let (prefix, len) = self.lens();
         std::ptr::slice_from_raw_parts(self.0.as_ptr(), prefix + len)
@@ -447,17 +516,226 @@ impl std::ops::Deref for EnvelopeRef {
 
 impl Clone for EnvelopeRef {
     fn clone(&self) -> Self {
-        // SAFETY: `raw` is the pointer `Arc::into_raw` gave and this share keeps it alive.
-        unsafe { Arc::increment_strong_count(self.raw()) };
+        match self.batch() {
+            // SAFETY: this share keeps the batch, and so its head, alive.
+            Some(head) => unsafe { head.as_ref() }.refs.fetch_add(1, Ordering::Relaxed),
+            // SAFETY: `raw` is the pointer `Arc::into_raw` gave and this share keeps it alive.
+            None => unsafe {
+                Arc::increment_strong_count(self.raw());
+                0
+            },
+        };
         EnvelopeRef(self.0)
     }
 }
 
 impl Drop for EnvelopeRef {
     fn drop(&mut self) {
-        // SAFETY: gives back this share, taken by `own` or `clone`.
-        unsafe { drop(Arc::from_raw(self.raw())) }
+        match self.batch() {
+            // SAFETY: gives back this share of the batch, counted in its head.
+            Some(head) => unsafe { BatchHead::release(head, 1) },
+            // SAFETY: gives back this share, taken by `own` or `clone`.
+            None => unsafe { drop(Arc::from_raw(self.raw())) },
+        }
     }
+}
+
+// ---- envelopes shared where a load found them ---------------------------
+
+/// The first bytes of a loaded batch once `Batch` owns it: how many envelopes
+/// still point into it, and how to give the buffer back when none does.
+#[repr(C)]
+struct BatchHead {
+    refs: AtomicUsize,
+    len: usize,
+    free: unsafe fn(NonNull<u8>, usize),
+}
+
+/// The bytes a saved batch leaves at its start for `BatchHead`.
+pub const BATCH_HEAD_BYTES: usize = std::mem::size_of::<BatchHead>();
+
+/// The count a batch's head starts at: the loader's share, which holds every
+/// envelope it makes until `Batch` is dropped (so none costs an atomic add).
+const LOADER_SHARE: usize = usize::MAX / 2;
+
+impl BatchHead {
+    /// Gives back `n` shares; the last one frees the buffer.
+    ///
+    /// # Safety
+    /// `head` is a live batch's head and the caller holds the `n` shares.
+    unsafe fn release(head: NonNull<BatchHead>, n: usize) {
+        // SAFETY: the caller's shares keep the head alive until the count says otherwise.
+        let this = unsafe { head.as_ref() };
+        if this.refs.fetch_sub(n, Ordering::Release) == n {
+            fence(Ordering::Acquire);
+            let (len, free) = (this.len, this.free);
+            // SAFETY: no share is left; `free` takes back what `Loaded` owned.
+            unsafe { free(head.cast(), len) }
+        }
+    }
+}
+
+/// A buffer read whole from a dump, owned: what `Batch` shares envelopes out of.
+pub struct Loaded {
+    ptr: NonNull<u8>,
+    len: usize,
+    free: unsafe fn(NonNull<u8>, usize),
+}
+
+impl Loaded {
+    /// Takes over a buffer.
+    ///
+    /// # Safety
+    /// `ptr` owns `len` writable bytes that nothing else uses, and `free(ptr, len)`
+    /// (from any thread) gives them back.
+    pub unsafe fn from_raw(ptr: NonNull<u8>, len: usize, free: unsafe fn(NonNull<u8>, usize)) -> Loaded {
+        if ptr.as_ptr().align_offset(std::mem::align_of::<BatchHead>()) == 0 {
+            return Loaded { ptr, len, free };
+        }
+        // An allocator that gave fewer than 8-aligned bytes: one copy that is.
+        // SAFETY: the caller's `len` bytes at `ptr`, given back right after the copy.
+        let copy = Loaded::copy_of(unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) });
+        // SAFETY: as the caller promised.
+        unsafe { free(ptr, len) };
+        copy
+    }
+
+    /// An owned copy of `bytes` (for loads that lend their buffers).
+    pub fn copy_of(bytes: &[u8]) -> Loaded {
+        let layout = copy_layout(bytes.len());
+        // SAFETY: `layout` is never zero-sized.
+        let Some(ptr) = NonNull::new(unsafe { std::alloc::alloc(layout) }) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: `ptr` has room for `bytes.len()` bytes, fresh, so not overlapping.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        Loaded { ptr, len: bytes.len(), free: free_copy }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` owns `len` bytes (see `from_raw`).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        // SAFETY: as `from_raw` was promised; nothing points into an unshared buffer.
+        unsafe { (self.free)(self.ptr, self.len) }
+    }
+}
+
+fn copy_layout(len: usize) -> std::alloc::Layout {
+    std::alloc::Layout::from_size_align(len.max(1), std::mem::align_of::<BatchHead>())
+        .unwrap_or_else(|_| std::alloc::Layout::new::<BatchHead>())
+}
+
+/// Frees what `Loaded::copy_of` allocated.
+unsafe fn free_copy(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: `copy_of` allocated `ptr` with this very layout.
+    unsafe { std::alloc::dealloc(ptr.as_ptr(), copy_layout(len)) }
+}
+
+/// A loaded buffer whose envelopes are shared where they lie: one allocation for
+/// a whole batch instead of one per message, freed when its last envelope goes.
+/// Its first `BATCH_HEAD_BYTES` hold the head; the envelopes follow as
+/// `put_in_batch` wrote them.
+pub struct Batch {
+    head: NonNull<BatchHead>,
+    len: usize,
+    /// Envelopes made so far, held by the loader's share until the drop.
+    made: usize,
+}
+
+impl Batch {
+    /// Starts sharing `loaded` (`None`, and freed, when it is too short for the head).
+    pub fn new(loaded: Loaded) -> Option<Batch> {
+        if loaded.len < BATCH_HEAD_BYTES {
+            return None;
+        }
+        let loaded = std::mem::ManuallyDrop::new(loaded);
+        let head = loaded.ptr.cast::<BatchHead>();
+        let (len, free) = (loaded.len, loaded.free);
+        // SAFETY: the buffer is aligned for the head (see `Loaded::from_raw`), long
+        // enough, and owned: from here the head's count decides when it is freed.
+        unsafe { head.as_ptr().write(BatchHead { refs: AtomicUsize::new(LOADER_SHARE), len, free }) };
+        Some(Batch { head, len, made: 0 })
+    }
+
+    fn start(&self) -> *mut u8 {
+        self.head.as_ptr().cast()
+    }
+
+    /// The bytes after the head.
+    pub fn body(&self) -> &[u8] {
+        // SAFETY: `len` bytes from the head, the head's own left out: nothing
+        // writes them while the batch lives.
+        unsafe { std::slice::from_raw_parts(self.start().add(BATCH_HEAD_BYTES), self.len - BATCH_HEAD_BYTES) }
+    }
+
+    /// The envelope whose prefix starts at `at` in `body()`, as `put_in_batch`
+    /// wrote it: checked whole (see `Envelope::from_bytes`), shared in place (or
+    /// copied, for one of 2 GiB or more), with what the check learnt and the offset
+    /// just past it. `None` for anything else.
+    pub fn envelope(&mut self, at: usize) -> Option<(EnvelopeRef, Scanned, usize)> {
+        let body = self.body();
+        let word =
+            |i: usize| body.get(i..i.checked_add(4)?).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        let short = word(at)?;
+        if short == u32::MAX {
+            let len = body.get(at + LEN_BYTES..at + LONG_LEN_BYTES)?;
+            let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
+            let start = at + LONG_LEN_BYTES;
+            let end = start.checked_add(len)?;
+            let (env, scanned) = Envelope::from_bytes_scanned(body.get(start..end)?)?;
+            return Some((env, scanned, end));
+        }
+        if short < IN_BATCH || word(at + LEN_BYTES)? != 0 {
+            return None;
+        }
+        let start = at + IN_BATCH_LEN_BYTES;
+        let end = start.checked_add((short & !IN_BATCH) as usize)?;
+        let scanned = Envelope::scan(body.get(start..end)?)?;
+        let offset = BATCH_HEAD_BYTES + at;
+        let offset_word = u32::try_from(offset).ok()?.to_le_bytes();
+        self.made += 1;
+        // SAFETY: `offset` is where the body held the prefix, inside the buffer; the
+        // batch owns those bytes and nothing reads them but through this share.
+        // Writing the offset there leads the share back to the head.
+        let env = unsafe {
+            let prefix = self.start().add(offset);
+            std::ptr::copy_nonoverlapping(offset_word.as_ptr(), prefix.add(LEN_BYTES), 4);
+            EnvelopeRef(NonNull::new_unchecked(prefix))
+        };
+        Some((env, scanned, end))
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: the loader's share, less the envelopes made from it, which now
+        // each hold one of their own.
+        unsafe { BatchHead::release(self.head, LOADER_SHARE - self.made) }
+    }
+}
+
+/// Appends `env` to a batch so that `Batch::envelope` can share it in place: its
+/// length with `IN_BATCH`, 4 bytes of 0 (where the load writes the prefix's offset
+/// in the batch), then its bytes. One of 2 GiB or more gets the long prefix
+/// instead, and is copied at load.
+pub fn put_in_batch(env: &Envelope, batch: &mut Vec<u8>) {
+    let bytes = env.as_bytes();
+    match u32::try_from(bytes.len()) {
+        Ok(len) if len < IN_BATCH => {
+            batch.extend_from_slice(&(len | IN_BATCH).to_le_bytes());
+            batch.extend_from_slice(&[0; 4]);
+        }
+        _ => {
+            batch.extend_from_slice(&u32::MAX.to_le_bytes());
+            batch.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        }
+    }
+    batch.extend_from_slice(bytes);
 }
 
 impl PartialEq for EnvelopeRef {
@@ -663,6 +941,164 @@ mod tests {
         std::mem::forget(clone);
         // SAFETY: `clone` gave up its share to this `Arc`.
         unsafe { Arc::from_raw(raw) }
+    }
+
+    /// Buffers freed by `counted_free`, for the batch tests (one test uses it).
+    static FREED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe fn counted_free(ptr: NonNull<u8>, len: usize) {
+        FREED.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: `loaded` made it with `copy_of`.
+        unsafe { free_copy(ptr, len) }
+    }
+
+    /// A batch as saved: the head left as 0, then each envelope as `put_in_batch` writes it.
+    fn saved_batch(envs: &[&EnvelopeRef]) -> Vec<u8> {
+        let mut out = vec![0; BATCH_HEAD_BYTES];
+        for env in envs {
+            put_in_batch(env, &mut out);
+        }
+        out
+    }
+
+    fn loaded(bytes: &[u8], free: unsafe fn(NonNull<u8>, usize)) -> Loaded {
+        let copy = std::mem::ManuallyDrop::new(Loaded::copy_of(bytes));
+        // SAFETY: `copy` owns its bytes and gave up freeing them.
+        unsafe { Loaded::from_raw(copy.ptr, copy.len, free) }
+    }
+
+    /// Every envelope of the batch, shared in place, with the offset past the last.
+    fn take_all(batch: &mut Batch) -> Option<(Vec<EnvelopeRef>, usize)> {
+        let mut envs = Vec::new();
+        let mut at = 0;
+        while at < batch.body().len() {
+            let (env, scanned, end) = batch.envelope(at)?;
+            assert_eq!(scanned, Scanned::of(&env));
+            envs.push(env);
+            at = end;
+        }
+        Some((envs, at))
+    }
+
+    #[test]
+    fn a_batch_shares_its_envelopes_in_place_and_goes_with_the_last() {
+        let big = vec![9u8; 70_000];
+        let originals = [
+            Envelope::new(Parts {
+                id: MessageId::new(1, 0),
+                payload: b"one",
+                to: b"bob",
+                ..Parts::default()
+            }),
+            Envelope::new(Parts {
+                id: MessageId::new(2, 300),
+                payload: &big,
+                expires_at: Some(7),
+                ..Parts::default()
+            }),
+            Envelope::new(Parts { id: MessageId::new(u64::MAX >> 20, 0), ts: u64::MAX, ..Parts::default() }),
+        ];
+        let bytes = saved_batch(&originals.iter().collect::<Vec<_>>());
+        let before = FREED.load(Ordering::SeqCst);
+        let mut batch = Batch::new(loaded(&bytes, counted_free)).expect("long enough");
+        let (envs, end) = take_all(&mut batch).expect("every envelope");
+        assert_eq!(end, bytes.len() - BATCH_HEAD_BYTES);
+        assert_eq!(envs, originals);
+        let start = batch.start() as usize;
+        for env in &envs {
+            assert_eq!(env.lens().0, IN_BATCH_LEN_BYTES);
+            let at = env.0.as_ptr() as usize;
+            assert!(at > start && at < start + bytes.len(), "in the batch's own buffer");
+        }
+        assert!(batch.envelope(0).is_none(), "a prefix is taken once");
+        // An envelope made, then dropped while the load goes on: the batch stays.
+        let mut envs = envs;
+        drop(envs.remove(0));
+        let kept = envs[0].clone();
+        drop(batch);
+        drop(envs);
+        assert_eq!(FREED.load(Ordering::SeqCst), before, "a share is left");
+        let from_thread = std::thread::spawn(move || {
+            let copy = kept.clone();
+            drop(kept);
+            copy
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(from_thread.payload(), &big[..]);
+        assert_eq!(FREED.load(Ordering::SeqCst), before, "a share is left");
+        drop(from_thread);
+        assert_eq!(FREED.load(Ordering::SeqCst), before + 1, "the last share freed the buffer");
+
+        // A batch nothing was taken from goes at once.
+        drop(Batch::new(loaded(&bytes, counted_free)).expect("long enough"));
+        assert_eq!(FREED.load(Ordering::SeqCst), before + 2);
+        // So does a buffer too short for the head.
+        assert!(Batch::new(loaded(&bytes[..BATCH_HEAD_BYTES - 1], counted_free)).is_none());
+        assert_eq!(FREED.load(Ordering::SeqCst), before + 3);
+    }
+
+    #[test]
+    fn a_batch_takes_only_what_save_writes() {
+        let env = Envelope::new(Parts { id: MessageId::new(3, 4), payload: b"x", ..Parts::default() });
+        let good = saved_batch(&[&env]);
+        let take = |bytes: &[u8]| {
+            let mut batch = Batch::new(Loaded::copy_of(bytes)).expect("long enough");
+            take_all(&mut batch).map(|(envs, _)| envs)
+        };
+        assert_eq!(take(&good), Some(vec![env.clone()]));
+        let at = BATCH_HEAD_BYTES;
+        let patched = |i: usize, b: u8| {
+            let mut bad = good.clone();
+            bad[i] = b;
+            bad
+        };
+        assert_eq!(take(&patched(at + 4, 1)), None, "the offset's room is not 0");
+        assert_eq!(take(&patched(at + 3, 0)), None, "no IN_BATCH bit");
+        assert_eq!(take(&patched(at, good[at] + 1)), None, "a length past the end");
+        assert_eq!(take(&patched(at + 8, 0x80)), None, "unknown flags");
+        assert_eq!(take(&good[..good.len() - 1]), None, "cut short");
+        assert_eq!(take(&[&good[..], &[0]].concat()), None, "a byte too many");
+
+        // The long prefix (what an envelope of 2 GiB or more gets): copied.
+        let long = [
+            &[0; BATCH_HEAD_BYTES][..],
+            &u32::MAX.to_le_bytes(),
+            &(env.as_bytes().len() as u64).to_le_bytes(),
+            env.as_bytes(),
+        ]
+        .concat();
+        let copied = take(&long).expect("loads").remove(0);
+        assert_eq!((copied.lens().0, copied.batch(), &copied), (LEN_BYTES, None, &env));
+    }
+
+    #[test]
+    fn skipping_a_varint_accepts_what_reading_it_does() {
+        let mut cases: Vec<Vec<u8>> =
+            vec![vec![], vec![0x80], vec![0x80, 0], vec![0xff; 11], vec![0x85, 0x80, 0x00]];
+        for n in [0, 1, 127, 128, 300, 1 << 35, u64::MAX >> 1, u64::MAX] {
+            let mut v = Vec::new();
+            super::super::wire::put_varint(&mut v, n);
+            cases.push(v.clone());
+            v.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            cases.push(v);
+        }
+        let mut overflow = vec![0xff; 9];
+        overflow.push(0x02);
+        cases.push(overflow);
+        for bytes in cases {
+            let (mut a, mut b) = (0, 0);
+            let strict = |bytes: &[u8], at: &mut usize| {
+                let start = *at;
+                let n = super::super::wire::take_varint(bytes, at)?;
+                (*at == start + 1 || bytes[*at - 1] != 0).then_some(n)
+            };
+            let skipped = skip_varint(&bytes, &mut a).is_some();
+            assert_eq!(skipped, strict(&bytes, &mut b).is_some(), "{bytes:?}");
+            if skipped {
+                assert_eq!(a, b, "{bytes:?}");
+            }
+        }
     }
 
     #[test]

@@ -21,4 +21,6 @@ pub(crate) mod xorshift;
 
 pub use id::MessageId;
 pub use mailbox::{Mailbox, MailboxCounts, NackOutcome, Overflow, Settings, SweepOutcome};
-pub use message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, Scanned, State};
+pub use message::{
+    Batch, DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Loaded, Parts, Scanned, State,
+};

@@ -7,10 +7,11 @@
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
+use std::ptr::NonNull;
 
 use redis_module::{native_types::RedisType, raw};
 
-use crate::core::Mailbox;
+use crate::core::{Loaded, Mailbox};
 use crate::effects::EFFECT_COMMAND;
 use crate::types::mailbox as mailbox_type;
 use crate::types::rdb::{RdbIn, RdbOut};
@@ -82,6 +83,29 @@ impl RdbIn for RdbReader {
 
     fn with_buffer<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         raw::load_string_buffer(self.0).ok().map(|b| read(b.as_ref()))
+    }
+
+    fn loaded(&mut self) -> Option<Loaded> {
+        /// Gives back what `RedisModule_LoadStringBuffer` allocated.
+        unsafe fn free(ptr: NonNull<u8>, _len: usize) {
+            // SAFETY: the module API is filled in before any load.
+            if let Some(free) = unsafe { raw::RedisModule_Free } {
+                // SAFETY: `ptr` came from `RedisModule_LoadStringBuffer`, freed once.
+                unsafe { free(ptr.as_ptr().cast()) }
+            }
+        }
+        // SAFETY: the module API is filled in before any load.
+        let load = unsafe { raw::RedisModule_LoadStringBuffer }?;
+        let mut len = 0;
+        // SAFETY: `self.0` is the IO handle of the load in progress.
+        let ptr = unsafe { load(self.0, &mut len) };
+        let ptr = NonNull::new(ptr.cast::<u8>());
+        if raw::is_io_error(self.0) {
+            // SAFETY: whatever was allocated before the error is this load's to free.
+            return ptr.map(|p| unsafe { free(p, len) }).and(None);
+        }
+        // SAFETY: Redis allocated `len` bytes for this caller alone, freed by `RedisModule_Free`.
+        ptr.map(|p| unsafe { Loaded::from_raw(p, len, free) })
     }
 
     fn key_name(&self) -> Option<Vec<u8>> {

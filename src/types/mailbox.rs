@@ -7,14 +7,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::core::wire::DecodeError;
 use crate::core::{codec, wire};
-use crate::core::{EnvelopeRef, Mailbox, MessageId, Scanned};
+use crate::core::{Batch, DeadLetter, Entry, EnvelopeRef, Mailbox, MessageId, Scanned};
 use crate::counters;
 use crate::effects;
 use crate::types::rdb::{DigestOut, RdbIn, RdbOut};
 
 /// Bumped whenever the RDB layout changes; `rdb_load` keeps a branch per old version.
-pub const ENCODING_VERSION: i32 = 2;
+pub const ENCODING_VERSION: i32 = 3;
 
 /// A batch of entries or dead letters closes once it holds this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -60,26 +61,28 @@ pub fn loading_ended() {
     with_sharing(|s| *s = None);
 }
 
-/// The envelope equal to `env` loaded earlier in this load, or `env` itself.
-fn share(env: EnvelopeRef) -> EnvelopeRef {
+/// The envelope equal to `env` loaded earlier in this load, if any; else `env`
+/// is kept for the next ones.
+fn share(env: &EnvelopeRef) -> Option<EnvelopeRef> {
     with_sharing(|sharing| {
-        let Some(map) = sharing else { return env };
-        let same_id = map.entry(env.id()).or_default();
-        if let Some(existing) = same_id.iter().find(|e| **e == env) {
-            return existing.clone();
+        let same_id = sharing.as_mut()?.entry(env.id()).or_default();
+        if let Some(existing) = same_id.iter().find(|e| *e == env) {
+            return Some(existing.clone());
         }
         same_id.push(env.clone());
-        env
+        None
     })
 }
 
-/// A message sent to this very mailbox (`to` is the key's name) was never shared:
-/// only topic and broadcast messages go through the sharing table.
-fn share_unless_direct(env: EnvelopeRef, scanned: &Scanned, key: Option<&[u8]>) -> EnvelopeRef {
+/// Replaces `env` by the equal envelope loaded earlier, if any. A message sent to
+/// this very mailbox (`to` is the key's name) was never shared: only topic and
+/// broadcast messages go through the sharing table.
+fn share_unless_direct(env: &mut EnvelopeRef, scanned: &Scanned, key: Option<&[u8]>) {
     if key.is_some() && key == env.as_bytes().get(scanned.to.clone()) {
-        env
-    } else {
-        share(env)
+        return;
+    }
+    if let Some(existing) = share(env) {
+        *env = existing;
     }
 }
 
@@ -92,12 +95,16 @@ pub fn tracked<R>(mailbox: &mut Mailbox, change: impl FnOnce(&mut Mailbox) -> R)
     result
 }
 
-/// Version 2 layout: settings blob, last id (ms, seq); the entry count, then the
-/// entries in batches (each a buffer of entry blobs, every blob preceded by its
-/// length as a LEB128 varint, closed once it passes `BATCH_BYTES`); the dead-letter
-/// count and batches the same way; the dedup count and (key, id ms, id seq, until).
+/// Version 3 layout: settings blob, last id (ms, seq); the entry count, then the
+/// entries in batches (each one buffer, closed once it passes `BATCH_BYTES`, laid
+/// out as `codec::start_batch` says); the dead-letter count and batches the same
+/// way; the dedup count and (key, id ms, id seq, until).
+///
 /// One buffer per batch rather than per message: Redis compresses and frames
-/// each buffer, and a message is a few hundred bytes.
+/// each buffer, and a message is a few hundred bytes. A load keeps each batch's
+/// buffer as it came and shares the envelopes where they lie in it (see
+/// `core::Batch`): one allocation per batch, not one per message. A batch's
+/// buffer goes once its last message does.
 pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
     let mut blob = Vec::new();
     codec::encode_settings(&mailbox.settings, &mut blob);
@@ -105,9 +112,9 @@ pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
     out.unsigned(mailbox.last_id.ms);
     out.unsigned(mailbox.last_id.seq);
     out.unsigned(mailbox.len() as u64);
-    save_batches(out, mailbox.entries(), codec::encode_entry, codec::entry_len);
+    save_batches(out, mailbox.entries(), codec::put_entry_in_batch);
     out.unsigned(mailbox.counts().dead);
-    save_batches(out, mailbox.dead_letters(), codec::encode_dead, codec::dead_len);
+    save_batches(out, mailbox.dead_letters(), codec::put_dead_in_batch);
     out.unsigned(mailbox.counts().dedup_keys);
     for (key, id, until) in mailbox.dedup_entries() {
         out.buffer(key);
@@ -120,17 +127,14 @@ pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
 fn save_batches<'a, T: 'a>(
     out: &mut impl RdbOut,
     items: impl Iterator<Item = &'a T>,
-    encode: fn(&T, &mut Vec<u8>),
-    encoded_len: fn(&T) -> usize,
+    put: fn(&T, &mut Vec<u8>),
 ) {
     let mut batch = Vec::new();
     for item in items {
-        // The length first, then the blob written in place: no second copy.
-        let len = encoded_len(item);
-        wire::put_varint(&mut batch, len as u64);
-        let start = batch.len();
-        encode(item, &mut batch);
-        debug_assert_eq!(batch.len() - start, len);
+        if batch.is_empty() {
+            codec::start_batch(&mut batch);
+        }
+        put(item, &mut batch);
         if batch.len() >= BATCH_BYTES {
             out.buffer(&batch);
             batch.clear();
@@ -141,10 +145,36 @@ fn save_batches<'a, T: 'a>(
     }
 }
 
-/// Reads `count` blobs saved by `save_batches`, handing each to `take`; `None` on
-/// a short read, an empty batch, a blob cut by its batch's end, more blobs than
-/// `count`, or when `take` refuses one.
-fn load_batches(input: &mut impl RdbIn, count: u64, mut take: impl FnMut(&[u8]) -> Option<()>) -> Option<()> {
+/// Reads `count` items saved by `save_batches`, each taken from its batch by
+/// `take`; `None` on a short read, a bad batch head, an empty batch, an item cut
+/// by its batch's end, more items than `count`, or when `take` refuses one.
+fn load_batches(
+    input: &mut impl RdbIn,
+    count: u64,
+    mut take: impl FnMut(&mut Batch, &mut usize) -> Option<()>,
+) -> Option<()> {
+    let mut left = count;
+    while left > 0 {
+        let mut batch = codec::open_batch(input.loaded()?).ok()?;
+        if batch.body().is_empty() {
+            return None;
+        }
+        let mut at = 0;
+        while at < batch.body().len() {
+            left = left.checked_sub(1)?;
+            take(&mut batch, &mut at)?;
+        }
+    }
+    Some(())
+}
+
+/// Version 2's batches: a buffer of blobs (`codec::encode_entry`,
+/// `codec::encode_dead`), each preceded by its length as a LEB128 varint.
+fn load_blob_batches(
+    input: &mut impl RdbIn,
+    count: u64,
+    mut take: impl FnMut(&[u8]) -> Option<()>,
+) -> Option<()> {
     let mut left = count;
     while left > 0 {
         input.with_buffer(|batch| {
@@ -169,13 +199,52 @@ fn load_batches(input: &mut impl RdbIn, count: u64, mut take: impl FnMut(&[u8]) 
 /// version from the future: Redis then refuses the file or the `RESTORE`.
 pub fn load(input: &mut impl RdbIn, encver: i32) -> Option<Mailbox> {
     match encver {
-        1 => load_v1(input),
-        2 => load_v2(input),
+        // Version 1: one buffer per entry and per dead letter.
+        1 => load_laid_out(input, Layout::BlobEach),
+        // Version 2: batches of blobs, each envelope copied out.
+        2 => load_laid_out(input, Layout::BlobBatches),
+        3 => load_laid_out(input, Layout::InPlace),
         _ => None,
     }
 }
 
-fn load_v2(input: &mut impl RdbIn) -> Option<Mailbox> {
+/// How the entries and dead letters of a saved mailbox lie in the file.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// One buffer per item, a blob (`codec::encode_entry`, `codec::encode_dead`).
+    BlobEach,
+    /// Buffers of blobs, each blob preceded by its length as a LEB128 varint.
+    BlobBatches,
+    /// Batches shared in place (`save_batches`).
+    InPlace,
+}
+
+/// An item read, with what checking its envelope learnt.
+type Read<T> = Result<(T, Scanned), DecodeError>;
+
+/// How one kind of item (entries, dead letters) is read and stored.
+struct Kind<T> {
+    blob: fn(&[u8]) -> Read<T>,
+    in_batch: fn(&mut Batch, &mut usize) -> Read<T>,
+    env: fn(&mut T) -> &mut EnvelopeRef,
+    restore: fn(&mut Mailbox, T, usize) -> bool,
+}
+
+const ENTRIES: Kind<Entry> = Kind {
+    blob: codec::decode_entry_scanned,
+    in_batch: codec::take_entry_in_batch,
+    env: |entry| &mut entry.env,
+    restore: Mailbox::restore_entry_sized,
+};
+
+const DEAD_LETTERS: Kind<DeadLetter> = Kind {
+    blob: codec::decode_dead_scanned,
+    in_batch: codec::take_dead_in_batch,
+    env: |dead| &mut dead.env,
+    restore: Mailbox::restore_dead_sized,
+};
+
+fn load_laid_out(input: &mut impl RdbIn, layout: Layout) -> Option<Mailbox> {
     let key = input.key_name();
     let settings = codec::decode_settings(&input.buffer()?).ok()?;
     let mut mailbox = Mailbox::new(settings);
@@ -183,22 +252,42 @@ fn load_v2(input: &mut impl RdbIn) -> Option<Mailbox> {
     if !last_id.leaves_room() {
         return None;
     }
-    let entries = input.unsigned()?;
-    load_batches(input, entries, |blob| {
-        let (mut entry, scanned) = codec::decode_entry_scanned(blob).ok()?;
-        entry.env = share_unless_direct(entry.env, &scanned, key.as_deref());
-        (entry.env.id() <= last_id && mailbox.restore_entry_sized(entry, scanned.content_bytes)).then_some(())
-    })?;
-    let dead = input.unsigned()?;
-    load_batches(input, dead, |blob| {
-        let (mut dead, scanned) = codec::decode_dead_scanned(blob).ok()?;
-        dead.env = share_unless_direct(dead.env, &scanned, key.as_deref());
-        (dead.env.id() <= last_id && mailbox.restore_dead_sized(dead, scanned.content_bytes)).then_some(())
-    })?;
+    let mut loading = Loading { mailbox: &mut mailbox, key: key.as_deref(), last_id, layout };
+    loading.items(input, &ENTRIES)?;
+    loading.items(input, &DEAD_LETTERS)?;
     load_dedup(input, &mut mailbox)?;
     mailbox.last_id = last_id;
     crate::ids::observe(last_id);
     Some(mailbox)
+}
+
+/// One mailbox's load under way.
+struct Loading<'a> {
+    mailbox: &'a mut Mailbox,
+    key: Option<&'a [u8]>,
+    last_id: MessageId,
+    layout: Layout,
+}
+
+impl Loading<'_> {
+    /// Reads a count, then that many items of `kind`, each stored in the mailbox.
+    fn items<T>(&mut self, input: &mut impl RdbIn, kind: &Kind<T>) -> Option<()> {
+        // Counts come from the file: never trusted for allocation, only as loop
+        // bounds that end at the first short read.
+        let count = input.unsigned()?;
+        let mut add = |read: Read<T>| {
+            let (mut item, scanned) = read.ok()?;
+            let env = (kind.env)(&mut item);
+            share_unless_direct(env, &scanned, self.key);
+            (env.id() <= self.last_id && (kind.restore)(self.mailbox, item, scanned.content_bytes))
+                .then_some(())
+        };
+        match self.layout {
+            Layout::BlobEach => (0..count).try_for_each(|_| add((kind.blob)(&input.buffer()?))),
+            Layout::BlobBatches => load_blob_batches(input, count, |blob| add((kind.blob)(blob))),
+            Layout::InPlace => load_batches(input, count, |batch, at| add((kind.in_batch)(batch, at))),
+        }
+    }
 }
 
 fn load_dedup(input: &mut impl RdbIn, mailbox: &mut Mailbox) -> Option<()> {
@@ -209,37 +298,6 @@ fn load_dedup(input: &mut impl RdbIn, mailbox: &mut Mailbox) -> Option<()> {
         mailbox.restore_dedup(key, id, until);
     }
     Some(())
-}
-
-/// Version 1 (one buffer per entry and per dead letter), still read.
-fn load_v1(input: &mut impl RdbIn) -> Option<Mailbox> {
-    let key = input.key_name();
-    let settings = codec::decode_settings(&input.buffer()?).ok()?;
-    let mut mailbox = Mailbox::new(settings);
-    let last_id = MessageId::new(input.unsigned()?, input.unsigned()?);
-    if !last_id.leaves_room() {
-        return None;
-    }
-    // Counts come from the file: never trust them for allocation, only as loop bounds
-    // that end at the first short read.
-    for _ in 0..input.unsigned()? {
-        let (mut entry, scanned) = codec::decode_entry_scanned(&input.buffer()?).ok()?;
-        entry.env = share_unless_direct(entry.env, &scanned, key.as_deref());
-        if entry.env.id() > last_id || !mailbox.restore_entry_sized(entry, scanned.content_bytes) {
-            return None;
-        }
-    }
-    for _ in 0..input.unsigned()? {
-        let (mut dead, scanned) = codec::decode_dead_scanned(&input.buffer()?).ok()?;
-        dead.env = share_unless_direct(dead.env, &scanned, key.as_deref());
-        if dead.env.id() > last_id || !mailbox.restore_dead_sized(dead, scanned.content_bytes) {
-            return None;
-        }
-    }
-    load_dedup(input, &mut mailbox)?;
-    mailbox.last_id = last_id;
-    crate::ids::observe(last_id);
-    Some(mailbox)
 }
 
 /// Feeds the digest: every blob `save` would write, in the same order.
@@ -342,7 +400,7 @@ mod tests {
     }
 
     /// Enough messages for several batches: they come back whole, and a batch
-    /// that is empty, cut inside a blob, or holds more blobs than counted is refused.
+    /// that is empty, cut inside an item, or holds more items than counted is refused.
     #[test]
     fn batches_round_trip_and_are_checked() {
         let mut mb = sample();
@@ -361,7 +419,7 @@ mod tests {
         assert_eq!(digest(&loaded), digest(&mb));
         assert_eq!(loaded.len(), mb.len());
 
-        // The entry count is item 3: one less, and the last batch has a blob too many.
+        // The entry count is item 3: one less, and the last batch has an item too many.
         let mut fewer = out.clone();
         fewer.items[3] = RdbItem::Unsigned(mb.len() as u64 - 1);
         assert!(load(&mut fewer, ENCODING_VERSION).is_none());

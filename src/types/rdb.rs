@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+use crate::core::Loaded;
+
 /// Where RDB bytes come from; `RdbReader` in the callbacks, a slice in tests.
 pub trait RdbIn {
     fn unsigned(&mut self) -> Option<u64>;
@@ -11,6 +13,10 @@ pub trait RdbIn {
     /// The next buffer, lent to `read` (no copy where the source allows it).
     fn with_buffer<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         self.buffer().map(|b| read(&b))
+    }
+    /// The next buffer, owned (in place where the source allows it, else a copy).
+    fn loaded(&mut self) -> Option<Loaded> {
+        self.with_buffer(Loaded::copy_of)
     }
     /// The name of the key being loaded, where the server tells it.
     fn key_name(&self) -> Option<Vec<u8>> {

@@ -24,8 +24,9 @@
 
 use super::id::MessageId;
 use super::mailbox::{Overflow, Settings};
+use super::message::{put_in_batch, Batch, Loaded, BATCH_HEAD_BYTES};
 use super::message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, Scanned, State};
-use super::wire::{bytes_len, put_bytes, put_varint, varint_at, varint_len, DecodeError};
+use super::wire::{put_bytes, put_varint, varint_at, DecodeError};
 
 /// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
 /// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`); 4 stores the
@@ -60,17 +61,7 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) {
     out.push(FORMAT);
     put_bytes(out, entry.env.as_bytes());
     put_varint(out, u64::from(entry.deliveries));
-    match entry.state() {
-        State::Ready => out.push(STATE_READY),
-        State::Leased { until } => {
-            out.push(STATE_LEASED);
-            put_varint(out, until);
-        }
-        State::Delayed { until } => {
-            out.push(STATE_DELAYED);
-            put_varint(out, until);
-        }
-    }
+    put_state(entry.state(), out);
 }
 
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
@@ -83,12 +74,7 @@ pub fn decode_entry_scanned(bytes: &[u8]) -> Result<(Entry, Scanned), DecodeErro
     r.format()?;
     let (env, scanned) = r.envelope_scanned()?;
     let deliveries = r.u32("deliveries out of range")?;
-    let state = match r.byte()? {
-        STATE_READY => State::Ready,
-        STATE_LEASED => State::Leased { until: r.varint()? },
-        STATE_DELAYED => State::Delayed { until: r.varint()? },
-        _ => return Err(DecodeError("unknown entry state")),
-    };
+    let state = take_state(r.bytes, &mut r.pos)?;
     r.finish()?;
     Ok((Entry::new(env, deliveries, state), scanned))
 }
@@ -99,20 +85,6 @@ pub fn encode_dead(dead: &DeadLetter, out: &mut Vec<u8>) {
     put_varint(out, u64::from(dead.deliveries));
     out.push(dead.reason.code());
     put_varint(out, dead.at);
-}
-
-/// How many bytes `encode_entry` writes for `entry`.
-pub fn entry_len(entry: &Entry) -> usize {
-    let until = match entry.state() {
-        State::Ready => 0,
-        State::Leased { until } | State::Delayed { until } => varint_len(until),
-    };
-    bytes_len(entry.env.as_bytes()) + varint_len(u64::from(entry.deliveries)) + 2 + until
-}
-
-/// How many bytes `encode_dead` writes for `dead`.
-pub fn dead_len(dead: &DeadLetter) -> usize {
-    bytes_len(dead.env.as_bytes()) + varint_len(u64::from(dead.deliveries)) + 2 + varint_len(dead.at)
 }
 
 pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, DecodeError> {
@@ -129,6 +101,94 @@ pub fn decode_dead_scanned(bytes: &[u8]) -> Result<(DeadLetter, Scanned), Decode
     let at = r.varint()?;
     r.finish()?;
     Ok((DeadLetter { env, deliveries, reason, at }, scanned))
+}
+
+// ---- batches shared in place (RDB encoding 3) ------------------------------
+//
+// A batch: `BATCH_HEAD_BYTES` bytes, the first `FORMAT` and the rest 0 (room for
+// the loader's bookkeeping), then its items. An entry: deliveries, state (as in
+// `encode_entry`), then its envelope as `put_in_batch` writes it (its length, 4
+// bytes of 0 where a load writes the envelope's offset, then its bytes). A dead letter: deliveries, reason code,
+// at, then its envelope the same way. The envelope comes last so that a load
+// shares it where it lies.
+
+/// Starts a batch in `out` (empty).
+pub fn start_batch(out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    out.resize(BATCH_HEAD_BYTES, 0);
+}
+
+/// Appends `entry` to the batch `out`.
+pub fn put_entry_in_batch(entry: &Entry, out: &mut Vec<u8>) {
+    put_varint(out, u64::from(entry.deliveries));
+    put_state(entry.state(), out);
+    put_in_batch(&entry.env, out);
+}
+
+/// Appends `dead` to the batch `out`.
+pub fn put_dead_in_batch(dead: &DeadLetter, out: &mut Vec<u8>) {
+    put_varint(out, u64::from(dead.deliveries));
+    out.push(dead.reason.code());
+    put_varint(out, dead.at);
+    put_in_batch(&dead.env, out);
+}
+
+/// A loaded batch, once its head is checked.
+pub fn open_batch(loaded: Loaded) -> Result<Batch, DecodeError> {
+    if loaded.bytes().first() != Some(&FORMAT) {
+        return Err(DecodeError("unknown batch format"));
+    }
+    Batch::new(loaded).ok_or(DecodeError("batch shorter than its head"))
+}
+
+/// The entry at `*at` in `batch.body()`, moving `*at` past it.
+pub fn take_entry_in_batch(batch: &mut Batch, at: &mut usize) -> Result<(Entry, Scanned), DecodeError> {
+    let body = batch.body();
+    let deliveries =
+        u32::try_from(varint_at(body, at)?).map_err(|_| DecodeError("deliveries out of range"))?;
+    let state = take_state(body, at)?;
+    let (env, scanned, end) = batch.envelope(*at).ok_or(DecodeError("malformed envelope"))?;
+    *at = end;
+    Ok((Entry::new(env, deliveries, state), scanned))
+}
+
+/// The dead letter at `*at` in `batch.body()`, moving `*at` past it.
+pub fn take_dead_in_batch(batch: &mut Batch, at: &mut usize) -> Result<(DeadLetter, Scanned), DecodeError> {
+    let body = batch.body();
+    let deliveries =
+        u32::try_from(varint_at(body, at)?).map_err(|_| DecodeError("deliveries out of range"))?;
+    let code = *body.get(*at).ok_or(DecodeError("truncated"))?;
+    *at += 1;
+    let reason = DeadReason::from_code(code).ok_or(DecodeError("unknown dead reason"))?;
+    let dead_at = varint_at(body, at)?;
+    let (env, scanned, end) = batch.envelope(*at).ok_or(DecodeError("malformed envelope"))?;
+    *at = end;
+    Ok((DeadLetter { env, deliveries, reason, at: dead_at }, scanned))
+}
+
+fn put_state(state: State, out: &mut Vec<u8>) {
+    match state {
+        State::Ready => out.push(STATE_READY),
+        State::Leased { until } => {
+            out.push(STATE_LEASED);
+            put_varint(out, until);
+        }
+        State::Delayed { until } => {
+            out.push(STATE_DELAYED);
+            put_varint(out, until);
+        }
+    }
+}
+
+fn take_state(bytes: &[u8], at: &mut usize) -> Result<State, DecodeError> {
+    let kind = *bytes.get(*at).ok_or(DecodeError("truncated"))?;
+    *at += 1;
+    match kind {
+        STATE_READY => Ok(State::Ready),
+        STATE_LEASED => Ok(State::Leased { until: varint_at(bytes, at)? }),
+        STATE_DELAYED => Ok(State::Delayed { until: varint_at(bytes, at)? }),
+        _ => Err(DecodeError("unknown entry state")),
+    }
 }
 
 pub fn encode_settings(settings: &Settings, out: &mut Vec<u8>) {
