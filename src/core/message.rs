@@ -719,6 +719,12 @@ impl Drop for Batch {
     }
 }
 
+/// How many bytes `put_in_batch` writes for `env`.
+pub fn in_batch_len(env: &Envelope) -> usize {
+    let len = env.as_bytes().len();
+    len + if len < IN_BATCH as usize { IN_BATCH_LEN_BYTES } else { LONG_LEN_BYTES }
+}
+
 /// Appends `env` to a batch so that `Batch::envelope` can share it in place: its
 /// length with `IN_BATCH`, 4 bytes of 0 (where the load writes the prefix's offset
 /// in the batch), then its bytes. One of 2 GiB or more gets the long prefix

@@ -17,7 +17,9 @@ use crate::types::rdb::{DigestOut, RdbIn, RdbOut};
 /// Bumped whenever the RDB layout changes; `rdb_load` keeps a branch per old version.
 pub const ENCODING_VERSION: i32 = 3;
 
-/// A batch of entries or dead letters closes once it holds this many bytes.
+/// The most bytes a batch of entries or dead letters holds (an item longer than
+/// that has a batch of its own). A size class of the allocator: a loaded batch is
+/// kept as one allocation, which then wastes nothing.
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// Messages a mailbox stores (held and dead), for the gauges.
@@ -96,8 +98,8 @@ pub fn tracked<R>(mailbox: &mut Mailbox, change: impl FnOnce(&mut Mailbox) -> R)
 }
 
 /// Version 3 layout: settings blob, last id (ms, seq); the entry count, then the
-/// entries in batches (each one buffer, closed once it passes `BATCH_BYTES`, laid
-/// out as `codec::start_batch` says); the dead-letter count and batches the same
+/// entries in batches (each one buffer of at most `BATCH_BYTES` unless it holds a
+/// single longer item, laid out as `codec::start_batch` says); the dead-letter count and batches the same
 /// way; the dedup count and (key, id ms, id seq, until).
 ///
 /// One buffer per batch rather than per message: Redis compresses and frames
@@ -112,9 +114,9 @@ pub fn save(mailbox: &Mailbox, out: &mut impl RdbOut) {
     out.unsigned(mailbox.last_id.ms);
     out.unsigned(mailbox.last_id.seq);
     out.unsigned(mailbox.len() as u64);
-    save_batches(out, mailbox.entries(), codec::put_entry_in_batch);
+    save_batches(out, mailbox.entries(), codec::put_entry_in_batch, codec::entry_in_batch_len);
     out.unsigned(mailbox.counts().dead);
-    save_batches(out, mailbox.dead_letters(), codec::put_dead_in_batch);
+    save_batches(out, mailbox.dead_letters(), codec::put_dead_in_batch, codec::dead_in_batch_len);
     out.unsigned(mailbox.counts().dedup_keys);
     for (key, id, until) in mailbox.dedup_entries() {
         out.buffer(key);
@@ -128,17 +130,21 @@ fn save_batches<'a, T: 'a>(
     out: &mut impl RdbOut,
     items: impl Iterator<Item = &'a T>,
     put: fn(&T, &mut Vec<u8>),
+    len: fn(&T) -> usize,
 ) {
     let mut batch = Vec::new();
     for item in items {
-        if batch.is_empty() {
-            codec::start_batch(&mut batch);
-        }
-        put(item, &mut batch);
-        if batch.len() >= BATCH_BYTES {
+        let item_len = len(item);
+        if !batch.is_empty() && batch.len() + item_len > BATCH_BYTES {
             out.buffer(&batch);
             batch.clear();
         }
+        if batch.is_empty() {
+            codec::start_batch(&mut batch);
+        }
+        let start = batch.len();
+        put(item, &mut batch);
+        debug_assert_eq!(batch.len() - start, item_len);
     }
     if !batch.is_empty() {
         out.buffer(&batch);
@@ -412,9 +418,13 @@ mod tests {
         }
         let mut out = RdbItems::default();
         save(&mb, &mut out);
-        let batches =
-            out.items.iter().filter(|i| matches!(i, RdbItem::Buffer(b) if b.len() >= BATCH_BYTES)).count();
-        assert!(batches >= 2, "{batches} full batches");
+        // Items 4.. are the entries' batches: full but never over the size class.
+        let batches: Vec<usize> = out.items[4..]
+            .iter()
+            .map_while(|i| if let RdbItem::Buffer(b) = i { Some(b.len()) } else { None })
+            .collect();
+        assert!(batches.len() >= 3 && batches.iter().all(|&len| len <= BATCH_BYTES), "{batches:?}");
+        assert!(batches[..batches.len() - 1].iter().all(|&len| len > BATCH_BYTES - 1100), "{batches:?}");
         let loaded = load(&mut out.clone(), ENCODING_VERSION).expect("loads");
         assert_eq!(digest(&loaded), digest(&mb));
         assert_eq!(loaded.len(), mb.len());
@@ -431,6 +441,24 @@ mod tests {
             b.truncate(b.len() - 1);
         }
         assert!(load(&mut cut, ENCODING_VERSION).is_none());
+    }
+
+    #[test]
+    fn an_item_longer_than_a_batch_has_a_batch_of_its_own() {
+        let mut mb = sample();
+        let big = vec![1u8; BATCH_BYTES + 10];
+        let id = MessageId::new(20_000, 0);
+        assert!(mb.push(Envelope::new(Parts { id, ts: id.ms, payload: &big, ..Parts::default() }), None));
+        let mut out = RdbItems::default();
+        save(&mb, &mut out);
+        let batches: Vec<usize> = out.items[4..]
+            .iter()
+            .map_while(|i| if let RdbItem::Buffer(b) = i { Some(b.len()) } else { None })
+            .collect();
+        assert_eq!(batches.iter().filter(|&&len| len > BATCH_BYTES).count(), 1, "{batches:?}");
+        assert!(batches.len() >= 2, "{batches:?}");
+        let loaded = load(&mut out, ENCODING_VERSION).expect("loads");
+        assert_eq!(digest(&loaded), digest(&mb));
     }
 
     /// Writes `fuzz/seeds/rdb/mailbox-v3`: `sample()` saved in the current encoding, as

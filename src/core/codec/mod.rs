@@ -24,9 +24,9 @@
 
 use super::id::MessageId;
 use super::mailbox::{Overflow, Settings};
-use super::message::{put_in_batch, Batch, Loaded, BATCH_HEAD_BYTES};
+use super::message::{in_batch_len, put_in_batch, Batch, Loaded, BATCH_HEAD_BYTES};
 use super::message::{DeadLetter, DeadReason, Entry, Envelope, EnvelopeRef, Parts, Scanned, State};
-use super::wire::{put_bytes, put_varint, varint_at, DecodeError};
+use super::wire::{put_bytes, put_varint, varint_at, varint_len, DecodeError};
 
 /// The format written. 1: the first; 2 adds the envelope's `via` and the settings'
 /// `overflow`; 3 adds the envelope's flags byte (bit 0: `confirm`); 4 stores the
@@ -133,6 +133,16 @@ pub fn put_dead_in_batch(dead: &DeadLetter, out: &mut Vec<u8>) {
     put_in_batch(&dead.env, out);
 }
 
+/// How many bytes `put_entry_in_batch` writes for `entry`.
+pub fn entry_in_batch_len(entry: &Entry) -> usize {
+    varint_len(u64::from(entry.deliveries)) + state_len(entry.state()) + in_batch_len(&entry.env)
+}
+
+/// How many bytes `put_dead_in_batch` writes for `dead`.
+pub fn dead_in_batch_len(dead: &DeadLetter) -> usize {
+    varint_len(u64::from(dead.deliveries)) + 1 + varint_len(dead.at) + in_batch_len(&dead.env)
+}
+
 /// A loaded batch, once its head is checked.
 pub fn open_batch(loaded: Loaded) -> Result<Batch, DecodeError> {
     if loaded.bytes().first() != Some(&FORMAT) {
@@ -177,6 +187,13 @@ fn put_state(state: State, out: &mut Vec<u8>) {
             out.push(STATE_DELAYED);
             put_varint(out, until);
         }
+    }
+}
+
+fn state_len(state: State) -> usize {
+    match state {
+        State::Ready => 1,
+        State::Leased { until } | State::Delayed { until } => 1 + varint_len(until),
     }
 }
 
