@@ -516,15 +516,13 @@ impl std::ops::Deref for EnvelopeRef {
 
 impl Clone for EnvelopeRef {
     fn clone(&self) -> Self {
-        match self.batch() {
+        if let Some(head) = self.batch() {
             // SAFETY: this share keeps the batch, and so its head, alive.
-            Some(head) => unsafe { head.as_ref() }.refs.fetch_add(1, Ordering::Relaxed),
+            unsafe { head.as_ref() }.refs.fetch_add(1, Ordering::Relaxed);
+        } else {
             // SAFETY: `raw` is the pointer `Arc::into_raw` gave and this share keeps it alive.
-            None => unsafe {
-                Arc::increment_strong_count(self.raw());
-                0
-            },
-        };
+            unsafe { Arc::increment_strong_count(self.raw()) };
+        }
         EnvelopeRef(self.0)
     }
 }

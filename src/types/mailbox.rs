@@ -407,6 +407,14 @@ mod tests {
 
     /// Enough messages for several batches: they come back whole, and a batch
     /// that is empty, cut inside an item, or holds more items than counted is refused.
+    /// The lengths of the entries' batches (items 4.., up to the dead-letter count).
+    fn entry_batch_lens(out: &RdbItems) -> Vec<usize> {
+        out.items[4..]
+            .iter()
+            .map_while(|i| if let RdbItem::Buffer(b) = i { Some(b.len()) } else { None })
+            .collect()
+    }
+
     #[test]
     fn batches_round_trip_and_are_checked() {
         let mut mb = sample();
@@ -419,10 +427,7 @@ mod tests {
         let mut out = RdbItems::default();
         save(&mb, &mut out);
         // Items 4.. are the entries' batches: full but never over the size class.
-        let batches: Vec<usize> = out.items[4..]
-            .iter()
-            .map_while(|i| if let RdbItem::Buffer(b) = i { Some(b.len()) } else { None })
-            .collect();
+        let batches = entry_batch_lens(&out);
         assert!(batches.len() >= 3 && batches.iter().all(|&len| len <= BATCH_BYTES), "{batches:?}");
         assert!(batches[..batches.len() - 1].iter().all(|&len| len > BATCH_BYTES - 1100), "{batches:?}");
         let loaded = load(&mut out.clone(), ENCODING_VERSION).expect("loads");
@@ -451,10 +456,7 @@ mod tests {
         assert!(mb.push(Envelope::new(Parts { id, ts: id.ms, payload: &big, ..Parts::default() }), None));
         let mut out = RdbItems::default();
         save(&mb, &mut out);
-        let batches: Vec<usize> = out.items[4..]
-            .iter()
-            .map_while(|i| if let RdbItem::Buffer(b) = i { Some(b.len()) } else { None })
-            .collect();
+        let batches = entry_batch_lens(&out);
         assert_eq!(batches.iter().filter(|&&len| len > BATCH_BYTES).count(), 1, "{batches:?}");
         assert!(batches.len() >= 2, "{batches:?}");
         let loaded = load(&mut out, ENCODING_VERSION).expect("loads");
